@@ -1,0 +1,1 @@
+"""Veil: find faces and licence plates in photos and videos, and obscure them."""

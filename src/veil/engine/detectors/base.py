@@ -1,0 +1,79 @@
+"""The detector interface and the registry that finds detectors through entry points."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from veil.engine.detections import Detections
+from veil.engine.errors import ModelError
+
+__all__ = ["ENTRY_POINT_GROUP", "Detector", "DetectorConfig", "DetectorInfo", "available_detectors", "load_detector"]
+
+ENTRY_POINT_GROUP = "veil.detectors"
+
+Device = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """What every detector is built from.
+
+    Attributes:
+        device: "cpu", "cuda", or "auto" (CUDA when onnxruntime-gpu and a GPU are present).
+        threshold: minimum score to keep a box; None keeps the detector's measured default.
+        model_path: an ONNX file replacing the detector's shipped weights, where the detector allows it.
+    """
+
+    device: Device = "auto"
+    threshold: float | None = None
+    model_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class DetectorInfo:
+    """What `veil doctor` reports about a loaded detector."""
+
+    name: str
+    labels: tuple[str, ...]
+    model: str
+    package: str
+    license: str
+    provider: str
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Finds boxes in one BGR uint8 frame of shape (H, W, 3)."""
+
+    info: DetectorInfo
+
+    def detect(self, frame_bgr: npt.NDArray[np.uint8]) -> Detections: ...
+
+
+class DetectorFactory(Protocol):
+    def __call__(self, config: DetectorConfig) -> Detector: ...
+
+
+def available_detectors() -> list[str]:
+    """Names registered under the `veil.detectors` entry point group, sorted."""
+    return sorted(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+
+
+def load_detector(name: str, config: DetectorConfig) -> Detector:
+    """Builds the detector registered as `name`.
+
+    Raises:
+        ModelError: no detector has that name, or it cannot be built.
+    """
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == name]
+    if not found:
+        known = ", ".join(available_detectors()) or "none"
+        raise ModelError(f"no detector named {name!r} is installed (installed: {known})")
+    factory: DetectorFactory = found[0].load()
+    return factory(config)

@@ -1,0 +1,74 @@
+"""The `veil.detections/1` document: what was found and obscured in one photo or video."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from veil.engine.detections import Detections
+
+__all__ = ["SCHEMA", "FrameDetections", "MediaInfo", "Report"]
+
+SCHEMA = "veil.detections/1"
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """Size and timing of the output media; fps, frame_count and duration are None for images."""
+
+    type: Literal["image", "video"]
+    width: int
+    height: int
+    fps: float | None = None
+    frame_count: int | None = None
+    duration: float | None = None
+
+
+@dataclass(frozen=True)
+class FrameDetections:
+    """Every box obscured in one frame; `time` is seconds from the start of the stream."""
+
+    index: int
+    time: float
+    detections: Detections
+
+
+@dataclass
+class Report:
+    """Detections of one media file, frames in order; frames with no box are left out."""
+
+    media: MediaInfo
+    frames: list[FrameDetections] = field(default_factory=list)
+
+    def add(self, index: int, time: float, detections: Detections) -> None:
+        if len(detections):
+            self.frames.append(FrameDetections(index, time, detections))
+
+    def counts_by_label(self) -> dict[str, int]:
+        """Boxes per label, a tracked face counted once per track on video and once per box on photos."""
+        counts: dict[str, set[tuple[int, int]]] = {}
+        for frame in self.frames:
+            d = frame.detections
+            for row, (label, track) in enumerate(zip(d.label.tolist(), d.track_id.tolist(), strict=True)):
+                key = (-1, track) if track >= 0 else (frame.index, row)
+                counts.setdefault(label, set()).add(key)
+        return {label: len(keys) for label, keys in sorted(counts.items())}
+
+    def to_json(self) -> dict[str, Any]:
+        media = {k: v for k, v in self.media.__dict__.items()}
+        return {"schema": SCHEMA, "media": media, "frames": [_frame_json(f) for f in self.frames]}
+
+
+def _frame_json(frame: FrameDetections) -> dict[str, Any]:
+    d = frame.detections
+    boxes = [
+        {
+            "label": str(d.label[i]),
+            "score": round(float(d.confidence[i]), 4),
+            "box": [round(float(v), 1) for v in d.xyxy[i]],
+            "track_id": int(d.track_id[i]) if d.track_id[i] >= 0 else None,
+            "source": str(d.source[i]),
+        }
+        for i in range(len(d))
+    ]
+    return {"index": frame.index, "time": round(frame.time, 6), "detections": boxes}
