@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["DEFAULT_STYLES", "ObscureStyle", "Shape", "StyleMethod"]
+__all__ = ["DEFAULT_STYLES", "ObscureStyle", "Shape", "StyleMethod", "StylesByLabel"]
 
 StyleMethod = Literal["blur", "pixelate", "fill"]
 Shape = Literal["ellipse", "rectangle"]

@@ -1,0 +1,187 @@
+"""Measures the plate detector on the dev data: recall on openalpr_us, boxes per image there and on wider_dev.
+
+Runs the text network once per image and input size and caches the probability maps (uint8) under
+--cache, so filter settings can be swept without rerunning the network.
+
+    .venv/bin/python bench/plates_explore.py maps --sizes 960 1280 1600          # network, timed
+    .venv/bin/python bench/plates_explore.py sweep --sizes 1280                  # filters on cached maps
+    .venv/bin/python bench/plates_explore.py misses --size 1280 --out /tmp/miss   # draw missed plates
+
+The data (../shared/data/dev) is read in place and never copied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps
+
+from veil.engine.detections import Detections
+from veil.engine.detectors.base import DetectorConfig
+from veil.engine.detectors.plates import PlateDetector, PlateFilter
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev"
+IOU_HIT = 0.3
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One photo; `plate_xyxy` is the labelled plate (openalpr_us) or None (wider_dev)."""
+
+    dataset: str
+    image: str
+    plate_xyxy: tuple[float, float, float, float] | None
+
+
+def load_samples(limit: int | None) -> list[Sample]:
+    """openalpr_us photos with their plate, then wider_dev photos, each list cut to `limit`."""
+    plates: list[Sample] = []
+    people: dict[str, Sample] = {}
+    with (DATA / "manifest.csv").open() as f:
+        for row in csv.DictReader(f):
+            if row["dataset"] == "openalpr_us":
+                x, y, w, h = (float(row[k]) for k in "xywh")
+                plates.append(Sample("openalpr_us", row["image"], (x, y, x + w, y + h)))
+            elif row["dataset"] == "wider_dev":
+                people.setdefault(row["image"], Sample("wider_dev", row["image"], None))
+    return plates[:limit] + list(people.values())[:limit]
+
+
+def read_bgr(image: str) -> npt.NDArray[np.uint8]:
+    """The photo upright (EXIF orientation applied), as BGR uint8."""
+    with Image.open(DATA / image) as img:
+        rgb = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+    return np.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def iou(box: npt.NDArray[np.float32], other: tuple[float, float, float, float]) -> npt.NDArray[np.float32]:
+    """IoU of (N, 4) xyxy boxes with one xyxy box."""
+    ix = np.clip(np.minimum(box[:, 2], other[2]) - np.maximum(box[:, 0], other[0]), 0, None)
+    iy = np.clip(np.minimum(box[:, 3], other[3]) - np.maximum(box[:, 1], other[1]), 0, None)
+    inter = ix * iy
+    area = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])
+    other_area = (other[2] - other[0]) * (other[3] - other[1])
+    return np.asarray(inter / (area + other_area - inter), np.float32)
+
+
+def cache_path(cache: Path, size: int, sample: Sample) -> Path:
+    return cache / str(size) / (sample.image.replace("/", "_") + ".npz")
+
+
+def make_maps(samples: list[Sample], sizes: list[int], cache: Path, threads: int) -> None:
+    """Runs the network at each size, saving maps and printing seconds per image (network + filter)."""
+    for size in sizes:
+        detector = PlateDetector(DetectorConfig(device="cpu"), max_side=size, threads=threads)
+        (cache / str(size)).mkdir(parents=True, exist_ok=True)
+        spent = 0.0
+        for sample in samples:
+            frame = read_bgr(sample.image)
+            start = time.perf_counter()
+            prob_map, scale = detector.probability_map(frame)
+            detector.plates_from_map(prob_map, scale, frame.shape[1], frame.shape[0])
+            spent += time.perf_counter() - start
+            shape = np.array(frame.shape[:2])
+            quantised = np.round(prob_map * 255).astype(np.uint8)
+            np.savez_compressed(cache_path(cache, size, sample), map=quantised, scale=scale, shape=shape)
+        print(f"size {size}: {spent / len(samples):.3f} s/image over {len(samples)} images")
+
+
+def evaluate(detector: PlateDetector, samples: list[Sample], cache: Path, size: int) -> dict[str, float]:
+    """Recall at IoU>=0.3 and boxes per image on openalpr_us; boxes per image on wider_dev."""
+    hits, plates, boxes_alpr, boxes_wider, n_wider = 0, 0, 0, 0, 0
+    for sample in samples:
+        found = detections_from_cache(detector, cache, size, sample)
+        if sample.plate_xyxy is None:
+            boxes_wider += len(found)
+            n_wider += 1
+            continue
+        plates += 1
+        boxes_alpr += len(found)
+        hits += bool(len(found) and iou(found.xyxy, sample.plate_xyxy).max() >= IOU_HIT)
+    return {
+        "recall": hits / max(plates, 1),
+        "boxes_alpr": boxes_alpr / max(plates, 1),
+        "boxes_wider": boxes_wider / max(n_wider, 1),
+    }
+
+
+def detections_from_cache(detector: PlateDetector, cache: Path, size: int, sample: Sample) -> Detections:
+    saved = np.load(cache_path(cache, size, sample))
+    prob_map = saved["map"].astype(np.float32) / 255.0
+    height, width = (int(v) for v in saved["shape"])
+    return detector.plates_from_map(prob_map, float(saved["scale"]), width, height)
+
+
+SWEEP: dict[str, list[float]] = {
+    "box_threshold": [0.5, 0.6, 0.7],
+    "min_aspect": [1.0, 1.5],
+    "max_aspect": [6.0, 8.0],
+    "min_height_frac": [0.004, 0.008],
+    "max_height_frac": [0.06, 0.12],
+}
+
+
+def sweep(samples: list[Sample], sizes: list[int], cache: Path) -> None:
+    """Prints one table row per combination of SWEEP values and size."""
+    detector = PlateDetector(DetectorConfig(device="cpu"), threads=1)
+    print("size  " + "  ".join(SWEEP) + "  recall  boxes/img(alpr)  boxes/img(wider)")
+    for size in sizes:
+        for values in itertools.product(*SWEEP.values()):
+            knobs = dict(zip(SWEEP, values, strict=True))
+            detector.box_threshold = knobs.pop("box_threshold")
+            detector.plate_filter = replace(PlateFilter(), **knobs)
+            result = evaluate(detector, samples, cache, size)
+            row = "  ".join(f"{v:g}" for v in values)
+            print(f"{size}  {row}  {result['recall']:.3f}  {result['boxes_alpr']:.2f}  {result['boxes_wider']:.2f}")
+
+
+def draw_misses(samples: list[Sample], size: int, cache: Path, out: Path) -> None:
+    """Saves missed openalpr_us photos with the label (green), plates (red) and all text lines (blue)."""
+    out.mkdir(parents=True, exist_ok=True)
+    detector = PlateDetector(DetectorConfig(device="cpu"), threads=1)
+    loose = PlateDetector(DetectorConfig(device="cpu"), threads=1, box_threshold=0.0)
+    loose.plate_filter = PlateFilter(0, 1e9, 90, 0, 1, 1, 1e9)
+    for sample in samples:
+        if sample.plate_xyxy is None:
+            continue
+        found = detections_from_cache(detector, cache, size, sample)
+        if len(found) and iou(found.xyxy, sample.plate_xyxy).max() >= IOU_HIT:
+            continue
+        frame = read_bgr(sample.image)
+        for det, colour in ((detections_from_cache(loose, cache, size, sample), (255, 0, 0)), (found, (0, 0, 255))):
+            for x0, y0, x1, y1 in det.xyxy.astype(int):
+                cv2.rectangle(frame, (x0, y0), (x1, y1), colour, 1)
+        x0, y0, x1, y1 = (int(v) for v in sample.plate_xyxy)
+        cv2.rectangle(frame, (x0, y0), (x1, y1), (0, 255, 0), 2)
+        cv2.imwrite(str(out / Path(sample.image).name), frame)
+        print("missed", sample.image)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["maps", "sweep", "misses"])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1280])
+    parser.add_argument("--limit", type=int, default=None, help="first N photos of each dataset")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/veil_plate_maps"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/veil_plate_misses"))
+    args = parser.parse_args()
+    samples = load_samples(args.limit)
+    if args.command == "maps":
+        make_maps(samples, args.sizes, args.cache, args.threads)
+    elif args.command == "sweep":
+        sweep(samples, args.sizes, args.cache)
+    else:
+        draw_misses(samples, args.sizes[0], args.cache, args.out)
+
+
+if __name__ == "__main__":
+    main()

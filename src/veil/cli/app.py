@@ -1,0 +1,194 @@
+"""The `veil` command: anonymize or detect in local files, and check the installation."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from veil.cli.doctor import run_doctor
+from veil.cli.progress import BatchProgress, print_summary
+from veil.cli.styles import StyleSpecError, build_styles
+from veil.engine.anonymizer import DEFAULT_DETECTORS, AnonymizeOptions, Anonymizer
+from veil.engine.batch import FileJob, plan_jobs, run_jobs, summarize
+from veil.engine.detectors.base import DetectorConfig, Device
+from veil.engine.errors import VeilError
+from veil.engine.media.image import DEFAULT_MAX_PIXELS
+from veil.engine.report import Report
+from veil.engine.video import VideoOptions
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    help="Find faces and licence plates in photos and videos and obscure them, on this machine.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console(stderr=True)
+
+Inputs = Annotated[list[Path], typer.Argument(help="Files or directories (walked recursively).", show_default=False)]
+OutDir = Annotated[Path, typer.Option("--output", "-o", help="Directory for the results (mirrors the inputs).")]
+Labels = Annotated[
+    str, typer.Option("--detectors", help="Comma-separated detectors to run (entry points of veil.detectors).")
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+Threshold = Annotated[
+    float | None, typer.Option("--threshold", help="Minimum score; default: each detector's measured default.")
+]
+ModelPath = Annotated[
+    Path | None, typer.Option("--model", help="ONNX file replacing the face detector's weights (same format).")
+]
+Jobs = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Files processed in parallel.")]
+SkipExisting = Annotated[bool, typer.Option("--skip-existing", help="Skip files whose results already exist.")]
+SummaryJson = Annotated[Path | None, typer.Option("--summary-json", help="Also write the summary as JSON here.")]
+MaxPixels = Annotated[int, typer.Option("--max-pixels", help="Refuse photos with more pixels than this.")]
+
+
+def _detector_config(device: str, threshold: float | None, model: Path | None) -> DetectorConfig:
+    if device not in ("auto", "cpu", "cuda"):
+        raise typer.BadParameter("use auto, cpu or cuda", param_hint="--device")
+    checked: Device = device  # type: ignore[assignment]
+    return DetectorConfig(device=checked, threshold=threshold, model_path=model)
+
+
+def _run(
+    inputs: list[Path], out_dir: Path, anonymizer: Anonymizer, write_media: bool, jobs: int, skip: bool
+) -> dict[str, object]:
+    planned = plan_jobs(inputs, out_dir, write_media=write_media)
+    bars = BatchProgress(console, len(planned))
+
+    def process(job: FileJob) -> Report:
+        bar = bars.file_bar(job)
+        try:
+            return anonymizer.process_file(job.source, job.output, bar)
+        finally:
+            bar.close()
+
+    with bars.running():
+        outcomes = run_jobs(planned, process, workers=jobs, skip_existing=skip, on_outcome=bars.file_done)
+    return summarize(outcomes)
+
+
+def _finish(summary: dict[str, object], summary_json: Path | None) -> None:
+    print_summary(console, summary)  # type: ignore[arg-type]
+    if summary_json is not None:
+        summary_json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if summary["failures"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def blur(
+    inputs: Inputs,
+    output: OutDir,
+    detectors: Labels = ",".join(DEFAULT_DETECTORS),
+    device: DeviceOpt = "auto",
+    threshold: Threshold = None,
+    model: ModelPath = None,
+    method: Annotated[str | None, typer.Option(help="blur, pixelate or fill, for every label.")] = None,
+    shape: Annotated[str | None, typer.Option(help="ellipse or rectangle, for every label.")] = None,
+    mask_scale: Annotated[float | None, typer.Option(help="Grow each mask by this factor (1 = the box).")] = None,
+    strength: Annotated[float | None, typer.Option(help="Blur sigma as a fraction of the box size.")] = None,
+    blocks: Annotated[int | None, typer.Option(help="Pixelate: blocks across the box's shorter side.")] = None,
+    color: Annotated[str | None, typer.Option(help="Fill colour, #RRGGBB or R,G,B.")] = None,
+    soft_edge: Annotated[float | None, typer.Option(help="Feathered border, fraction of the box size.")] = None,
+    style: Annotated[
+        list[str] | None, typer.Option(help="Per-label style, e.g. plate:method=fill,color=#000000. Repeatable.")
+    ] = None,
+    draw: Annotated[bool, typer.Option("--draw", help="Outline boxes with label and score instead.")] = False,
+    keep_metadata: Annotated[
+        bool, typer.Option("--keep-metadata", help="Keep photo EXIF/XMP/IPTC, except GPS.")
+    ] = False,
+    no_audio: Annotated[bool, typer.Option("--no-audio", help="Drop audio and subtitle streams.")] = False,
+    codec: Annotated[str, typer.Option(help="Video encoder (FFmpeg name).")] = VideoOptions.codec,
+    crf: Annotated[int, typer.Option(help="Video quality, lower is better.")] = VideoOptions.crf,
+    preset: Annotated[str, typer.Option(help="Video encoder preset.")] = VideoOptions.preset,
+    detect_every: Annotated[
+        int, typer.Option(min=1, help="Run detection every N video frames and track between.")
+    ] = VideoOptions.detect_every,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    jobs: Jobs = 1,
+    skip_existing: SkipExisting = False,
+    summary_json: SummaryJson = None,
+) -> None:
+    """Anonymize photos and videos: OUT/R gets the result and OUT/R.json the detections."""
+    common = {
+        key: str(value)
+        for key, value in {
+            "method": method, "shape": shape, "mask_scale": mask_scale, "strength": strength,
+            "blocks": blocks, "color": color, "soft_edge": soft_edge,
+        }.items()
+        if value is not None
+    }  # fmt: skip
+    try:
+        styles = build_styles(common, style or [])
+    except StyleSpecError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    video = VideoOptions(
+        codec=codec, crf=crf, preset=preset, keep_audio=not no_audio, detect_every=detect_every, draw=draw
+    )
+    options = AnonymizeOptions(
+        styles=styles, draw=draw, keep_metadata=keep_metadata, max_pixels=max_pixels, video=video
+    )
+    summary = _load_and_run(inputs, output, detectors, _detector_config(device, threshold, model), options, jobs,
+                            skip_existing, write_media=True)  # fmt: skip
+    _finish(summary, summary_json)
+
+
+@app.command()
+def detect(
+    inputs: Inputs,
+    output: OutDir,
+    detectors: Labels = ",".join(DEFAULT_DETECTORS),
+    device: DeviceOpt = "auto",
+    threshold: Threshold = None,
+    model: ModelPath = None,
+    detect_every: Annotated[
+        int, typer.Option(min=1, help="Run detection every N video frames and track between.")
+    ] = VideoOptions.detect_every,
+    max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
+    jobs: Jobs = 1,
+    skip_existing: SkipExisting = False,
+    summary_json: SummaryJson = None,
+) -> None:
+    """Only find faces and plates: OUT/R.json gets the detections, no media is written."""
+    options = AnonymizeOptions(max_pixels=max_pixels, video=VideoOptions(detect_every=detect_every))
+    summary = _load_and_run(inputs, output, detectors, _detector_config(device, threshold, model), options, jobs,
+                            skip_existing, write_media=False)  # fmt: skip
+    _finish(summary, summary_json)
+
+
+def _load_and_run(
+    inputs: list[Path],
+    output: Path,
+    detectors: str,
+    config: DetectorConfig,
+    options: AnonymizeOptions,
+    jobs: int,
+    skip_existing: bool,
+    write_media: bool,
+) -> dict[str, object]:
+    names = [name.strip() for name in detectors.split(",") if name.strip()]
+    try:
+        anonymizer = Anonymizer.load(names, config, options)
+        return _run(inputs, output, anonymizer, write_media, jobs, skip_existing)
+    except VeilError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+@app.command()
+def doctor(device: DeviceOpt = "auto") -> None:
+    """Check the installation: each model, its package, licence and execution provider, and FFmpeg."""
+    ok = run_doctor(console, _detector_config(device, None, None))
+    if not ok:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point of the `veil` console script."""
+    sys.exit(app())

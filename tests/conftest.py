@@ -1,0 +1,32 @@
+"""Fixtures: scripted detectors, so CLI and pipeline tests run without weights."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from tests.helpers import FACE_BOX
+from veil.engine.detections import Detections
+from veil.engine.detectors.base import DetectorConfig
+from veil.engine.detectors.fake import FakeDetector
+
+
+@pytest.fixture
+def scripted_detectors(monkeypatch: pytest.MonkeyPatch) -> Callable[[Detections], None]:
+    """Makes every detector the CLI or API loads return the given boxes on every frame."""
+
+    def install(boxes: Detections) -> None:
+        def load(name: str, config: DetectorConfig) -> FakeDetector:
+            return FakeDetector(boxes[boxes.label == name])
+
+        monkeypatch.setattr("veil.engine.anonymizer.load_detector", load)
+
+    return install
+
+
+@pytest.fixture
+def one_face(scripted_detectors: Callable[[Detections], None]) -> Detections:
+    boxes = Detections.from_boxes([FACE_BOX], [0.9], "face")
+    scripted_detectors(boxes)
+    return boxes

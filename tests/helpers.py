@@ -1,0 +1,39 @@
+"""Generated media and checks shared by the tests."""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+from PIL import Image
+
+FACE_BOX = (40.0, 30.0, 100.0, 90.0)
+"""Where the scripted face detector reports a face, xyxy pixels."""
+
+
+def noise_image(width: int = 200, height: int = 150, seed: int = 0) -> np.ndarray:
+    """A random RGB image: any blur or fill shows as a large change in local variance."""
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def save_image(path: Path, array: np.ndarray | None = None, **save_args: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(noise_image() if array is None else array).save(path, **save_args)
+    return path
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def validate_report(path: Path) -> dict[str, Any]:
+    """Loads a detections JSON file and checks it against the published veil.detections/1 schema."""
+    document = json.loads(path.read_text())
+    schema = json.loads(files("veil").joinpath("schemas/detections-1.json").read_text())
+    jsonschema.validate(document, schema)
+    return document
