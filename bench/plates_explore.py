@@ -26,7 +26,7 @@ from PIL import Image, ImageOps
 
 from veil.engine.detections import Detections
 from veil.engine.detectors.base import DetectorConfig
-from veil.engine.detectors.plates import PlateDetector, PlateFilter
+from veil.engine.detectors.plates import PlateDetector, PlateFilter, text_lines
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev"
 IOU_HIT = 0.3
@@ -94,23 +94,28 @@ def make_maps(samples: list[Sample], sizes: list[int], cache: Path, threads: int
         print(f"size {size}: {spent / len(samples):.3f} s/image over {len(samples)} images")
 
 
-def evaluate(detector: PlateDetector, samples: list[Sample], cache: Path, size: int) -> dict[str, float]:
-    """Recall at IoU>=0.3 and boxes per image on openalpr_us; boxes per image on wider_dev."""
-    hits, plates, boxes_alpr, boxes_wider, n_wider = 0, 0, 0, 0, 0
+@dataclass(frozen=True)
+class Lines:
+    """Text lines of one photo at one input size, before the plate filter."""
+
+    sample: Sample
+    rects: npt.NDArray[np.float32]
+    scores: npt.NDArray[np.float32]
+    scale: float
+    width: int
+    height: int
+
+
+def load_lines(samples: list[Sample], cache: Path, size: int, pixel_threshold: float) -> list[Lines]:
+    """Reads cached maps and finds every text line in them (no score threshold)."""
+    found = []
     for sample in samples:
-        found = detections_from_cache(detector, cache, size, sample)
-        if sample.plate_xyxy is None:
-            boxes_wider += len(found)
-            n_wider += 1
-            continue
-        plates += 1
-        boxes_alpr += len(found)
-        hits += bool(len(found) and iou(found.xyxy, sample.plate_xyxy).max() >= IOU_HIT)
-    return {
-        "recall": hits / max(plates, 1),
-        "boxes_alpr": boxes_alpr / max(plates, 1),
-        "boxes_wider": boxes_wider / max(n_wider, 1),
-    }
+        saved = np.load(cache_path(cache, size, sample))
+        prob_map = saved["map"].astype(np.float32) / 255.0
+        height, width = (int(v) for v in saved["shape"])
+        rects, scores = text_lines(prob_map, pixel_threshold, unclip_ratio=1.6)
+        found.append(Lines(sample, rects, scores, float(saved["scale"]), width, height))
+    return found
 
 
 def detections_from_cache(detector: PlateDetector, cache: Path, size: int, sample: Sample) -> Detections:
@@ -120,12 +125,35 @@ def detections_from_cache(detector: PlateDetector, cache: Path, size: int, sampl
     return detector.plates_from_map(prob_map, float(saved["scale"]), width, height)
 
 
+def evaluate(detector: PlateDetector, lines: list[Lines]) -> dict[str, float]:
+    """Recall at IoU>=0.3 and boxes per image on openalpr_us; boxes per image on wider_dev."""
+    hits, plates, boxes_alpr, boxes_wider, n_wider = 0, 0, 0, 0, 0
+    for item in lines:
+        found = detector.plates_from_lines(item.rects, item.scores, item.scale, item.width, item.height)
+        plate_xyxy = item.sample.plate_xyxy
+        if plate_xyxy is None:
+            boxes_wider += len(found)
+            n_wider += 1
+            continue
+        plates += 1
+        boxes_alpr += len(found)
+        hits += bool(len(found) and iou(found.xyxy, plate_xyxy).max() >= IOU_HIT)
+    return {
+        "recall": hits / max(plates, 1),
+        "boxes_alpr": boxes_alpr / max(plates, 1),
+        "boxes_wider": boxes_wider / max(n_wider, 1),
+    }
+
+
 SWEEP: dict[str, list[float]] = {
-    "box_threshold": [0.5, 0.6, 0.7],
+    "pixel_threshold": [0.2, 0.3],
+    "box_threshold": [0.3, 0.4, 0.5, 0.6],
     "min_aspect": [1.0, 1.5],
-    "max_aspect": [6.0, 8.0],
+    "max_aspect": [6.0, 10.0],
     "min_height_frac": [0.004, 0.008],
     "max_height_frac": [0.06, 0.12],
+    "grow_x": [1.15, 1.3],
+    "grow_y": [1.0, 1.4],
 }
 
 
@@ -133,14 +161,16 @@ def sweep(samples: list[Sample], sizes: list[int], cache: Path) -> None:
     """Prints one table row per combination of SWEEP values and size."""
     detector = PlateDetector(DetectorConfig(device="cpu"), threads=1)
     print("size  " + "  ".join(SWEEP) + "  recall  boxes/img(alpr)  boxes/img(wider)")
-    for size in sizes:
-        for values in itertools.product(*SWEEP.values()):
-            knobs = dict(zip(SWEEP, values, strict=True))
+    for size, pixel_threshold in itertools.product(sizes, SWEEP["pixel_threshold"]):
+        lines = load_lines(samples, cache, size, pixel_threshold)
+        for values in itertools.product(*list(SWEEP.values())[1:]):
+            knobs = dict(zip(list(SWEEP)[1:], values, strict=True))
             detector.box_threshold = knobs.pop("box_threshold")
             detector.plate_filter = replace(PlateFilter(), **knobs)
-            result = evaluate(detector, samples, cache, size)
-            row = "  ".join(f"{v:g}" for v in values)
-            print(f"{size}  {row}  {result['recall']:.3f}  {result['boxes_alpr']:.2f}  {result['boxes_wider']:.2f}")
+            result = evaluate(detector, lines)
+            row = "  ".join(f"{v:g}" for v in (pixel_threshold, *values))
+            scores = f"{result['recall']:.3f}  {result['boxes_alpr']:.2f}  {result['boxes_wider']:.2f}"
+            print(f"{size}  {row}  {scores}")
 
 
 def draw_misses(samples: list[Sample], size: int, cache: Path, out: Path) -> None:
@@ -156,7 +186,10 @@ def draw_misses(samples: list[Sample], size: int, cache: Path, out: Path) -> Non
         if len(found) and iou(found.xyxy, sample.plate_xyxy).max() >= IOU_HIT:
             continue
         frame = read_bgr(sample.image)
-        for det, colour in ((detections_from_cache(loose, cache, size, sample), (255, 0, 0)), (found, (0, 0, 255))):
+        for det, colour in (
+            (detections_from_cache(loose, cache, size, sample), (255, 0, 0)),
+            (found, (0, 0, 255)),
+        ):
             for x0, y0, x1, y1 in det.xyxy.astype(int):
                 cv2.rectangle(frame, (x0, y0), (x1, y1), colour, 1)
         x0, y0, x1, y1 = (int(v) for v in sample.plate_xyxy)
@@ -166,7 +199,9 @@ def draw_misses(samples: list[Sample], size: int, cache: Path, out: Path) -> Non
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=["maps", "sweep", "misses"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1280])
     parser.add_argument("--limit", type=int, default=None, help="first N photos of each dataset")

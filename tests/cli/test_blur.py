@@ -38,10 +38,12 @@ def photos(tmp_path: Path) -> Path:
     return root
 
 
-def test_blur_mirrors_tree_obscures_box_and_keeps_the_rest(photos: Path, tmp_path: Path, one_face: Detections) -> None:
+def test_blur_mirrors_tree_obscures_box_and_keeps_the_rest(
+    photos: Path, tmp_path: Path, one_face: Detections
+) -> None:
     """GIVEN two photos in a tree and a detector that reports one face
     WHEN `veil blur` runs on the directory
-    THEN each photo gets a blurred copy and a valid JSON at the mirrored path, and the inputs are untouched."""
+    THEN each photo gets a blurred copy and a valid JSON at its mirrored path; the inputs are untouched."""
     before = _tree(photos)
     out = tmp_path / "out"
     result = runner.invoke(app, ["blur", str(photos), "-o", str(out)])
@@ -65,7 +67,10 @@ def test_detect_writes_reports_only(photos: Path, tmp_path: Path, one_face: Dete
     out = tmp_path / "out"
     result = runner.invoke(app, ["detect", str(photos), "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == ["a.png.json", "sub/b.png.json"]
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [
+        "a.png.json",
+        "sub/b.png.json",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -116,7 +121,14 @@ def test_skip_existing_resumes_without_rewriting(photos: Path, tmp_path: Path, o
 
 def test_fill_style_per_label(photos: Path, tmp_path: Path, one_face: Detections) -> None:
     out = tmp_path / "out"
-    args = ["blur", str(photos / "a.png"), "-o", str(out), "--style", "face:method=fill,color=#ff0000,shape=rectangle"]
+    args = [
+        "blur",
+        str(photos / "a.png"),
+        "-o",
+        str(out),
+        "--style",
+        "face:method=fill,color=#ff0000,shape=rectangle",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     x1, y1, x2, y2 = (int(v) for v in FACE_BOX)
@@ -132,7 +144,9 @@ def test_fill_style_per_label(photos: Path, tmp_path: Path, one_face: Detections
         (["--device", "tpu"], "auto, cpu or cuda"),
     ],
 )
-def test_bad_options_say_why(photos: Path, tmp_path: Path, one_face: Detections, flag: list[str], message: str) -> None:
+def test_bad_options_say_why(
+    photos: Path, tmp_path: Path, one_face: Detections, flag: list[str], message: str
+) -> None:
     result = runner.invoke(app, ["blur", str(photos), "-o", str(tmp_path / "out"), *flag])
     assert result.exit_code == 2
     assert message in result.output

@@ -23,6 +23,8 @@ from veil.engine.video import VideoOptions
 
 __all__ = ["app", "main"]
 
+DEFAULT_DETECTOR_LIST = ",".join(DEFAULT_DETECTORS)
+
 app = typer.Typer(
     help="Find faces and licence plates in photos and videos and obscure them, on this machine.",
     no_args_is_help=True,
@@ -30,21 +32,32 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
-Inputs = Annotated[list[Path], typer.Argument(help="Files or directories (walked recursively).", show_default=False)]
-OutDir = Annotated[Path, typer.Option("--output", "-o", help="Directory for the results (mirrors the inputs).")]
+Inputs = Annotated[
+    list[Path], typer.Argument(help="Files or directories (walked recursively).", show_default=False)
+]
+OutDir = Annotated[
+    Path, typer.Option("--output", "-o", help="Directory for the results (mirrors the inputs).")
+]
 Labels = Annotated[
-    str, typer.Option("--detectors", help="Comma-separated detectors to run (entry points of veil.detectors).")
+    str,
+    typer.Option("--detectors", help="Comma-separated detectors to run (entry points of veil.detectors)."),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 Threshold = Annotated[
-    float | None, typer.Option("--threshold", help="Minimum score; default: each detector's measured default.")
+    float | None,
+    typer.Option("--threshold", help="Minimum score; default: each detector's measured default."),
 ]
 ModelPath = Annotated[
-    Path | None, typer.Option("--model", help="ONNX file replacing the face detector's weights (same format).")
+    Path | None,
+    typer.Option("--model", help="ONNX file replacing the face detector's weights (same format)."),
 ]
 Jobs = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Files processed in parallel.")]
-SkipExisting = Annotated[bool, typer.Option("--skip-existing", help="Skip files whose results already exist.")]
-SummaryJson = Annotated[Path | None, typer.Option("--summary-json", help="Also write the summary as JSON here.")]
+SkipExisting = Annotated[
+    bool, typer.Option("--skip-existing", help="Skip files whose results already exist.")
+]
+SummaryJson = Annotated[
+    Path | None, typer.Option("--summary-json", help="Also write the summary as JSON here.")
+]
 MaxPixels = Annotated[int, typer.Option("--max-pixels", help="Refuse photos with more pixels than this.")]
 
 
@@ -85,19 +98,26 @@ def _finish(summary: dict[str, object], summary_json: Path | None) -> None:
 def blur(
     inputs: Inputs,
     output: OutDir,
-    detectors: Labels = ",".join(DEFAULT_DETECTORS),
+    detectors: Labels = DEFAULT_DETECTOR_LIST,
     device: DeviceOpt = "auto",
     threshold: Threshold = None,
     model: ModelPath = None,
     method: Annotated[str | None, typer.Option(help="blur, pixelate or fill, for every label.")] = None,
     shape: Annotated[str | None, typer.Option(help="ellipse or rectangle, for every label.")] = None,
-    mask_scale: Annotated[float | None, typer.Option(help="Grow each mask by this factor (1 = the box).")] = None,
+    mask_scale: Annotated[
+        float | None, typer.Option(help="Grow each mask by this factor (1 = the box).")
+    ] = None,
     strength: Annotated[float | None, typer.Option(help="Blur sigma as a fraction of the box size.")] = None,
-    blocks: Annotated[int | None, typer.Option(help="Pixelate: blocks across the box's shorter side.")] = None,
+    blocks: Annotated[
+        int | None, typer.Option(help="Pixelate: blocks across the box's shorter side.")
+    ] = None,
     color: Annotated[str | None, typer.Option(help="Fill colour, #RRGGBB or R,G,B.")] = None,
-    soft_edge: Annotated[float | None, typer.Option(help="Feathered border, fraction of the box size.")] = None,
+    soft_edge: Annotated[
+        float | None, typer.Option(help="Feathered border, fraction of the box size.")
+    ] = None,
     style: Annotated[
-        list[str] | None, typer.Option(help="Per-label style, e.g. plate:method=fill,color=#000000. Repeatable.")
+        list[str] | None,
+        typer.Option(help="Per-label style, e.g. plate:method=fill,color=#000000. Repeatable."),
     ] = None,
     draw: Annotated[bool, typer.Option("--draw", help="Outline boxes with label and score instead.")] = False,
     keep_metadata: Annotated[
@@ -134,8 +154,8 @@ def blur(
     options = AnonymizeOptions(
         styles=styles, draw=draw, keep_metadata=keep_metadata, max_pixels=max_pixels, video=video
     )
-    summary = _load_and_run(inputs, output, detectors, _detector_config(device, threshold, model), options, jobs,
-                            skip_existing, write_media=True)  # fmt: skip
+    config = _detector_config(device, threshold, model)
+    summary = _load_and_run(inputs, output, detectors, config, options, jobs, skip_existing, True)
     _finish(summary, summary_json)
 
 
@@ -143,7 +163,7 @@ def blur(
 def detect(
     inputs: Inputs,
     output: OutDir,
-    detectors: Labels = ",".join(DEFAULT_DETECTORS),
+    detectors: Labels = DEFAULT_DETECTOR_LIST,
     device: DeviceOpt = "auto",
     threshold: Threshold = None,
     model: ModelPath = None,
@@ -157,8 +177,8 @@ def detect(
 ) -> None:
     """Only find faces and plates: OUT/R.json gets the detections, no media is written."""
     options = AnonymizeOptions(max_pixels=max_pixels, video=VideoOptions(detect_every=detect_every))
-    summary = _load_and_run(inputs, output, detectors, _detector_config(device, threshold, model), options, jobs,
-                            skip_existing, write_media=False)  # fmt: skip
+    config = _detector_config(device, threshold, model)
+    summary = _load_and_run(inputs, output, detectors, config, options, jobs, skip_existing, False)
     _finish(summary, summary_json)
 
 
@@ -177,7 +197,7 @@ def _load_and_run(
         anonymizer = Anonymizer.load(names, config, options)
         return _run(inputs, output, anonymizer, write_media, jobs, skip_existing)
     except VeilError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
 
 

@@ -28,7 +28,9 @@ def _model_table(console: Console, config: DetectorConfig) -> bool:
             table.add_row(name, "", f"[red]{exc}[/red]", "", "", "")
             ok = False
             continue
-        table.add_row(info.name, ", ".join(info.labels), info.model, info.package, info.license, info.provider)
+        table.add_row(
+            info.name, ", ".join(info.labels), info.model, info.package, info.license, info.provider
+        )
     console.print(table)
     return ok
 
@@ -66,7 +68,8 @@ def _mark(value: bool | None) -> str:
 
 def run_doctor(console: Console, config: DetectorConfig) -> bool:
     """Prints the check; returns False when a model or the default video codec is unusable."""
-    console.print(f"ONNX Runtime {onnxruntime.__version__}, providers: {', '.join(onnxruntime.get_available_providers())}")
+    providers = ", ".join(onnxruntime.get_available_providers())
+    console.print(f"ONNX Runtime {onnxruntime.__version__}, providers: {providers}")
     models_ok = _model_table(console, config)
     codecs_ok = _codec_table(console)
     console.print("[green]ready[/green]" if models_ok and codecs_ok else "[red]not ready[/red]")

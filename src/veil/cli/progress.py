@@ -45,7 +45,7 @@ class BatchProgress:
     def file_done(self, outcome: FileOutcome) -> None:
         self._progress.advance(self._overall)
         if outcome.status == "failed":
-            self._progress.console.print(f"[red]failed[/red] {outcome.job.source}: {outcome.error}")
+            self._progress.console.print(f"[red]failed[/red] {outcome.job.source}: {outcome.error}", soft_wrap=True)
 
 
 class FileBar:
@@ -85,7 +85,7 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
     if summary["already_done"]:
         console.print(f"already done (skipped): {summary['already_done']}")
     for item in summary["skipped"]:
-        console.print(f"[yellow]skipped[/yellow] {item['path']}: {item['reason']}")
+        console.print(f"[yellow]skipped[/yellow] {item['path']}: {item['reason']}", soft_wrap=True)
     for item in summary["failures"]:
-        console.print(f"[red]failed[/red] {item['path']}: {item['reason']}")
+        console.print(f"[red]failed[/red] {item['path']}: {item['reason']}", soft_wrap=True)
     console.print(f"failures: {len(summary['failures'])}")

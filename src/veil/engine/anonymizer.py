@@ -100,7 +100,9 @@ class Anonymizer:
             return anonymize_video(
                 source, output, self.detectors, self.options.styles, self._video_options(), progress
             )
-        raise UnsupportedMediaError(f"{source.suffix or 'no extension'}: not a photo or video type Veil handles")
+        raise UnsupportedMediaError(
+            f"{source.suffix or 'no extension'}: not a photo or video type Veil handles"
+        )
 
     def _video_options(self) -> VideoOptions:
         if self.options.draw == self.options.video.draw:

@@ -25,11 +25,15 @@ def _default_anonymizer() -> Anonymizer:
 
 
 @overload
-def anonymize(source: Frame, output: None = None, *, anonymizer: Anonymizer | None = None) -> tuple[Frame, Detections]: ...
+def anonymize(
+    source: Frame, output: None = None, *, anonymizer: Anonymizer | None = None
+) -> tuple[Frame, Detections]: ...
 
 
 @overload
-def anonymize(source: str | Path, output: str | Path | None = None, *, anonymizer: Anonymizer | None = None) -> Report: ...
+def anonymize(
+    source: str | Path, output: str | Path | None = None, *, anonymizer: Anonymizer | None = None
+) -> Report: ...
 
 
 def anonymize(

@@ -69,12 +69,16 @@ def plan_jobs(inputs: Sequence[Path], out_dir: Path, write_media: bool = True) -
         for source, relative in _walk(root):
             job = _job(source, relative, out_dir, write_media)
             if job.report_path in jobs:
-                raise OutputError(f"{source} and {jobs[job.report_path].source} would both write {job.report_path}")
+                raise OutputError(
+                    f"{source} and {jobs[job.report_path].source} would both write {job.report_path}"
+                )
             jobs[job.report_path] = job
     sources = {job.source for job in jobs.values()}
     for job in jobs.values():
         if job.output in sources or job.report_path in sources:
-            raise OutputError(f"writing {job.output} would overwrite an input; choose another output directory")
+            raise OutputError(
+                f"writing {job.output} would overwrite an input; choose another output directory"
+            )
     return list(jobs.values())
 
 

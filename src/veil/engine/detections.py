@@ -77,7 +77,11 @@ class Detections:
     def __getitem__(self, index: npt.NDArray[np.bool_] | npt.NDArray[np.integer] | slice) -> Detections:
         """Returns a new object holding the selected rows (boolean mask, indices or slice)."""
         return Detections(
-            self.xyxy[index], self.confidence[index], self.label[index], self.track_id[index], self.source[index]
+            self.xyxy[index],
+            self.confidence[index],
+            self.label[index],
+            self.track_id[index],
+            self.source[index],
         )
 
     def scaled(self, factor_x: float, factor_y: float) -> Detections:

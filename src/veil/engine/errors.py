@@ -1,12 +1,12 @@
 """Every error Veil raises on purpose, each with a message for a person.
 
-    VeilError
-    ├── MediaError                 the input file cannot be used
-    │   ├── UnsupportedMediaError  not a photo or video Veil handles (skipped, not failed)
-    │   ├── CorruptMediaError      truncated, damaged, empty or without a video stream
-    │   └── MediaTooLargeError     over the pixel limit (decompression bomb)
-    ├── OutputError                the output cannot be written where asked
-    └── ModelError                 a detector cannot be loaded or run
+VeilError
+├── MediaError                 the input file cannot be used
+│   ├── UnsupportedMediaError  not a photo or video Veil handles (skipped, not failed)
+│   ├── CorruptMediaError      truncated, damaged, empty or without a video stream
+│   └── MediaTooLargeError     over the pixel limit (decompression bomb)
+├── OutputError                the output cannot be written where asked
+└── ModelError                 a detector cannot be loaded or run
 """
 
 from __future__ import annotations

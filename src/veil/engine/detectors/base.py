@@ -13,7 +13,14 @@ import numpy.typing as npt
 from veil.engine.detections import Detections
 from veil.engine.errors import ModelError
 
-__all__ = ["ENTRY_POINT_GROUP", "Detector", "DetectorConfig", "DetectorInfo", "available_detectors", "load_detector"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Detector",
+    "DetectorConfig",
+    "DetectorInfo",
+    "available_detectors",
+    "load_detector",
+]
 
 ENTRY_POINT_GROUP = "veil.detectors"
 

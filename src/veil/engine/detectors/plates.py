@@ -27,6 +27,7 @@ LABEL = "plate"
 
 FloatMap = npt.NDArray[np.float32]
 BoxArray = npt.NDArray[np.float32]
+ScoreArray = npt.NDArray[np.float32]
 
 # The network downsamples by 32, so its input sides must be multiples of 32.
 _STRIDE = 32
@@ -44,7 +45,8 @@ class PlateFilter:
         max_angle_deg: largest accepted tilt of the line from horizontal, degrees.
         min_height_frac: lowest accepted line height, as a fraction of the frame's longer side.
         max_height_frac: highest accepted line height, as a fraction of the frame's longer side.
-        grow_x: plate width / text line width.
+        grow_x: plate width / text line width, at least.
+        grow_y: plate height / text line height, at least.
         plate_aspect: plate width / plate height (US and EU plates are 2:1 to 4.7:1; 2 covers both).
     """
 
@@ -54,6 +56,7 @@ class PlateFilter:
     min_height_frac: float = 0.004
     max_height_frac: float = 0.12
     grow_x: float = 1.3
+    grow_y: float = 1.0
     plate_aspect: float = 2.0
 
 
@@ -131,16 +134,23 @@ class PlateDetector:
             width: frame width in pixels; boxes are clipped to it.
             height: frame height in pixels.
         """
-        rects, scores = text_lines(prob_map, self.pixel_threshold, self.box_threshold, self.unclip_ratio)
-        keep = _plate_like(rects, self.plate_filter, max(prob_map.shape) / scale, scale)
+        rects, scores = text_lines(prob_map, self.pixel_threshold, self.unclip_ratio, self.box_threshold)
+        return self.plates_from_lines(rects, scores, scale, width, height)
+
+    def plates_from_lines(
+        self, rects: BoxArray, scores: ScoreArray, scale: float, width: int, height: int
+    ) -> Detections:
+        """Plate boxes from the text lines `text_lines` found, in frame pixels clipped to width x height."""
+        keep = (scores >= self.box_threshold) & _plate_like(
+            rects, self.plate_filter, scale * max(width, height)
+        )
         boxes = _plate_boxes(rects[keep], self.plate_filter) / scale
-        found = Detections.from_boxes(boxes, scores[keep], LABEL)
-        return found.clipped(width, height)
+        return Detections.from_boxes(boxes, scores[keep], LABEL).clipped(width, height)
 
 
 def text_lines(
-    prob_map: FloatMap, pixel_threshold: float, box_threshold: float, unclip_ratio: float
-) -> tuple[BoxArray, npt.NDArray[np.float32]]:
+    prob_map: FloatMap, pixel_threshold: float, unclip_ratio: float, min_score: float = 0.0
+) -> tuple[BoxArray, ScoreArray]:
     """Text lines in a DB probability map, the way PP-OCR's DB post-processing finds them.
 
     Returns:
@@ -158,7 +168,7 @@ def text_lines(
         if min(w, h) < _MIN_SIDE_PX:
             continue
         score = _mean_inside(prob_map, ((cx, cy), (w, h), angle))
-        if score < box_threshold:
+        if score < min_score:
             continue
         # DB's unclip offsets the polygon by area * ratio / perimeter; for a rectangle that adds the
         # distance on every side, which is all pyclipper would do here.
@@ -188,11 +198,11 @@ def _upright(rects: BoxArray) -> tuple[BoxArray, BoxArray, BoxArray]:
     return long_side, short_side, tilt
 
 
-def _plate_like(rects: BoxArray, rules: PlateFilter, frame_long_side: float, scale: float) -> npt.NDArray[np.bool_]:
-    """Which text lines have a plate's proportions, size and tilt."""
+def _plate_like(rects: BoxArray, rules: PlateFilter, map_long_side: float) -> npt.NDArray[np.bool_]:
+    """Which (N, 5) text lines have a plate's proportions, size and tilt; sizes are in map pixels."""
     long_side, short_side, tilt = _upright(rects)
     aspect = long_side / np.maximum(short_side, 1e-6)
-    height_frac = short_side / scale / frame_long_side
+    height_frac = short_side / map_long_side
     return (
         (aspect >= rules.min_aspect)
         & (aspect <= rules.max_aspect)
@@ -205,14 +215,16 @@ def _plate_like(rects: BoxArray, rules: PlateFilter, frame_long_side: float, sca
 def _plate_boxes(rects: BoxArray, rules: PlateFilter) -> BoxArray:
     """(N, 4) xyxy plate outlines in map pixels, grown around (N, 5) text lines."""
     long_side, short_side, _ = _upright(rects)
-    width = long_side * rules.grow_x
-    height = np.maximum(short_side, width / rules.plate_aspect)
-    # The line may be tilted; the axis-aligned plate must still cover all of it.
-    corners = np.stack([cv2.boxPoints(((cx, cy), (w, h), a)) for cx, cy, w, h, a in rects]) if len(rects) else None
-    half_w, half_h = width / 2, height / 2
-    if corners is not None:
-        half_w = np.maximum(half_w, (corners[:, :, 0].max(1) - corners[:, :, 0].min(1)) / 2)
-        half_h = np.maximum(half_h, (corners[:, :, 1].max(1) - corners[:, :, 1].min(1)) / 2)
+    # A plate is at least plate_aspect wide per unit of height, whichever of the line's sides sets it:
+    # the length for a whole registration, the height for a fragment such as "020" read on its own.
+    plate_h = np.maximum(short_side * rules.grow_y, long_side * rules.grow_x / rules.plate_aspect)
+    plate_w = np.maximum(long_side * rules.grow_x, plate_h * rules.plate_aspect)
+    # A tilted line's upright bounding box is wider and taller than the line; the plate covers both.
+    theta = np.deg2rad(rects[:, 4])
+    cos, sin = np.abs(np.cos(theta)), np.abs(np.sin(theta))
+    w, h = rects[:, 2], rects[:, 3]
+    half_w = np.maximum(plate_w, w * cos + h * sin) / 2
+    half_h = np.maximum(plate_h, w * sin + h * cos) / 2
     cx, cy = rects[:, 0], rects[:, 1]
     return np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1).astype(np.float32)
 
@@ -229,7 +241,9 @@ def _to_tensor(frame_bgr: npt.NDArray[np.uint8], max_side: int) -> tuple[npt.NDA
     height, width = frame_bgr.shape[:2]
     scale = max_side / max(height, width)
     new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    resized = cv2.resize(frame_bgr, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    resized = cv2.resize(
+        frame_bgr, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    )
     # Padding instead of stretching to a multiple of 32 keeps one scale for both axes.
     padded = np.zeros((_round_up(new_h), _round_up(new_w), 3), np.float32)
     padded[:new_h, :new_w] = resized.astype(np.float32) / 127.5 - 1.0

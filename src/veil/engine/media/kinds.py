@@ -11,12 +11,27 @@ MediaKind = Literal["image", "video"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".webp", ".bmp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset(
-    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".m2ts", ".mts", ".wmv", ".flv", ".3gp"}
+    {
+        ".mp4",
+        ".m4v",
+        ".mov",
+        ".mkv",
+        ".webm",
+        ".avi",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".m2ts",
+        ".mts",
+        ".wmv",
+        ".flv",
+        ".3gp",
+    }
 )
 
 
 def media_kind(path: Path) -> MediaKind | None:
-    """"image" or "video" by file suffix, None for a type Veil does not handle."""
+    """ "image" or "video" by file suffix, None for a type Veil does not handle."""
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return "image"

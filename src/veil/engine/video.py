@@ -1,0 +1,332 @@
+"""The video pipeline: decode, detect on key frames, track between them, obscure, encode, copy audio.
+
+Three threads overlap so that both cores work: a reader decodes (PyAV releases the GIL), the calling thread
+runs the detectors (ONNX Runtime releases it too) and the tracker, and a writer obscures and encodes
+(libx264 runs its own threads). Detection runs on every `detect_every`-th frame and on the last one; the
+frames between wait in a small look-ahead buffer until the next key frame is detected, then get boxes moved
+linearly between the two (see `veil.engine.tracking`).
+
+Orientation: frames stay in their coded orientation and the display matrix is copied, so players turn the
+output exactly as they turned the input. Detectors see the upright (displayed) frame, because face models
+miss sideways faces; report boxes and `MediaInfo` width/height are in that displayed orientation too.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from veil.engine.detections import Detections
+from veil.engine.detectors.base import Detector
+from veil.engine.media.video import DecodedFrame, EncoderSettings, VideoProps, VideoReader, VideoWriter, frame_from_bgr
+from veil.engine.redactors import draw_boxes, obscure
+from veil.engine.redactors.mask import FrameBGR
+from veil.engine.redactors.style import StylesByLabel
+from veil.engine.report import MediaInfo, Report
+from veil.engine.tracking import KeyframeTracker, TrackerConfig, fill_between
+
+__all__ = ["Progress", "VideoOptions", "anonymize_video"]
+
+Progress = Callable[[int, int | None], None]
+"""Called as progress(frames_done, frames_total or None) after each output frame."""
+
+_QUEUE_FRAMES = 8  # frames in flight per hand-over beyond the look-ahead; bounds memory on 4K input
+_POLL_S = 0.1  # how often a blocked thread checks whether the run was cancelled
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """How videos are encoded and how often detection runs.
+
+    Attributes:
+        codec: FFmpeg encoder name. The default H.264 is replaced by VP9 where the container cannot hold it
+            (WebM); any other codec the container cannot hold is an error.
+        crf: constant-quality factor (x264/x265: 0-51, lower is better; VP9: 0-63).
+        preset: x264/x265 speed preset.
+        keep_audio: copy every audio and subtitle stream unchanged; False drops them.
+        detect_every: run the detectors on every N-th frame (and the last), tracking in between; 1 = all.
+        draw: outline boxes with label and score instead of obscuring them, for checking.
+    """
+
+    codec: str = "libx264"
+    crf: int = 23
+    preset: str = "veryfast"
+    keep_audio: bool = True
+    detect_every: int = 4
+    draw: bool = False
+
+
+def anonymize_video(
+    src: Path,
+    dst: Path | None,
+    detectors: Sequence[Detector],
+    styles: StylesByLabel,
+    options: VideoOptions | None = None,
+    progress: Progress | None = None,
+) -> Report:
+    """Obscures every detected and tracked face and plate in a video.
+
+    Args:
+        src: any video FFmpeg reads (mp4, mov, mkv, avi, webm...).
+        dst: output path, same container type as `src`, written as given; None only detects.
+        detectors: run on the upright frame (H, W, 3 BGR) of each key frame; their boxes are merged.
+        styles: how each label is obscured.
+        options: encoder and detection-stride settings.
+        progress: see `Progress`.
+
+    Returns:
+        The report: the output's size (displayed orientation), fps, frame count and duration, and for every
+        frame with a box, each box obscured in it (before mask scaling, displayed orientation, track ids set).
+
+    Raises:
+        MediaError: `src` does not exist.
+        CorruptMediaError: `src` is empty, damaged, truncated or has no video stream.
+        OutputError: `dst` cannot be written or the codec cannot be used.
+        ModelError: a detector failed.
+    """
+    options = options or VideoOptions()
+    if options.detect_every < 1:
+        raise ValueError(f"detect_every must be at least 1, got {options.detect_every}")
+    reader = VideoReader(src, copy_streams=options.keep_audio and dst is not None)
+    writer = None
+    try:
+        if dst is not None:
+            settings = EncoderSettings(options.codec, options.crf, options.preset)
+            writer = VideoWriter(dst, reader.props, reader.copied_streams, settings)
+        run = _Run(reader, writer, detectors, styles, options, progress)
+        report = run.execute()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+            dst.unlink(missing_ok=True)  # type: ignore[union-attr]
+        raise
+    finally:
+        reader.close()
+    return report
+
+
+@dataclass
+class _Key:
+    """The tracked boxes of the last key frame, displayed orientation."""
+
+    index: int
+    boxes: Detections
+
+
+class _Run:
+    """One pass over a video; `execute` owns the threads and the look-ahead buffer."""
+
+    def __init__(
+        self,
+        reader: VideoReader,
+        writer: VideoWriter | None,
+        detectors: Sequence[Detector],
+        styles: StylesByLabel,
+        options: VideoOptions,
+        progress: Progress | None,
+    ) -> None:
+        self.reader, self.writer, self.detectors = reader, writer, detectors
+        self.styles, self.options, self.progress = styles, options, progress
+        self.props = reader.props
+        self.display_wh = _display_size(self.props)
+        self.tracker = KeyframeTracker(_tracker_config(self.props, options.detect_every))
+        self.report = Report(MediaInfo("video", *self.display_wh))
+        self.cancel = threading.Event()
+        self.errors: list[BaseException] = []
+        size = options.detect_every + _QUEUE_FRAMES
+        self.decoded = _Channel(size, self.cancel)
+        self.encoded = _Channel(size, self.cancel)
+        self.frames_out = 0
+        self.first_pts: int | None = None
+        self.last_frame: av.VideoFrame | None = None
+
+    def execute(self) -> Report:
+        threads = [self._thread(self._read)]
+        if self.writer is not None:
+            threads.append(self._thread(self._write))
+        try:
+            self._detect_and_track()
+            self.encoded.put(_END)
+        except _Cancelled:
+            pass
+        except BaseException:
+            self.cancel.set()
+            raise
+        finally:
+            for thread in threads:
+                thread.join()
+        if self.errors:
+            raise self.errors[0]
+        self.report.media = self._media_info()
+        return self.report
+
+    def _thread(self, target: Callable[[], None]) -> threading.Thread:
+        def body() -> None:
+            try:
+                target()
+            except _Cancelled:
+                pass
+            except BaseException as exc:
+                self.errors.append(exc)
+                self.cancel.set()
+
+        thread = threading.Thread(target=body, name=f"veil-video-{target.__name__}", daemon=True)
+        thread.start()
+        return thread
+
+    def _read(self) -> None:
+        """Reader thread: decodes, and converts key frames to BGR while the detector is busy."""
+        for item in self.reader.items():
+            if isinstance(item, DecodedFrame) and item.index % self.options.detect_every == 0:
+                self.decoded.put((item, item.frame.to_ndarray(format="bgr24")))
+            else:
+                self.decoded.put((item, None))
+        self.decoded.put(_END)
+
+    def _write(self) -> None:
+        """Writer thread: obscures and encodes frames, remuxes copied packets, then finishes the file."""
+        assert self.writer is not None
+        for item in self.encoded.items():
+            if isinstance(item, av.Packet):
+                self.writer.write_packet(item)
+            else:
+                frame, bgr, boxes = item
+                self.writer.write_frame(self._render(frame, bgr, boxes))
+        self.writer.close()
+
+    def _render(self, frame: av.VideoFrame, bgr: FrameBGR | None, coded: Detections) -> av.VideoFrame:
+        if not len(coded):
+            return frame  # nothing to obscure: encode the decoded frame as it is, no BGR round trip
+        bgr = bgr if bgr is not None else frame.to_ndarray(format="bgr24")
+        out = draw_boxes(bgr, coded) if self.options.draw else obscure(bgr, coded, self.styles)
+        return frame_from_bgr(out, frame)
+
+    def _detect_and_track(self) -> None:
+        """Main thread: detection on key frames, tracking, and boxes for the frames between."""
+        key: _Key | None = None
+        pending: list[tuple[DecodedFrame, FrameBGR | None]] = []
+        for item, bgr in self.decoded.items():
+            if not isinstance(item, DecodedFrame):
+                self.encoded.put(item)  # audio/subtitle packets: the muxer interleaves them
+            elif item.index % self.options.detect_every == 0:
+                key = self._key_frame(key, pending, item, bgr)
+                pending = []
+            else:
+                pending.append((item, bgr))
+        if pending:  # the last frame becomes a key frame so no tail frame goes without a detection
+            last, bgr = pending.pop()
+            self._key_frame(key, pending, last, bgr)
+
+    def _key_frame(
+        self, key: _Key | None, pending: list[tuple[DecodedFrame, FrameBGR | None]], item: DecodedFrame,
+        bgr: FrameBGR | None,
+    ) -> _Key:
+        bgr = bgr if bgr is not None else item.frame.to_ndarray(format="bgr24")
+        upright = np.ascontiguousarray(np.rot90(bgr, self.props.rotation // 90))
+        raw = Detections.merge([detector.detect(upright) for detector in self.detectors])
+        boxes = self.tracker.update(item.index, raw)
+        for frame, frame_bgr in pending:
+            assert key is not None  # frame 0 is always a key frame
+            fraction = (frame.index - key.index) / (item.index - key.index)
+            self._emit(frame, frame_bgr, fill_between(key.boxes, boxes, fraction))
+        self._emit(item, bgr, boxes)
+        return _Key(item.index, boxes)
+
+    def _emit(self, item: DecodedFrame, bgr: FrameBGR | None, boxes: Detections) -> None:
+        frame = item.frame
+        if self.first_pts is None:
+            self.first_pts = frame.pts
+        boxes = boxes.clipped(*self.display_wh)
+        time_s = float((frame.pts - self.first_pts) * self.props.time_base)
+        self.report.add(item.index, time_s, boxes)
+        if self.writer is not None:
+            self.encoded.put((frame, bgr, _to_coded(boxes, self.props)))
+        self.frames_out += 1
+        self.last_frame = frame
+        if self.progress is not None:
+            self.progress(self.frames_out, self.props.frame_count)
+
+    def _media_info(self) -> MediaInfo:
+        rate = self.props.frame_rate
+        duration = None
+        if self.last_frame is not None and self.first_pts is not None:
+            last = self.last_frame
+            ticks = last.pts - self.first_pts + (last.duration or 0)
+            duration = float(ticks * self.props.time_base)
+            if not last.duration and rate:
+                duration += float(1 / rate)
+        return MediaInfo(
+            "video", *self.display_wh, float(rate) if rate else None, self.frames_out, duration
+        )
+
+
+def _tracker_config(props: VideoProps, detect_every: int) -> TrackerConfig:
+    """Keeps a missed track covered for about half a second, and at least two key frames."""
+    fps = float(props.frame_rate) if props.frame_rate else 25.0
+    return TrackerConfig(max_misses=max(2, round(0.5 * fps / detect_every)))
+
+
+def _display_size(props: VideoProps) -> tuple[int, int]:
+    if props.rotation in (90, 270):
+        return props.height, props.width
+    return props.width, props.height
+
+
+def _to_coded(boxes: Detections, props: VideoProps) -> Detections:
+    """Maps boxes from the displayed (upright) frame to the coded frame; see np.rot90 for the turns."""
+    x1, y1, x2, y2 = boxes.xyxy.T
+    width, height = props.width, props.height
+    turns = props.rotation // 90
+    if turns == 0:
+        return boxes
+    if turns == 1:  # display (x, y) = (y_c, W - x_c)
+        coded = np.stack([width - y2, x1, width - y1, x2], axis=1)
+    elif turns == 2:  # display (x, y) = (W - x_c, H - y_c)
+        coded = np.stack([width - x2, height - y2, width - x1, height - y1], axis=1)
+    else:  # display (x, y) = (H - y_c, x_c)
+        coded = np.stack([y1, height - x2, y2, height - x1], axis=1)
+    return Detections(coded, boxes.confidence, boxes.label, boxes.track_id, boxes.source)
+
+
+class _Cancelled(Exception):
+    """Another stage failed; this one stops quietly and the first error is raised."""
+
+
+_END = object()
+
+
+class _Channel:
+    """A bounded queue between two threads that stops waiting when the run is cancelled."""
+
+    def __init__(self, size: int, cancel: threading.Event) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=size)
+        self._cancel = cancel
+
+    def put(self, item: Any) -> None:
+        while not self._cancel.is_set():
+            try:
+                self._queue.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
+        raise _Cancelled
+
+    def items(self) -> Iterator[Any]:
+        """Yields items until the end marker; raises _Cancelled when the run is cancelled."""
+        while True:
+            if self._cancel.is_set():
+                raise _Cancelled
+            try:
+                item = self._queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            if item is _END:
+                return
+            yield item
