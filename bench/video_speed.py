@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import onnxruntime as ort
 
-from veil.engine.detectors.base import DetectorConfig, Detector
+from veil.engine.detectors.base import Detector, DetectorConfig
 from veil.engine.detectors.centerface import CenterFaceDetector
 from veil.engine.detectors.plates import PlateDetector
 from veil.engine.redactors.style import DEFAULT_STYLES

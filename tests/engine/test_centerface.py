@@ -182,3 +182,54 @@ def test_bad_model_path_raises_model_error(tmp_path: Path, content: bytes | None
 def test_rejects_non_positive_scales() -> None:
     with pytest.raises(ValueError, match="scales"):
         CenterFaceDetector(DetectorConfig(device="cpu"), scales=(0.0,))
+
+
+@pytest.mark.parametrize(
+    ("valid_height", "expected_heights"),
+    [
+        (None, [30.0, 15.0]),  # both passes report the face, at 1x and as a half-size face at 2x
+        ((32.0, 128.0), [15.0]),  # 30 px is under the 1x pass's minimum; the 2x pass keeps it
+        ((16.0, 24.0), [30.0]),  # 30 px is over the 2x pass's maximum; the 1x pass keeps it
+    ],
+)
+def test_valid_height_assigns_sizes_to_scales(
+    detector: CenterFaceDetector,
+    monkeypatch: pytest.MonkeyPatch,
+    valid_height: tuple[float, float] | None,
+    expected_heights: list[float],
+) -> None:
+    monkeypatch.setattr(detector, "_session", _ScriptedSession(51, 40, 20, 30))
+    monkeypatch.setattr(detector, "scales", (1.0, 2.0))
+    monkeypatch.setattr(detector, "valid_height", valid_height)
+
+    found = detector.detect(np.zeros((100, 200, 3), np.uint8))
+
+    heights = found.xyxy[:, 3] - found.xyxy[:, 1]
+    assert heights.tolist() == pytest.approx(expected_heights, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("scales", "max_side", "max_upscaled_side", "size_hw", "expected"),
+    [
+        ((1.0,), None, None, (792, 1024), [1.0]),
+        ((2.0, 1.0), None, 2048, (792, 1024), [1.0, 2.0]),
+        ((1.0, 2.0), None, 2048, (480, 640), [1.0, 2.0]),
+        ((1.0, 2.0), None, 2048, (1080, 1920), [1.0]),  # 2048 px is only 1.07x: not worth a pass
+        ((1.0, 2.0), None, 2048, (3000, 4000), [1.0]),  # never shrinks an enlarging pass below 1x
+        ((1.0, 2.0), 640, 2048, (720, 1280), [0.5]),  # both passes capped to the same size
+        ((1.0, 2.0), 640, None, (240, 320), [1.0, 2.0]),
+    ],
+)
+def test_pass_plan(
+    detector: CenterFaceDetector,
+    monkeypatch: pytest.MonkeyPatch,
+    scales: tuple[float, ...],
+    max_side: int | None,
+    max_upscaled_side: int | None,
+    size_hw: tuple[int, int],
+    expected: list[float],
+) -> None:
+    monkeypatch.setattr(detector, "scales", scales)
+    monkeypatch.setattr(detector, "max_side", max_side)
+    monkeypatch.setattr(detector, "max_upscaled_side", max_upscaled_side)
+    assert detector._plan(*size_hw) == pytest.approx(expected)

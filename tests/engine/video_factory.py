@@ -98,6 +98,8 @@ def make_video(
         # AVI stores no timestamps, only a frame rate, so its clips count frames; the others use milliseconds.
         time_base = Fraction(1, fps) if path.suffix == ".avi" else Fraction(1, 1000)
         video.codec_context.time_base = video.time_base = time_base
+        if path.suffix == ".avi":
+            video.codec_context.max_b_frames = 0  # as Veil writes AVI: B-frames there scramble frame times
         if rotation:
             video.set_display_rotation(rotation)
         sound = container.add_stream(audio, rate=48000, layout="mono") if audio else None

@@ -38,7 +38,7 @@ class TrackerConfig:
     """
 
     match_iou: float = 0.1
-    max_centre_shift: float = 0.75
+    max_centre_shift: float = 1.5
     max_misses: int = 2
     coast_grow: float = 0.1
 
@@ -95,13 +95,17 @@ class KeyframeTracker:
                 track.misses += 1
                 if track.misses <= self.config.max_misses:
                     coasting.append(track)
-        new_tracks = [self._new_track(frame_index, detections, d) for d in np.flatnonzero(track_ids < 0)]
-        for track, d in zip(new_tracks, np.flatnonzero(track_ids < 0), strict=True):
+        unmatched = [int(d) for d in np.flatnonzero(track_ids < 0)]
+        new_tracks = [self._new_track(frame_index, detections, d) for d in unmatched]
+        for track, d in zip(new_tracks, unmatched, strict=True):
             track_ids[d] = track.track_id
         self._tracks = [self._tracks[t] for t, _ in pairs] + coasting + new_tracks
         source = np.full(len(detections), SOURCE_DETECTED, "<U8")
         found = Detections(detections.xyxy, detections.confidence, detections.label, track_ids, source)
-        coasted = [(t.coasted(frame_index, self.config.coast_grow), t.confidence, t.label, t.track_id) for t in coasting]
+        coasted = [
+            (t.coasted(frame_index, self.config.coast_grow), t.confidence, t.label, t.track_id)
+            for t in coasting
+        ]
         return Detections.merge([found, _rows_to_detections(coasted)])
 
     def _match(self, frame_index: int, detections: Detections) -> list[tuple[int, int]]:
@@ -109,12 +113,12 @@ class KeyframeTracker:
         candidates: list[tuple[float, int, int]] = []
         for t, track in enumerate(self._tracks):
             predicted = track.predict(frame_index)
-            for d in np.flatnonzero(detections.label == track.label):
+            for d in (int(i) for i in np.flatnonzero(detections.label == track.label)):
                 overlap = _iou(predicted, detections.xyxy[d])
                 shift = _centre_shift(predicted, detections.xyxy[d])
                 if overlap >= self.config.match_iou or shift <= self.config.max_centre_shift:
                     # Any overlap ranks above every non-overlapping candidate.
-                    candidates.append((overlap if overlap > 0 else -shift, t, int(d)))
+                    candidates.append((overlap if overlap > 0 else -shift, t, d))
         pairs: list[tuple[int, int]] = []
         used_tracks: set[int] = set()
         used_detections: set[int] = set()

@@ -25,7 +25,15 @@ import numpy as np
 
 from veil.engine.detections import Detections
 from veil.engine.detectors.base import Detector
-from veil.engine.media.video import DecodedFrame, EncoderSettings, VideoProps, VideoReader, VideoWriter, frame_from_bgr
+from veil.engine.media.video import (
+    DecodedFrame,
+    EncoderSettings,
+    VideoProps,
+    VideoReader,
+    VideoWriter,
+    frame_from_bgr,
+    frame_to_bgr,
+)
 from veil.engine.redactors import draw_boxes, obscure
 from veil.engine.redactors.mask import FrameBGR
 from veil.engine.redactors.style import StylesByLabel
@@ -185,7 +193,7 @@ class _Run:
         """Reader thread: decodes, and converts key frames to BGR while the detector is busy."""
         for item in self.reader.items():
             if isinstance(item, DecodedFrame) and item.index % self.options.detect_every == 0:
-                self.decoded.put((item, item.frame.to_ndarray(format="bgr24")))
+                self.decoded.put((item, frame_to_bgr(item.frame)))
             else:
                 self.decoded.put((item, None))
         self.decoded.put(_END)
@@ -204,7 +212,7 @@ class _Run:
     def _render(self, frame: av.VideoFrame, bgr: FrameBGR | None, coded: Detections) -> av.VideoFrame:
         if not len(coded):
             return frame  # nothing to obscure: encode the decoded frame as it is, no BGR round trip
-        bgr = bgr if bgr is not None else frame.to_ndarray(format="bgr24")
+        bgr = bgr if bgr is not None else frame_to_bgr(frame)
         out = draw_boxes(bgr, coded) if self.options.draw else obscure(bgr, coded, self.styles)
         return frame_from_bgr(out, frame)
 
@@ -225,10 +233,13 @@ class _Run:
             self._key_frame(key, pending, last, bgr)
 
     def _key_frame(
-        self, key: _Key | None, pending: list[tuple[DecodedFrame, FrameBGR | None]], item: DecodedFrame,
+        self,
+        key: _Key | None,
+        pending: list[tuple[DecodedFrame, FrameBGR | None]],
+        item: DecodedFrame,
         bgr: FrameBGR | None,
     ) -> _Key:
-        bgr = bgr if bgr is not None else item.frame.to_ndarray(format="bgr24")
+        bgr = bgr if bgr is not None else frame_to_bgr(item.frame)
         upright = np.ascontiguousarray(np.rot90(bgr, self.props.rotation // 90))
         raw = Detections.merge([detector.detect(upright) for detector in self.detectors])
         boxes = self.tracker.update(item.index, raw)
@@ -241,10 +252,11 @@ class _Run:
 
     def _emit(self, item: DecodedFrame, bgr: FrameBGR | None, boxes: Detections) -> None:
         frame = item.frame
+        pts = frame.pts or 0  # the reader gives every frame a pts
         if self.first_pts is None:
-            self.first_pts = frame.pts
+            self.first_pts = pts
         boxes = boxes.clipped(*self.display_wh)
-        time_s = float((frame.pts - self.first_pts) * self.props.time_base)
+        time_s = float((pts - self.first_pts) * self.props.time_base)
         self.report.add(item.index, time_s, boxes)
         if self.writer is not None:
             self.encoded.put((frame, bgr, _to_coded(boxes, self.props)))
@@ -258,13 +270,11 @@ class _Run:
         duration = None
         if self.last_frame is not None and self.first_pts is not None:
             last = self.last_frame
-            ticks = last.pts - self.first_pts + (last.duration or 0)
+            ticks = (last.pts or 0) - self.first_pts + (last.duration or 0)
             duration = float(ticks * self.props.time_base)
             if not last.duration and rate:
                 duration += float(1 / rate)
-        return MediaInfo(
-            "video", *self.display_wh, float(rate) if rate else None, self.frames_out, duration
-        )
+        return MediaInfo("video", *self.display_wh, float(rate) if rate else None, self.frames_out, duration)
 
 
 def _tracker_config(props: VideoProps, detect_every: int) -> TrackerConfig:

@@ -28,8 +28,16 @@ FloatArray = npt.NDArray[np.float32]
 
 STRIDE = 4  # output cell size in input pixels
 ALIGN = 32  # the network downsamples 32x, so input sides must be multiples of 32
-DEFAULT_THRESHOLD = 0.2
+# Defaults measured on wider_dev (BENCHMARKS.md, "Face detection"): a 2x pass finds faces under ~16 px that
+# the 1x pass misses; the valid-height bands and a 0.3 threshold keep false positives near 1 per image.
+DEFAULT_THRESHOLD = 0.3
+DEFAULT_SCALES = (1.0, 2.0)
+DEFAULT_MAX_UPSCALED_SIDE = 2048
+DEFAULT_VALID_HEIGHT = (32.0, 128.0)
 DEFAULT_NMS_IOU = 0.3
+MIN_PASS_STEP = (
+    1.25  # a pass must enlarge the frame this much more than the pass below it to be worth running
+)
 
 
 class CenterFaceDetector:
@@ -41,7 +49,13 @@ class CenterFaceDetector:
             Upscaling finds small faces, 1.0 keeps large ones whole.
         max_side: cap on the longest side, in pixels, of every network input; None for no cap. Bounds time and
             memory on large frames (e.g. 640 for video).
+        max_upscaled_side: cap on the longest side of enlarging passes (scales over 1). Large photos then skip
+            the costly upscaled pass: their small faces already have more pixels.
         flip: also run on the horizontally mirrored frame and average the two outputs (flip test).
+        valid_height: with several scales, the (min, max) box height in network-input pixels each pass answers
+            for: every pass but the largest-scale one drops boxes under min, every pass but the smallest-scale
+            one drops boxes over max. Each pass then only reports faces at sizes it sees well, which cuts
+            false positives (SNIP's "valid range"). None keeps every box of every pass.
         nms_iou: boxes overlapping a higher-scoring box at this IoU or more are dropped.
     """
 
@@ -49,10 +63,12 @@ class CenterFaceDetector:
         self,
         config: DetectorConfig,
         *,
-        scales: tuple[float, ...] = (1.0,),
+        scales: tuple[float, ...] = DEFAULT_SCALES,
         max_side: int | None = None,
+        max_upscaled_side: int | None = DEFAULT_MAX_UPSCALED_SIDE,
         flip: bool = False,
         nms_iou: float = DEFAULT_NMS_IOU,
+        valid_height: tuple[float, float] | None = DEFAULT_VALID_HEIGHT,
     ) -> None:
         if not scales or min(scales) <= 0:
             raise ValueError(f"scales must be positive factors, got {scales!r}")
@@ -63,8 +79,10 @@ class CenterFaceDetector:
         self.threshold = config.threshold if config.threshold is not None else DEFAULT_THRESHOLD
         self.scales = scales
         self.max_side = max_side
+        self.max_upscaled_side = max_upscaled_side
         self.flip = flip
         self.nms_iou = nms_iou
+        self.valid_height = valid_height
         self.info = DetectorInfo(
             name="face",
             labels=("face",),
@@ -81,22 +99,52 @@ class CenterFaceDetector:
             return Detections.empty()
         # CenterFace was trained on RGB.
         rgb = np.asarray(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB), np.uint8)
-        parts = [self._detect_at(rgb, scale) for scale in self.scales]
+        factors = self._plan(height, width)
+        parts = []
+        for index, factor in enumerate(factors):
+            # See `valid_height`: the smallest pass keeps every large box, the largest every small one.
+            low = self.valid_height[0] if self.valid_height and index < len(factors) - 1 else 0.0
+            high = self.valid_height[1] if self.valid_height and index > 0 else np.inf
+            parts.append(self._detect_at(rgb, factor, low, high))
         boxes = np.concatenate([b for b, _ in parts])
         scores = np.concatenate([s for _, s in parts])
         keep = nms(boxes, scores, self.nms_iou)
         return Detections.from_boxes(boxes[keep], scores[keep], "face").clipped(width, height)
 
-    def _detect_at(self, rgb: npt.NDArray[np.uint8], scale: float) -> tuple[FloatArray, FloatArray]:
-        """Runs the network on `rgb` resized by `scale`; returns xyxy boxes in `rgb` pixels, and scores."""
+    def _plan(self, height: int, width: int) -> list[float]:
+        """Resize factors of the passes to run on a height x width frame, ascending.
+
+        `scales` capped by `max_side`, and those over 1 also by `max_upscaled_side`; a pass capped to less
+        than MIN_PASS_STEP times the one below it would mostly repeat it, so it is skipped.
+        """
+        longest = max(height, width)
+        factors: list[float] = []
+        for scale in sorted(self.scales):
+            if scale > 1 and self.max_upscaled_side is not None:
+                scale = max(1.0, min(scale, self.max_upscaled_side / longest))
+            if self.max_side is not None:
+                scale = min(scale, self.max_side / longest)
+            if not factors or scale >= factors[-1] * MIN_PASS_STEP:
+                factors.append(scale)
+        return factors
+
+    def _detect_at(
+        self, rgb: npt.NDArray[np.uint8], factor: float, low: float, high: float
+    ) -> tuple[FloatArray, FloatArray]:
+        """Runs the network on `rgb` resized by `factor`, keeping boxes low..high network pixels tall.
+
+        Returns:
+            (N, 4) float32 xyxy boxes in `rgb` pixels and (N,) float32 scores.
+        """
         height, width = rgb.shape[:2]
-        if self.max_side is not None:
-            scale = min(scale, self.max_side / max(height, width))
-        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+        new_w, new_h = max(1, round(width * factor)), max(1, round(height * factor))
         if (new_w, new_h) != (width, height):
-            rgb = np.asarray(cv2.resize(rgb, (new_w, new_h), interpolation=_interp(scale)), np.uint8)
+            rgb = np.asarray(cv2.resize(rgb, (new_w, new_h), interpolation=_interp(factor)), np.uint8)
         heatmap, log_size, offset = self._infer(_padded_blob(rgb))
         boxes, scores = decode(heatmap, log_size, offset, self.threshold)
+        heights = boxes[:, 3] - boxes[:, 1]
+        kept = (heights >= low) & (heights <= high)
+        boxes, scores = boxes[kept], scores[kept]
         boxes /= np.array([new_w / width, new_h / height] * 2, np.float32)
         return boxes, scores
 

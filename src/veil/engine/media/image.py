@@ -23,7 +23,6 @@ thumbnails (unobscured copies of the photo), and ImageMagick "Raw profile" PNG t
 from __future__ import annotations
 
 import os
-import re
 import struct
 import tempfile
 import warnings
@@ -35,7 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
-from PIL import ExifTags, Image, JpegImagePlugin, PngImagePlugin
+from PIL import ExifTags, Image, JpegImagePlugin
 
 from veil.engine.errors import (
     CorruptMediaError,
@@ -45,6 +44,7 @@ from veil.engine.errors import (
     UnsupportedMediaError,
 )
 from veil.engine.media.kinds import IMAGE_SUFFIXES
+from veil.engine.media.metadata import clean_exif, clean_xmp, metadata_save_options, read_comments, read_iptc
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -66,21 +66,6 @@ _MAGIC = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"BM", b"II*\x00", b"MM\x00*", 
 _WEBP_QUALITY = 90  # WebP stores no quality setting; 90 keeps detail without bloating the file
 _TIFF_JPEG_QUALITY = 90
 _TIFF_WRITABLE = frozenset({"raw", "tiff_lzw", "tiff_deflate", "tiff_adobe_deflate", "packbits", "jpeg"})
-_KEPT_IFD0_TAGS = frozenset(
-    {
-        ExifTags.Base.ImageDescription,
-        ExifTags.Base.Make,
-        ExifTags.Base.Model,
-        ExifTags.Base.Software,
-        ExifTags.Base.DateTime,
-        ExifTags.Base.Artist,
-        ExifTags.Base.HostComputer,
-        ExifTags.Base.Copyright,
-        ExifTags.Base.ExifOffset,
-    }
-)
-_PHOTOSHOP_HEADER = b"Photoshop 3.0\x00"
-_IPTC_RESOURCE = 0x0404
 _ORIENTATION_TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -207,10 +192,10 @@ def _loaded(im: Image.Image, path: Path) -> LoadedImage:
             alpha=alpha,
             icc_profile=_matching_icc(im.info.get("icc_profile"), output_mode),
             orientation=orientation,
-            exif=_clean_exif(exif),
-            xmp=_clean_xmp(im.info.get("xmp")),
-            iptc=_iptc(im),
-            comments=_comments(im),
+            exif=clean_exif(exif),
+            xmp=clean_xmp(im.info.get("xmp")),
+            iptc=read_iptc(im),
+            comments=read_comments(im),
             save_options=_save_options(im, orientation, path),
         )
     except (OSError, SyntaxError, ValueError, TypeError, KeyError, struct.error) as exc:
@@ -253,70 +238,6 @@ def _matching_icc(icc: object, output_mode: str) -> bytes | None:
         return None
     wanted = b"GRAY" if output_mode in ("L", "LA") else b"RGB "
     return icc if icc[16:20] == wanted else None
-
-
-def _clean_exif(exif: Image.Exif) -> bytes | None:
-    """EXIF bytes with descriptive IFD0 tags and the Exif sub-IFD only: no GPS IFD, no thumbnail IFD1.
-
-    Orientation is set to 1 because the pixels are already upright.
-    """
-    if not any(tag in _KEPT_IFD0_TAGS for tag in exif):
-        return None
-    for tag in list(exif):
-        if tag not in _KEPT_IFD0_TAGS:
-            del exif[tag]
-    exif[ExifTags.Base.Orientation] = 1
-    # Pillow writes IFD0 and its Exif and GPS sub-IFDs only; IFD1, the thumbnail, is never written.
-    return exif.tobytes()
-
-
-_XMP_ORIENTATION = (
-    re.compile(rb'(tiff:Orientation=")[2-8](")'),
-    re.compile(rb"(<tiff:Orientation>)[2-8](</tiff:Orientation>)"),
-)
-# Location and embedded pictures: GPS in the exif: namespace, thumbnails, and Google's depth and
-# original-image payloads (unobscured copies).
-_XMP_DROPPED_NAMES = rb"(?:exif(?:EX)?:GPS\w*|\w+:Thumbnails|GImage:\w+|GDepth:\w+)"
-_XMP_DROPPED = (
-    re.compile(rb"\s" + _XMP_DROPPED_NAMES + rb'="[^"]*"'),
-    re.compile(rb"<(" + _XMP_DROPPED_NAMES + rb")\b[^>]*/>"),
-    re.compile(rb"<(" + _XMP_DROPPED_NAMES + rb")\b[^>]*>.*?</\1>", re.DOTALL),
-)
-
-
-def _clean_xmp(xmp: object) -> bytes | None:
-    """The XMP packet with orientation 1 and without GPS or embedded pictures."""
-    if isinstance(xmp, str):
-        xmp = xmp.encode()
-    if not isinstance(xmp, bytes) or not xmp.strip():
-        return None
-    for pattern in _XMP_ORIENTATION:
-        xmp = pattern.sub(rb"\g<1>1\g<2>", xmp)
-    for pattern in _XMP_DROPPED:
-        xmp = pattern.sub(b"", xmp)
-    return xmp
-
-
-def _iptc(im: Image.Image) -> bytes | None:
-    """The IPTC-NAA records of a JPEG's Photoshop APP13 segment; other Photoshop resources (thumbnails
-    among them) are left behind."""
-    photoshop = im.info.get("photoshop")
-    data = photoshop.get(_IPTC_RESOURCE) if isinstance(photoshop, dict) else None
-    return data if isinstance(data, bytes) and data else None
-
-
-def _comments(im: Image.Image) -> dict[str, str]:
-    if isinstance(im, PngImagePlugin.PngImageFile):
-        # "Raw profile type exif/APP1/iptc" chunks hide whole EXIF blocks, GPS included.
-        return {
-            key: str(value)
-            for key, value in im.text.items()
-            if not key.startswith("Raw profile type") and key != "XML:com.adobe.xmp"
-        }
-    comment = im.info.get("comment")
-    if isinstance(comment, bytes) and comment:
-        return {"comment": comment.decode("utf-8", errors="replace")}
-    return {}
 
 
 def _save_options(im: Image.Image, orientation: int, path: Path) -> dict[str, Any]:
@@ -381,7 +302,12 @@ def write_image(loaded: LoadedImage, frame_bgr: Frame, path: Path, keep_metadata
     if loaded.icc_profile:
         options["icc_profile"] = loaded.icc_profile
     if keep_metadata:
-        options.update(_metadata_options(loaded))
+        compression = str(loaded.save_options.get("compression", "raw"))
+        options.update(
+            metadata_save_options(
+                loaded.format, loaded.exif, loaded.xmp, loaded.iptc, loaded.comments, compression
+            )
+        )
     _save_atomically(image, path, loaded.format, options)
 
 
@@ -397,53 +323,6 @@ def _to_pil(loaded: LoadedImage, frame_bgr: Frame) -> Image.Image:
     if loaded.alpha is not None:
         colour = np.concatenate([colour, loaded.alpha[:, :, np.newaxis]], axis=2)
     return Image.fromarray(np.ascontiguousarray(colour.squeeze(axis=2) if colour.shape[2] == 1 else colour))
-
-
-def _metadata_options(loaded: LoadedImage) -> dict[str, Any]:
-    """Save options that carry the (already cleaned) metadata in the way each format stores it."""
-    if loaded.format == "TIFF":
-        tags = Image.Exif()
-        if loaded.exif:
-            tags.load(loaded.exif)
-            if loaded.save_options.get("compression", "raw") != "raw":
-                # Pillow hands compressed TIFFs to libtiff, which cannot write the Exif sub-IFD; the
-                # descriptive IFD0 tags (make, model, date, ...) still go through.
-                tags.pop(ExifTags.Base.ExifOffset, None)
-        if loaded.xmp:
-            tags[700] = loaded.xmp  # TIFF tag XMLPacket
-        return {"tiffinfo": tags} if len(tags) else {}
-    options: dict[str, Any] = {}
-    if loaded.exif and loaded.format != "BMP":
-        options["exif"] = loaded.exif
-    if loaded.format == "JPEG":
-        # A JPEG marker holds at most 65,533 bytes; a larger XMP packet would need Extended XMP.
-        if loaded.xmp and len(loaded.xmp) <= 65_000:
-            options["xmp"] = loaded.xmp
-        if "comment" in loaded.comments:
-            options["comment"] = loaded.comments["comment"]
-        if loaded.iptc:
-            options["extra"] = _app13(loaded.iptc)
-    elif loaded.format == "WEBP" and loaded.xmp:
-        options["xmp"] = loaded.xmp
-    elif loaded.format == "PNG":
-        options["pnginfo"] = _png_text(loaded)
-    return options
-
-
-def _app13(iptc: bytes) -> bytes:
-    """A JPEG APP13 segment holding one Photoshop resource: the IPTC-NAA records."""
-    resource = b"8BIM" + _IPTC_RESOURCE.to_bytes(2, "big") + b"\x00\x00" + len(iptc).to_bytes(4, "big") + iptc
-    payload = _PHOTOSHOP_HEADER + resource + (b"\x00" if len(iptc) % 2 else b"")
-    return b"\xff\xed" + (len(payload) + 2).to_bytes(2, "big") + payload
-
-
-def _png_text(loaded: LoadedImage) -> PngImagePlugin.PngInfo:
-    info = PngImagePlugin.PngInfo()
-    for key, value in loaded.comments.items():
-        info.add_itxt(key, value)
-    if loaded.xmp:
-        info.add_itxt("XML:com.adobe.xmp", loaded.xmp.decode("utf-8", errors="replace"))
-    return info
 
 
 def _save_atomically(image: Image.Image, path: Path, image_format: str, options: Mapping[str, Any]) -> None:

@@ -9,11 +9,13 @@ obscure is re-encoded without a round trip through BGR.
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import av
 import numpy as np
@@ -21,15 +23,35 @@ import numpy.typing as npt
 
 from veil.engine.errors import CorruptMediaError, MediaError, OutputError
 
-__all__ = ["DecodedFrame", "EncoderSettings", "VideoProps", "VideoReader", "VideoWriter", "frame_from_bgr"]
+__all__ = [
+    "DecodedFrame",
+    "EncoderSettings",
+    "Packet",
+    "VideoProps",
+    "VideoReader",
+    "VideoWriter",
+    "frame_from_bgr",
+    "frame_to_bgr",
+]
 
 FrameBGR = npt.NDArray[np.uint8]
+if TYPE_CHECKING:
+    Packet = av.Packet[Any]
+else:  # PyAV's stubs make Packet generic over its stream; the runtime class is not subscriptable
+    Packet = av.Packet
 
 DEFAULT_CODEC = "libx264"
 # When the container cannot hold the default codec (WebM takes only VP8/VP9/AV1), its own choice is used.
 _CONTAINER_CODECS = {"webm": "libvpx-vp9"}
 # Demuxer names list several formats; the muxer is picked by the input's file extension among them.
-_MUXER_BY_SUFFIX = {".mov": "mov", ".mp4": "mp4", ".m4v": "mp4", ".3gp": "3gp", ".webm": "webm", ".mkv": "matroska"}
+_MUXER_BY_SUFFIX = {
+    ".mov": "mov",
+    ".mp4": "mp4",
+    ".m4v": "mp4",
+    ".3gp": "3gp",
+    ".webm": "webm",
+    ".mkv": "matroska",
+}
 _TRUNCATION_TOLERANCE_S = 1.0
 _MUXER_BY_DEMUXER = {"mov,mp4,m4a,3gp,3g2,mj2": "mp4", "matroska,webm": "matroska"}
 
@@ -97,7 +119,7 @@ class VideoReader:
             self._container.close()
             raise
 
-    def items(self) -> Iterator[DecodedFrame | av.Packet]:
+    def items(self) -> Iterator[DecodedFrame | Packet]:
         """Frames of the video stream and packets to copy, in file order (frames in presentation order).
 
         Raises:
@@ -110,21 +132,25 @@ class VideoReader:
 
     def _start(
         self, copy_streams: bool
-    ) -> tuple[VideoProps, list[av.stream.Stream], Iterator[DecodedFrame | av.Packet]]:
+    ) -> tuple[VideoProps, list[av.stream.Stream], Iterator[DecodedFrame | Packet]]:
         if not self._container.streams.video:
             raise CorruptMediaError(f"{self.src.name}: no video stream")
         video = self._container.streams.video[0]
         video.thread_type = "AUTO"  # frame + slice threads: decoding runs beside detection and encoding
-        copied = [s for s in self._container.streams if s.type in ("audio", "subtitle")] if copy_streams else []
+        copied = (
+            [s for s in self._container.streams if s.type in ("audio", "subtitle")] if copy_streams else []
+        )
         items = _wrap_iter(self.src, self._demux(video, copied))
-        pending: deque[DecodedFrame | av.Packet] = deque()
+        pending: deque[DecodedFrame | Packet] = deque()
         for item in items:  # the output is set up from the first frame, so read up to it now
             pending.append(item)
             if isinstance(item, DecodedFrame):
                 return self._props(video, item.frame), copied, _chain(pending, items)
         raise CorruptMediaError(f"{self.src.name}: the video stream has no decodable frame")
 
-    def _demux(self, video: av.VideoStream, copied: list[av.stream.Stream]) -> Iterator[DecodedFrame | av.Packet]:
+    def _demux(
+        self, video: av.VideoStream, copied: list[av.stream.Stream]
+    ) -> Iterator[DecodedFrame | Packet]:
         index, first_pts, last_pts = 0, 0, None
         step = _pts_step(video)
         # AVI stores no presentation times, only a rate; its decoded pts are decode-order guesses.
@@ -145,7 +171,8 @@ class VideoReader:
                 yield DecodedFrame(index, frame)
                 index += 1
         if last_pts is not None:
-            self._check_complete(float((last_pts - first_pts + step) * video.time_base), video)
+            time_base = video.time_base or Fraction(1, 90000)
+            self._check_complete(float((last_pts - first_pts + step) * time_base), video)
 
     def _check_complete(self, decoded_s: float, video: av.VideoStream) -> None:
         """Fails on a file that ends early: its header promised a video more than 1 s and 5% longer.
@@ -161,13 +188,14 @@ class VideoReader:
             return
         if declared_s - decoded_s > max(_TRUNCATION_TOLERANCE_S, 0.05 * declared_s):
             raise CorruptMediaError(
-                f"{self.src.name}: truncated video, {decoded_s:.1f} s of the {declared_s:.1f} s declared decode"
+                f"{self.src.name}: truncated video, only {decoded_s:.1f} s of {declared_s:.1f} s decode"
             )
 
     def _props(self, video: av.VideoStream, first: av.VideoFrame) -> VideoProps:
         matrix = None
-        if "DISPLAYMATRIX" in {sd.type.name for sd in first.side_data}:
-            raw = bytes(first.side_data["DISPLAYMATRIX"])
+        side_data: Any = first.side_data  # the stubs type it as a TypedDict; it is a Mapping of buffers
+        if "DISPLAYMATRIX" in {sd.type.name for sd in side_data}:
+            raw = bytes(side_data["DISPLAYMATRIX"])
             matrix = tuple(int(v) for v in np.frombuffer(raw[:36], np.int32))
         sar = video.sample_aspect_ratio
         return VideoProps(
@@ -197,7 +225,11 @@ class VideoWriter:
     """
 
     def __init__(
-        self, dst: Path, props: VideoProps, copied_streams: Sequence[av.stream.Stream], settings: EncoderSettings
+        self,
+        dst: Path,
+        props: VideoProps,
+        copied_streams: Sequence[av.stream.Stream],
+        settings: EncoderSettings,
     ) -> None:
         self.dst = dst
         try:
@@ -209,7 +241,9 @@ class VideoWriter:
             self._copies = {s.index: self._container.add_stream_from_template(s) for s in copied_streams}
         except av.FFmpegError as exc:
             self._container.close()
-            raise OutputError(f"cannot set up the {settings.codec} encoder for {dst.name}: {_reason(exc)}") from exc
+            raise OutputError(
+                f"cannot set up the {settings.codec} encoder for {dst.name}: {_reason(exc)}"
+            ) from exc
         except BaseException:
             self._container.close()
             raise
@@ -220,7 +254,7 @@ class VideoWriter:
         frame.time_base = self._time_base
         self._guard(lambda: self._container.mux(self._video.encode(frame)))
 
-    def write_packet(self, packet: av.Packet) -> None:
+    def write_packet(self, packet: Packet) -> None:
         """Remuxes one packet of a copied stream unchanged."""
         stream = self._copies.get(packet.stream.index)
         if stream is not None:
@@ -236,16 +270,17 @@ class VideoWriter:
 
     def abort(self) -> None:
         """Closes without flushing, after a failure; the partial file is the caller's to remove."""
-        try:
+        with contextlib.suppress(av.FFmpegError):  # already failing; the first error is the one to report
             self._container.close()
-        except av.FFmpegError:
-            pass  # already failing; the first error is the one to report
 
     def _add_video(self, props: VideoProps, settings: EncoderSettings) -> av.VideoStream:
         codec = _codec_for(settings.codec, self._container)
-        stream = self._container.add_stream(
+        added = self._container.add_stream(
             codec, rate=props.frame_rate, options=_encoder_options(codec, settings)
         )
+        if not isinstance(added, av.VideoStream):
+            raise OutputError(f"{codec} is not a video encoder")
+        stream = added
         stream.width, stream.height = props.width, props.height
         formats = [f.name for f in av.Codec(codec, "w").video_formats or ()]
         stream.pix_fmt = "yuv420p" if not formats or "yuv420p" in formats else formats[0]
@@ -260,11 +295,16 @@ class VideoWriter:
             stream.codec_context.max_b_frames = 0  # AVI keeps no reordering times; B-frames scramble pts
         return stream
 
-    def _guard(self, action: object) -> None:
+    def _guard(self, action: Callable[[], object]) -> None:
         try:
-            action()  # type: ignore[operator]
+            action()
         except av.FFmpegError as exc:
             raise OutputError(f"cannot write {self.dst.name}: {_reason(exc)}") from exc
+
+
+def frame_to_bgr(frame: av.VideoFrame) -> FrameBGR:
+    """The frame as an (H, W, 3) uint8 BGR array, converted with the frame's own colourspace and range."""
+    return cast(FrameBGR, frame.to_ndarray(format="bgr24"))
 
 
 def frame_from_bgr(bgr: FrameBGR, like: av.VideoFrame) -> av.VideoFrame:
@@ -309,7 +349,7 @@ def _encoder_options(codec: str, settings: EncoderSettings) -> dict[str, str]:
 def _muxer_for(src: Path, demuxer: str) -> str:
     names = demuxer.split(",")
     by_suffix = _MUXER_BY_SUFFIX.get(src.suffix.lower())
-    if by_suffix is not None and (by_suffix in names or by_suffix == "mp4" and "mov" in names):
+    if by_suffix is not None and (by_suffix in names or (by_suffix == "mp4" and "mov" in names)):
         return by_suffix
     return _MUXER_BY_DEMUXER.get(demuxer, names[0])
 
@@ -323,21 +363,21 @@ def _pts_step(video: av.VideoStream) -> int:
 
 
 def _chain(
-    first: deque[DecodedFrame | av.Packet], rest: Iterator[DecodedFrame | av.Packet]
-) -> Iterator[DecodedFrame | av.Packet]:
+    first: deque[DecodedFrame | Packet], rest: Iterator[DecodedFrame | Packet]
+) -> Iterator[DecodedFrame | Packet]:
     while first:
         yield first.popleft()
     yield from rest
 
 
-def _wrap_read(src: Path, action: object) -> av.container.InputContainer:
+def _wrap_read(src: Path, action: Callable[[], av.container.InputContainer]) -> av.container.InputContainer:
     try:
-        return action()  # type: ignore[operator,no-any-return]
+        return action()
     except (av.FFmpegError, UnicodeDecodeError) as exc:
         raise CorruptMediaError(f"{src.name}: not a readable video ({_reason(exc)})") from exc
 
 
-def _wrap_iter(src: Path, items: Iterator[DecodedFrame | av.Packet]) -> Iterator[DecodedFrame | av.Packet]:
+def _wrap_iter(src: Path, items: Iterator[DecodedFrame | Packet]) -> Iterator[DecodedFrame | Packet]:
     try:
         yield from items
     except av.FFmpegError as exc:
