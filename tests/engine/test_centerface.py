@@ -127,6 +127,7 @@ def test_boxes_map_back_to_frame_pixels(
     monkeypatch.setattr(detector, "_session", _ScriptedSession(*session_box))
     monkeypatch.setattr(detector, "scales", scales)
     monkeypatch.setattr(detector, "flip", flip)
+    monkeypatch.setattr(detector, "valid_height", None)
 
     found = detector.detect(np.zeros((100, 200, 3), np.uint8))
 

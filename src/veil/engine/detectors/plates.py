@@ -19,7 +19,7 @@ from veil.engine.detectors.base import DetectorConfig, DetectorInfo
 from veil.engine.detectors.onnx import create_session, packaged_model
 from veil.engine.errors import ModelError
 
-__all__ = ["PlateDetector", "PlateFilter"]
+__all__ = ["PlateDetector", "PlateFilter", "plate_boxes", "plate_like", "text_lines"]
 
 MODEL_PACKAGE = "rapidocr"
 MODEL_RESOURCE = "models/PP-OCRv6_det_small.onnx"
@@ -141,10 +141,10 @@ class PlateDetector:
         self, rects: BoxArray, scores: ScoreArray, scale: float, width: int, height: int
     ) -> Detections:
         """Plate boxes from the text lines `text_lines` found, in frame pixels clipped to width x height."""
-        keep = (scores >= self.box_threshold) & _plate_like(
+        keep = (scores >= self.box_threshold) & plate_like(
             rects, self.plate_filter, scale * max(width, height)
         )
-        boxes = _plate_boxes(rects[keep], self.plate_filter) / scale
+        boxes = plate_boxes(rects[keep], self.plate_filter) / scale
         return Detections.from_boxes(boxes, scores[keep], LABEL).clipped(width, height)
 
 
@@ -198,8 +198,16 @@ def _upright(rects: BoxArray) -> tuple[BoxArray, BoxArray, BoxArray]:
     return long_side, short_side, tilt
 
 
-def _plate_like(rects: BoxArray, rules: PlateFilter, map_long_side: float) -> npt.NDArray[np.bool_]:
-    """Which (N, 5) text lines have a plate's proportions, size and tilt; sizes are in map pixels."""
+def plate_like(
+    rects: BoxArray, rules: PlateFilter, map_long_side: float | ScoreArray
+) -> npt.NDArray[np.bool_]:
+    """Which (N, 5) text lines have a plate's proportions, size and tilt.
+
+    Args:
+        rects: rotated rectangles from `text_lines`, map pixels.
+        rules: the accepted ranges.
+        map_long_side: the frame's longer side in map pixels, one for all lines or (N,) one per line.
+    """
     long_side, short_side, tilt = _upright(rects)
     aspect = long_side / np.maximum(short_side, 1e-6)
     height_frac = short_side / map_long_side
@@ -212,7 +220,7 @@ def _plate_like(rects: BoxArray, rules: PlateFilter, map_long_side: float) -> np
     )
 
 
-def _plate_boxes(rects: BoxArray, rules: PlateFilter) -> BoxArray:
+def plate_boxes(rects: BoxArray, rules: PlateFilter) -> BoxArray:
     """(N, 4) xyxy plate outlines in map pixels, grown around (N, 5) text lines."""
     long_side, short_side, _ = _upright(rects)
     # A plate is at least plate_aspect wide per unit of height, whichever of the line's sides sets it:
