@@ -28,9 +28,8 @@ def _model_table(console: Console, config: DetectorConfig) -> bool:
             table.add_row(name, "", f"[red]{exc}[/red]", "", "", "")
             ok = False
             continue
-        table.add_row(
-            info.name, ", ".join(info.labels), info.model, info.package, info.license, info.provider
-        )
+        provider = info.provider.removesuffix("ExecutionProvider")
+        table.add_row(info.name, ", ".join(info.labels), info.model, info.package, info.license, provider)
     console.print(table)
     return ok
 
