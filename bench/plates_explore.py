@@ -5,6 +5,8 @@ Runs the text network once per image and input size and caches the probability m
 
     .venv/bin/python bench/plates_explore.py maps --sizes 960 1280 1600          # network, timed
     .venv/bin/python bench/plates_explore.py sweep --sizes 1280                  # filters on cached maps
+    .venv/bin/python bench/plates_explore.py report --sizes 640 960 1280 1600    # the defaults, per size
+    .venv/bin/python bench/plates_explore.py time --sizes 640 960 1280 1600 --limit 40
     .venv/bin/python bench/plates_explore.py misses --size 1280 --out /tmp/miss   # draw missed plates
 
 The data (../shared/data/dev) is read in place and never copied.
@@ -200,12 +202,33 @@ def sweep(samples: list[Sample], sizes: list[int], cache: Path) -> None:
             print(f"{size}  {row}  {scores}", flush=True)
 
 
+def report(samples: list[Sample], sizes: list[int], cache: Path) -> None:
+    """Prints recall and boxes per image for the detector's default settings at each size."""
+    defaults = PlateDetector(DetectorConfig(device="cpu"), threads=1)
+    for size in sizes:
+        table = load_lines(samples, cache, size, defaults.pixel_threshold)
+        result = evaluate(defaults.box_threshold, defaults.plate_filter, table)
+        print(f"{size}: " + "  ".join(f"{k} {v:.3f}" for k, v in result.items()), flush=True)
+
+
+def time_detect(samples: list[Sample], sizes: list[int], threads: int) -> None:
+    """Seconds per image of detect() (resize, network, filter) on the given photos, decoding excluded."""
+    frames = [read_bgr(sample.image) for sample in samples]
+    for size in sizes:
+        detector = PlateDetector(DetectorConfig(device="cpu"), max_side=size, threads=threads)
+        detector.detect(frames[0])  # the first run allocates ONNX Runtime's buffers
+        start = time.perf_counter()
+        for frame in frames:
+            detector.detect(frame)
+        print(f"{size}: {(time.perf_counter() - start) / len(frames):.3f} s/image", flush=True)
+
+
 def draw_misses(samples: list[Sample], size: int, cache: Path, out: Path) -> None:
     """Saves missed openalpr_us photos with the label (green), plates (red) and all text lines (blue)."""
     out.mkdir(parents=True, exist_ok=True)
     detector = PlateDetector(DetectorConfig(device="cpu"), threads=1)
     loose = PlateDetector(DetectorConfig(device="cpu"), threads=1, box_threshold=0.0)
-    loose.plate_filter = PlateFilter(0, 1e9, 90, 0, 1, 1, 1e9)
+    loose.plate_filter = PlateFilter(min_aspect=0, max_aspect=1e9, max_angle_deg=90, min_height_frac=0)
     for sample in samples:
         if sample.plate_xyxy is None:
             continue
@@ -229,7 +252,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["maps", "sweep", "misses"])
+    parser.add_argument("command", choices=["maps", "sweep", "report", "time", "misses"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1280])
     parser.add_argument("--limit", type=int, default=None, help="first N photos of each dataset")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/veil_plate_maps"))
@@ -241,6 +264,10 @@ def main() -> None:
         make_maps(samples, args.sizes, args.cache, args.threads)
     elif args.command == "sweep":
         sweep(samples, args.sizes, args.cache)
+    elif args.command == "report":
+        report(samples, args.sizes, args.cache)
+    elif args.command == "time":
+        time_detect([s for s in samples if s.plate_xyxy is not None], args.sizes, args.threads)
     else:
         draw_misses(samples, args.sizes[0], args.cache, args.out)
 

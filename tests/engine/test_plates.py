@@ -61,7 +61,7 @@ def assert_inside(boxes: npt.NDArray[np.float32], width: int, height: int) -> No
     assert (boxes[:, 3] > boxes[:, 1]).all()
 
 
-@pytest.mark.slow
+@pytest.mark.weights
 @pytest.mark.parametrize(
     "plate_xyxy",
     [
@@ -78,7 +78,7 @@ def test_finds_drawn_plate(detector: PlateDetector, plate_xyxy: Box) -> None:
     assert max(iou(box, plate_xyxy) for box in found.xyxy) >= 0.3
 
 
-@pytest.mark.slow
+@pytest.mark.weights
 def test_box_covers_the_whole_plate(detector: PlateDetector) -> None:
     """The characters fill only part of a plate; the box is grown to cover the plate around them."""
     plate_xyxy = (700, 400, 880, 490)
@@ -89,13 +89,13 @@ def test_box_covers_the_whole_plate(detector: PlateDetector) -> None:
     assert x1 >= plate_xyxy[2] - 5 and y1 >= plate_xyxy[3] - 5
 
 
-@pytest.mark.slow
+@pytest.mark.weights
 @pytest.mark.parametrize("value", [0, 128, 255])
 def test_flat_frame_has_no_plates(detector: PlateDetector, value: int) -> None:
     assert len(detector.detect(np.full((720, 1280, 3), value, np.uint8))) == 0
 
 
-@pytest.mark.slow
+@pytest.mark.weights
 def test_plate_cut_by_the_frame_edge_stays_inside(detector: PlateDetector) -> None:
     frame = draw_plate(textured_frame(), (1180, 600, 1380, 700))[:, :1280]
 
@@ -105,7 +105,7 @@ def test_plate_cut_by_the_frame_edge_stays_inside(detector: PlateDetector) -> No
     assert_inside(found.xyxy, 1280, 720)
 
 
-@pytest.mark.slow
+@pytest.mark.weights
 @pytest.mark.parametrize(
     ("width", "height"),
     [(1, 1), (7, 3), (33, 65), (641, 359), (3001, 17), (1079, 1921)],
@@ -121,7 +121,7 @@ def test_odd_frame_sizes(detector: PlateDetector, width: int, height: int) -> No
     assert len(found.confidence) == len(found) and (found.confidence <= 1).all()
 
 
-@pytest.mark.slow
+@pytest.mark.weights
 def test_non_contiguous_frame(detector: PlateDetector) -> None:
     """A flipped view (negative strides), as slicing BGR from RGB produces, is accepted."""
     plate_xyxy = (700, 400, 880, 490)
@@ -132,7 +132,7 @@ def test_non_contiguous_frame(detector: PlateDetector) -> None:
     assert max(iou(box, plate_xyxy) for box in found.xyxy) >= 0.3
 
 
-@pytest.mark.slow
+@pytest.mark.weights
 def test_is_a_detector_and_reports_itself(detector: PlateDetector) -> None:
     assert isinstance(detector, Detector)
     assert detector.info.name == "plate"
@@ -142,7 +142,7 @@ def test_is_a_detector_and_reports_itself(detector: PlateDetector) -> None:
     assert detector.info.provider == "CPUExecutionProvider"
 
 
-@pytest.mark.slow
+@pytest.mark.weights
 def test_config_threshold_replaces_box_threshold() -> None:
     strict = PlateDetector(DetectorConfig(device="cpu", threshold=0.99), threads=1)
     frame = draw_plate(textured_frame(), (700, 400, 880, 490))
@@ -168,7 +168,7 @@ def test_unusable_model_path_raises_model_error(
         PlateDetector(DetectorConfig(device="cpu", model_path=model_path))
 
 
-@pytest.mark.slow
+@pytest.mark.weights
 @pytest.mark.parametrize("shape", [(720, 1280), (720, 1280, 4), (0, 0, 3)])
 def test_wrong_frame_shape_raises_model_error(detector: PlateDetector, shape: tuple[int, ...]) -> None:
     with pytest.raises(ModelError, match="needs an"):
@@ -182,7 +182,8 @@ def _write(path: Path, data: bytes) -> Path:
 
 def test_text_lines_unclips_like_pp_ocr() -> None:
     """GIVEN a map with one 40x10 block of text WHEN lines are read THEN the block grows by
-    area * 1.5 / perimeter on every side, and its score is the mean probability inside it."""
+    area * 1.5 / perimeter on every side, and its score is the mean probability inside it (the
+    dilated rim of zeros included, as in PP-OCR)."""
     prob_map = np.zeros((64, 128), np.float32)
     prob_map[20:30, 30:70] = 0.9
 
@@ -194,7 +195,7 @@ def test_text_lines_unclips_like_pp_ocr() -> None:
     long_side, short_side = max(rects[0, 2:4]), min(rects[0, 2:4])
     assert long_side == pytest.approx(40 + grow, abs=0.5)
     assert short_side == pytest.approx(10 + grow, abs=0.5)
-    assert scores[0] == pytest.approx(0.9, abs=0.1)
+    assert 0.7 <= scores[0] <= 0.9
 
 
 @pytest.mark.parametrize(

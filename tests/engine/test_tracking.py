@@ -105,3 +105,12 @@ def test_fill_between(
     assert out.track_id.tolist() == [t for t, _ in expected]
     np.testing.assert_allclose(out.xyxy, np.array([b for _, b in expected], np.float32).reshape(-1, 4))
     assert set(out.source.tolist()) <= {"tracked"}
+
+
+def test_tracks_of_labels_not_looked_for_are_carried_not_missed() -> None:
+    tracker = KeyframeTracker(TrackerConfig(max_misses=1))
+    tracker.update(0, faces((0, 0, 40, 40), label="plate"))
+    for index in (1, 2, 3):  # only faces looked for: the plate is not missed, however long
+        out = tracker.update(index, Detections.empty(), looked_for={"face"})
+        assert out.track_id.tolist() == [0] and out.source.tolist() == ["tracked"]
+    assert tracker.update(4, faces((1, 0, 41, 40), label="plate")).track_id.tolist() == [0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,9 @@ import numpy as np
 import pytest
 
 from tests.engine.video_factory import SQUARE, Clip, find_square, make_audio_only, make_video, square_box
+from tests.helpers import validate_report
 from veil.engine.detections import Detections
+from veil.engine.detectors.base import DetectorInfo
 from veil.engine.detectors.fake import FakeDetector
 from veil.engine.errors import CorruptMediaError, MediaError, OutputError, VeilError
 from veil.engine.redactors.style import DEFAULT_STYLES
@@ -152,6 +155,9 @@ def test_report_has_detected_and_tracked_boxes_on_every_frame(tmp_path: Path, st
         assert frame.time == pytest.approx(frame.index / 25)
         np.testing.assert_allclose(frame.detections.xyxy[0], square_box(frame.index), atol=2)
     assert {int(t) for f in report.frames for t in f.detections.track_id} == {0}
+    (tmp_path / "report.json").write_text(json.dumps(report.to_json()))
+    document = validate_report(tmp_path / "report.json")
+    assert document["frames"][1]["detections"][0]["source"] == ("detected" if 1 in keys else "tracked")
 
 
 def test_missed_detections_stay_covered(tmp_path: Path) -> None:
@@ -226,6 +232,7 @@ def test_errors_are_veil_errors(
         src = make_video(tmp_path / f"in{dst.suffix}", audio=None, frames=3, codec="libvpx-vp9").path
     with pytest.raises(error):
         run(src, dst, **options)
+    assert not dst.exists()
 
 
 def test_failing_detector_stops_the_run_and_removes_the_output(tmp_path: Path) -> None:
@@ -237,3 +244,38 @@ def test_failing_detector_stops_the_run_and_removes_the_output(tmp_path: Path) -
     with pytest.raises(VeilError, match="model broke"):
         anonymize_video(clip.path, tmp_path / "o.mp4", [FakeDetector(script=explode)], DEFAULT_STYLES)
     assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.parametrize(("fps", "expected_calls"), [(25, 5), (10, 11)])
+def test_default_stride_detects_about_every_0_3_seconds(
+    tmp_path: Path, fps: int, expected_calls: int
+) -> None:
+    clip = make_video(tmp_path / "in.mp4", audio=None, frames=30, fps=fps)
+    _, detector = run(clip.path, None)
+    assert detector.calls == expected_calls  # 25 fps: every 8th frame + the last; 10 fps: every 3rd
+
+
+def test_stride_below_one_is_refused(tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "in.mp4", audio=None, frames=3)
+    with pytest.raises(ValueError, match="detect_every"):
+        run(clip.path, None, detect_every=0)
+
+
+def test_costly_label_runs_on_fewer_key_frames_and_stays_covered(tmp_path: Path) -> None:
+    clip = make_video(tmp_path / "in.mp4", audio=None, frames=30)
+    face = square_detector()
+    face.info = DetectorInfo("face", ("face",), "scripted", "veil", "MIT", "none")
+
+    def plate_square(_call: int, frame: np.ndarray) -> Detections:
+        found = find_square(frame)
+        return Detections.from_boxes(found.xyxy, found.confidence, "plate")
+
+    plate = FakeDetector(script=plate_square)
+    plate.info = DetectorInfo("plate", ("plate",), "scripted", "veil", "MIT", "none")
+    options = VideoOptions(detect_every=5, key_frames_by_label={"plate": 3})
+
+    report = anonymize_video(clip.path, None, [face, plate], DEFAULT_STYLES, options)
+
+    assert face.calls == 7  # key frames 0, 5, ..., 25 and the last, 29
+    assert plate.calls == 3  # key frames number 0 and 3 (frames 0 and 15), and the last
+    assert all(sorted(f.detections.label.tolist()) == ["face", "plate"] for f in report.frames)

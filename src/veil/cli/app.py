@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -58,6 +58,10 @@ SkipExisting = Annotated[
 SummaryJson = Annotated[
     Path | None, typer.Option("--summary-json", help="Also write the summary as JSON here.")
 ]
+DetectEvery = Annotated[
+    int | None,
+    typer.Option(min=1, help="Run detection every N video frames, tracking between (default: every ~0.3 s)."),
+]
 MaxPixels = Annotated[int, typer.Option("--max-pixels", help="Refuse photos with more pixels than this.")]
 
 
@@ -70,7 +74,7 @@ def _detector_config(device: str, threshold: float | None, model: Path | None) -
 
 def _run(
     inputs: list[Path], out_dir: Path, anonymizer: Anonymizer, write_media: bool, jobs: int, skip: bool
-) -> dict[str, object]:
+) -> dict[str, Any]:
     planned = plan_jobs(inputs, out_dir, write_media=write_media)
     bars = BatchProgress(console, len(planned))
 
@@ -86,8 +90,8 @@ def _run(
     return summarize(outcomes)
 
 
-def _finish(summary: dict[str, object], summary_json: Path | None) -> None:
-    print_summary(console, summary)  # type: ignore[arg-type]
+def _finish(summary: dict[str, Any], summary_json: Path | None) -> None:
+    print_summary(console, summary)
     if summary_json is not None:
         summary_json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if summary["failures"]:
@@ -127,9 +131,7 @@ def blur(
     codec: Annotated[str, typer.Option(help="Video encoder (FFmpeg name).")] = VideoOptions.codec,
     crf: Annotated[int, typer.Option(help="Video quality, lower is better.")] = VideoOptions.crf,
     preset: Annotated[str, typer.Option(help="Video encoder preset.")] = VideoOptions.preset,
-    detect_every: Annotated[
-        int, typer.Option(min=1, help="Run detection every N video frames and track between.")
-    ] = VideoOptions.detect_every,
+    detect_every: DetectEvery = None,
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     jobs: Jobs = 1,
     skip_existing: SkipExisting = False,
@@ -167,9 +169,7 @@ def detect(
     device: DeviceOpt = "auto",
     threshold: Threshold = None,
     model: ModelPath = None,
-    detect_every: Annotated[
-        int, typer.Option(min=1, help="Run detection every N video frames and track between.")
-    ] = VideoOptions.detect_every,
+    detect_every: DetectEvery = None,
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     jobs: Jobs = 1,
     skip_existing: SkipExisting = False,
@@ -191,7 +191,7 @@ def _load_and_run(
     jobs: int,
     skip_existing: bool,
     write_media: bool,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     names = [name.strip() for name in detectors.split(",") if name.strip()]
     try:
         anonymizer = Anonymizer.load(names, config, options)

@@ -41,16 +41,16 @@ def _codec_table(console: Console) -> bool:
     table.add_column("encode")
     table.add_column("decode")
     for name in dict.fromkeys(_ENCODERS + _DECODERS):
-        encode = _has_codec(name, "w") if name in _ENCODERS else None
+        encode = _can_encode(name) if name in _ENCODERS else None
         decode = name in available if name in _DECODERS else None
         table.add_row(name, _mark(encode), _mark(decode))
     console.print(table)
-    return _has_codec("libx264", "w") and "h264" in available
+    return _can_encode("libx264") and "h264" in available
 
 
-def _has_codec(name: str, mode: str) -> bool:
+def _can_encode(name: str) -> bool:
     try:
-        av.codec.Codec(name, mode)
+        av.codec.Codec(name, "w")
     except Exception:  # PyAV raises several types for a missing codec
         return False
     return True

@@ -45,7 +45,8 @@ class BatchProgress:
     def file_done(self, outcome: FileOutcome) -> None:
         self._progress.advance(self._overall)
         if outcome.status == "failed":
-            self._progress.console.print(f"[red]failed[/red] {outcome.job.source}: {outcome.error}", soft_wrap=True)
+            line = f"[red]failed[/red] {outcome.job.source}: {outcome.error}"
+            self._progress.console.print(line, soft_wrap=True)
 
 
 class FileBar:

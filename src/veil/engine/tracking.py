@@ -11,6 +11,7 @@ All boxes are xyxy float32 pixels of one frame orientation; frame positions are 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,17 +73,22 @@ class KeyframeTracker:
         self._tracks: list[_Track] = []
         self._next_id = 0
 
-    def update(self, frame_index: int, detections: Detections) -> Detections:
+    def update(
+        self, frame_index: int, detections: Detections, looked_for: Collection[str] | None = None
+    ) -> Detections:
         """Takes the raw detections of one key frame.
 
         Args:
             frame_index: index of the key frame; increases from call to call.
             detections: every box the detectors found in it; not modified.
+            looked_for: labels the detectors searched for on this frame; None = all. A track of another label
+                is carried over unmissed, at the box its velocity predicts, to be matched on a later frame.
 
         Returns:
             New detections: every input box, in input order, with a track id and source "detected"; then a
             "tracked" box (see `TrackerConfig.coast_grow`) for each live track with no detection this time.
         """
+        searched = (lambda label: True) if looked_for is None else set(looked_for).__contains__
         pairs = self._match(frame_index, detections)
         matched_tracks = {t for t, _ in pairs}
         track_ids = np.full(len(detections), -1, np.int64)
@@ -92,7 +98,7 @@ class KeyframeTracker:
         coasting: list[_Track] = []
         for index, track in enumerate(self._tracks):
             if index not in matched_tracks:
-                track.misses += 1
+                track.misses += 1 if searched(track.label) else 0
                 if track.misses <= self.config.max_misses:
                     coasting.append(track)
         unmatched = [int(d) for d in np.flatnonzero(track_ids < 0)]

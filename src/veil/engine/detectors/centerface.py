@@ -35,9 +35,8 @@ DEFAULT_SCALES = (1.0, 2.0)
 DEFAULT_MAX_UPSCALED_SIDE = 2048
 DEFAULT_VALID_HEIGHT = (32.0, 128.0)
 DEFAULT_NMS_IOU = 0.3
-MIN_PASS_STEP = (
-    1.25  # a pass must enlarge the frame this much more than the pass below it to be worth running
-)
+# A pass must enlarge the frame this much more than the pass below it to be worth running.
+MIN_PASS_STEP = 1.25
 
 
 class CenterFaceDetector:

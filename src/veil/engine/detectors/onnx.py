@@ -57,6 +57,8 @@ def create_session(model: Path, device: Device, threads: int = 0) -> ort.Inferen
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    # Spinning worker threads burn the cores that video decoding and encoding need between inferences.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(model), sess_options=options, providers=providers_for(device))
     except ModelError:
