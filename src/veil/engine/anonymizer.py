@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,8 +50,16 @@ class AnonymizeOptions:
 class Anonymizer:
     """Finds regions with every detector and obscures them in frames, photos and videos."""
 
-    def __init__(self, detectors: Sequence[Detector], options: AnonymizeOptions | None = None) -> None:
+    def __init__(
+        self,
+        detectors: Sequence[Detector],
+        options: AnonymizeOptions | None = None,
+        video_detectors: Sequence[Detector] | None = None,
+    ) -> None:
+        """Keeps `detectors` for photos and single frames, `video_detectors` (default: the same) for the key
+        frames of videos."""
         self.detectors = tuple(detectors)
+        self.video_detectors = self.detectors if video_detectors is None else tuple(video_detectors)
         self.options = options or AnonymizeOptions()
 
     @classmethod
@@ -61,13 +69,16 @@ class Anonymizer:
         config: DetectorConfig | None = None,
         options: AnonymizeOptions | None = None,
     ) -> Anonymizer:
-        """Builds the named detectors (entry points of the `veil.detectors` group) with one config.
+        """Builds the named detectors (entry points of the `veil.detectors` group) with one config, once
+        tuned for photos and once for video.
 
         Raises:
             ModelError: a detector is unknown or its model cannot be loaded.
         """
         config = config or DetectorConfig()
-        return cls([load_detector(name, config) for name in names], options)
+        photo = [load_detector(name, replace(config, purpose="photo")) for name in names]
+        video = [load_detector(name, replace(config, purpose="video")) for name in names]
+        return cls(photo, options, video)
 
     def detect(self, frame_bgr: Frame) -> Detections:
         """Every detector's boxes on one BGR frame, clipped to it."""
@@ -98,16 +109,14 @@ class Anonymizer:
             return self._process_image(source, output)
         if kind == "video":
             return anonymize_video(
-                source, output, self.detectors, self.options.styles, self._video_options(), progress
+                source, output, self.video_detectors, self.options.styles, self._video_options(), progress
             )
         raise UnsupportedMediaError(
             f"{source.suffix or 'no extension'}: not a photo or video type Veil handles"
         )
 
     def _video_options(self) -> VideoOptions:
-        if self.options.draw == self.options.video.draw:
-            return self.options.video
-        return VideoOptions(**{**self.options.video.__dict__, "draw": self.options.draw})
+        return replace(self.options.video, draw=self.options.draw)
 
     def _process_image(self, source: Path, output: Path | None) -> Report:
         loaded = read_image(source, max_pixels=self.options.max_pixels)

@@ -25,6 +25,7 @@ __all__ = [
 ENTRY_POINT_GROUP = "veil.detectors"
 
 Device = Literal["auto", "cpu", "cuda"]
+Purpose = Literal["photo", "video"]
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,14 @@ class DetectorConfig:
         device: "cpu", "cuda", or "auto" (CUDA when onnxruntime-gpu and a GPU are present).
         threshold: minimum score to keep a box; None keeps the detector's measured default.
         model_path: an ONNX file replacing the detector's shipped weights, where the detector allows it.
+        purpose: "photo" favours recall on one large image; "video" trades input resolution for speed on
+            every key frame, since tracking and the mask scale cover what a lower resolution blurs.
     """
 
     device: Device = "auto"
     threshold: float | None = None
     model_path: Path | None = None
+    purpose: Purpose = "photo"
 
 
 @dataclass(frozen=True)
