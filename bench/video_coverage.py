@@ -1,14 +1,15 @@
-"""Face coverage of the video pipeline against every-frame, full-resolution detection.
+"""Coverage of the video pipeline against every-frame detection with the photo settings.
 
 Clip: the ASL dev clips (one signer facing the camera) joined, optionally with a simulated camera pan
-(--pan) so faces move. Reference: CenterFace on every frame at the clip's full resolution, boxes scoring
->= --confident (0.5).
-Candidate: `anonymize_video` in detect-only mode (same boxes as when writing) with CenterFace capped at
---face-sides and detection every --strides frames. A reference box counts as covered when some box the
-pipeline obscures in the same frame (before mask scaling) has IoU >= 0.3 with it, or holds >= 90% of its
-area. Coverage = covered / reference boxes. The reference is cached under /tmp between runs.
+(--pan) so faces move; or any other clips given with --clips. Reference: the photo-purpose detector of
+--label on every frame, boxes scoring >= --confident (0.5). Candidate: `anonymize_video` in detect-only mode
+(same boxes as when writing) with the video-purpose detector, capped at --face-sides (0 = its default), with
+detection every --strides frames (0 = the default, about every 0.3 s). A reference box counts as covered
+when some box the pipeline obscures in the same frame (before mask scaling) has IoU >= 0.3 with it, or holds
+>= 90% of its area. Coverage = covered / reference boxes. The reference is cached under /tmp between runs.
 
-    .venv/bin/python bench/video_coverage.py --frames 400 --pan 60 --strides 1 2 4 8 --face-sides 640 480
+    .venv/bin/python bench/video_coverage.py --frames 400 --pan 60 --strides 0 1 4 12
+    .venv/bin/python bench/video_coverage.py --label plate --clips ../shared/data/dev/videos/car-detection.mp4
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from veil.engine.detectors.base import DetectorConfig
+from veil.engine.detectors.base import Detector, DetectorConfig, load_detector
 from veil.engine.detectors.centerface import CenterFaceDetector
+from veil.engine.detectors.plates import PlateDetector
 from veil.engine.redactors.style import DEFAULT_STYLES
 from veil.engine.report import Report
 from veil.engine.video import VideoOptions, anonymize_video
@@ -34,12 +36,12 @@ INSIDE_MIN = 0.9
 Boxes = npt.NDArray[np.float32]
 
 
-def reference(clip: Path, frames: int, confident: float, cache: Path) -> list[Boxes]:
+def reference(clip: Path, label: str, frames: int, confident: float, cache: Path) -> list[Boxes]:
     """Confident full-resolution boxes of the first `frames` frames, one (N, 4) xyxy array per frame."""
     if cache.exists():
         data = np.load(cache)
         return [data[f"f{i}"] for i in range(int(data["count"]))]
-    detector = CenterFaceDetector(DetectorConfig(device="cpu", threshold=confident))
+    detector = load_detector(label, DetectorConfig(device="cpu", threshold=confident))
     boxes: list[Boxes] = []
     with av.open(str(clip)) as src:
         for index, frame in enumerate(src.decode(video=0)):
@@ -113,10 +115,11 @@ def main() -> None:
         "--clips", type=Path, nargs="+", default=sorted((DEV_VIDEOS / "asl_gestures").glob("*.mkv"))
     )
     parser.add_argument("--frames", type=int, default=400)
+    parser.add_argument("--label", choices=["face", "plate"], default="face")
     parser.add_argument("--pan", type=int, default=0, help="simulated camera pan: frames per round trip")
     parser.add_argument("--confident", type=float, default=0.5)
-    parser.add_argument("--strides", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--face-sides", type=int, nargs="+", default=[640])
+    parser.add_argument("--strides", type=int, nargs="+", default=[0], help="0 = the default")
+    parser.add_argument("--face-sides", type=int, nargs="+", default=[0], help="0 = the default")
     parser.add_argument("--tmp", type=Path, default=Path("/tmp/veil-bench"))
     args = parser.parse_args()
     args.tmp.mkdir(parents=True, exist_ok=True)
@@ -124,26 +127,30 @@ def main() -> None:
     clip = args.tmp / f"cov-{name}.mp4"
     if not clip.exists():
         build_clip(args.clips, args.frames, args.pan, clip)
-    ref = reference(clip, args.frames, args.confident, args.tmp / f"ref-{name}-{args.confident}.npz")
+    cache = args.tmp / f"ref-{name}-{args.label}-{args.confident}.npz"
+    ref = reference(clip, args.label, args.frames, args.confident, cache)
     faces = sum(len(r) for r in ref)
     print(f"{clip.name}, {len(args.clips)} clips, pan period {args.pan} frames: ", end="")
     print(f"{len(ref)} frames, {faces} confident faces\n")
     print("| stride | face max side | coverage | covered / reference | boxes out | detect-only s |")
     print("| --- | --- | --- | --- | --- | --- |")
     for side in args.face_sides:
-        detector = CenterFaceDetector(DetectorConfig(device="cpu"), max_side=side)
+        config = DetectorConfig(device="cpu", purpose="video")
+        detector: Detector = (
+            CenterFaceDetector(config, max_side=side or None)
+            if args.label == "face"
+            else PlateDetector(config, max_side=side or None)
+        )
         for stride in args.strides:
             start = time.perf_counter()
             report = anonymize_video(
-                clip, None, [detector], DEFAULT_STYLES, VideoOptions(detect_every=stride)
+                clip, None, [detector], DEFAULT_STYLES, VideoOptions(detect_every=stride or None)
             )
             elapsed = time.perf_counter() - start
             share, hits, total = coverage(ref, report)
             boxes = sum(len(f.detections) for f in report.frames)
-            print(
-                f"| {stride} | {side} | {share:.3f} | {hits} / {total} | {boxes} | {elapsed:.1f} |",
-                flush=True,
-            )
+            row = f"| {stride or 'auto'} | {side or 'default'} | {share:.3f} | {hits} / {total} | {boxes} |"
+            print(f"{row} {elapsed:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

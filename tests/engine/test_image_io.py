@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zlib
@@ -26,7 +27,9 @@ XMP = (
 FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
 
 
+@functools.cache
 def srgb_profile() -> bytes:
+    """One sRGB profile for the whole run: a new one carries a new creation time, so bytes would differ."""
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
