@@ -156,3 +156,17 @@ def test_missing_input_is_an_error(tmp_path: Path, one_face: Detections) -> None
     result = runner.invoke(app, ["blur", str(tmp_path / "nothing"), "-o", str(tmp_path / "out")])
     assert result.exit_code == 2
     assert "no such file or directory" in result.output
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("my.onnx", "use DETECTOR=FILE"),
+        ("tattoo=my.onnx", "a model file is given for tattoo"),
+        ("face=/nonexistent/centerface.onnx", "cannot read CenterFace model"),
+    ],
+)
+def test_model_override_errors_are_clear(photos: Path, tmp_path: Path, spec: str, message: str) -> None:
+    result = runner.invoke(app, ["blur", str(photos), "-o", str(tmp_path / "out"), "--model", spec])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())

@@ -47,9 +47,11 @@ Threshold = Annotated[
     float | None,
     typer.Option("--threshold", help="Minimum score; default: each detector's measured default."),
 ]
-ModelPath = Annotated[
-    Path | None,
-    typer.Option("--model", help="ONNX file replacing the face detector's weights (same format)."),
+ModelPaths = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model", help="DETECTOR=FILE: an ONNX file replacing that detector's weights. Repeatable."
+    ),
 ]
 Jobs = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Files processed in parallel.")]
 SkipExisting = Annotated[
@@ -65,11 +67,23 @@ DetectEvery = Annotated[
 MaxPixels = Annotated[int, typer.Option("--max-pixels", help="Refuse photos with more pixels than this.")]
 
 
-def _detector_config(device: str, threshold: float | None, model: Path | None) -> DetectorConfig:
+def _model_paths(specs: list[str] | None) -> dict[str, Path]:
+    paths: dict[str, Path] = {}
+    for spec in specs or []:
+        name, sep, file = spec.partition("=")
+        if not sep or not name or not file:
+            raise typer.BadParameter(
+                f"{spec!r}: use DETECTOR=FILE, e.g. face=my-centerface.onnx", param_hint="--model"
+            )
+        paths[name.strip()] = Path(file)
+    return paths
+
+
+def _detector_config(device: str, threshold: float | None) -> DetectorConfig:
     if device not in ("auto", "cpu", "cuda"):
         raise typer.BadParameter("use auto, cpu or cuda", param_hint="--device")
     checked: Device = device  # type: ignore[assignment]
-    return DetectorConfig(device=checked, threshold=threshold, model_path=model)
+    return DetectorConfig(device=checked, threshold=threshold)
 
 
 def _run(
@@ -105,7 +119,7 @@ def blur(
     detectors: Labels = DEFAULT_DETECTOR_LIST,
     device: DeviceOpt = "auto",
     threshold: Threshold = None,
-    model: ModelPath = None,
+    model: ModelPaths = None,
     method: Annotated[str | None, typer.Option(help="blur, pixelate or fill, for every label.")] = None,
     shape: Annotated[str | None, typer.Option(help="ellipse or rectangle, for every label.")] = None,
     mask_scale: Annotated[
@@ -156,8 +170,9 @@ def blur(
     options = AnonymizeOptions(
         styles=styles, draw=draw, keep_metadata=keep_metadata, max_pixels=max_pixels, video=video
     )
-    config = _detector_config(device, threshold, model)
-    summary = _load_and_run(inputs, output, detectors, config, options, jobs, skip_existing, True)
+    config = _detector_config(device, threshold)
+    models = _model_paths(model)
+    summary = _load_and_run(inputs, output, detectors, config, models, options, jobs, skip_existing, True)
     _finish(summary, summary_json)
 
 
@@ -168,7 +183,7 @@ def detect(
     detectors: Labels = DEFAULT_DETECTOR_LIST,
     device: DeviceOpt = "auto",
     threshold: Threshold = None,
-    model: ModelPath = None,
+    model: ModelPaths = None,
     detect_every: DetectEvery = None,
     max_pixels: MaxPixels = DEFAULT_MAX_PIXELS,
     jobs: Jobs = 1,
@@ -177,8 +192,9 @@ def detect(
 ) -> None:
     """Only find faces and plates: OUT/R.json gets the detections, no media is written."""
     options = AnonymizeOptions(max_pixels=max_pixels, video=VideoOptions(detect_every=detect_every))
-    config = _detector_config(device, threshold, model)
-    summary = _load_and_run(inputs, output, detectors, config, options, jobs, skip_existing, False)
+    config = _detector_config(device, threshold)
+    models = _model_paths(model)
+    summary = _load_and_run(inputs, output, detectors, config, models, options, jobs, skip_existing, False)
     _finish(summary, summary_json)
 
 
@@ -187,6 +203,7 @@ def _load_and_run(
     output: Path,
     detectors: str,
     config: DetectorConfig,
+    models: dict[str, Path],
     options: AnonymizeOptions,
     jobs: int,
     skip_existing: bool,
@@ -194,7 +211,7 @@ def _load_and_run(
 ) -> dict[str, Any]:
     names = [name.strip() for name in detectors.split(",") if name.strip()]
     try:
-        anonymizer = Anonymizer.load(names, config, options)
+        anonymizer = Anonymizer.load(names, config, options, models)
         return _run(inputs, output, anonymizer, write_media, jobs, skip_existing)
     except VeilError as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
@@ -204,7 +221,7 @@ def _load_and_run(
 @app.command()
 def doctor(device: DeviceOpt = "auto") -> None:
     """Check the installation: each model, its package, licence and execution provider, and FFmpeg."""
-    ok = run_doctor(console, _detector_config(device, None, None))
+    ok = run_doctor(console, _detector_config(device, None))
     if not ok:
         raise typer.Exit(1)
 

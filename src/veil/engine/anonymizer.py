@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -10,8 +10,8 @@ import numpy as np
 import numpy.typing as npt
 
 from veil.engine.detections import Detections
-from veil.engine.detectors.base import Detector, DetectorConfig, load_detector
-from veil.engine.errors import UnsupportedMediaError
+from veil.engine.detectors.base import Detector, DetectorConfig, Purpose, load_detector
+from veil.engine.errors import ModelError, UnsupportedMediaError
 from veil.engine.media.image import DEFAULT_MAX_PIXELS, read_image, write_image
 from veil.engine.media.kinds import media_kind
 from veil.engine.redactors import draw_boxes, obscure
@@ -68,17 +68,32 @@ class Anonymizer:
         names: Sequence[str] = DEFAULT_DETECTORS,
         config: DetectorConfig | None = None,
         options: AnonymizeOptions | None = None,
+        model_paths: Mapping[str, Path] | None = None,
     ) -> Anonymizer:
         """Builds the named detectors (entry points of the `veil.detectors` group) with one config, once
-        tuned for photos and once for video.
+        tuned for photos and once for video. `model_paths` maps a detector name to an ONNX file replacing
+        its shipped weights.
 
         Raises:
             ModelError: a detector is unknown or its model cannot be loaded.
         """
         config = config or DetectorConfig()
-        photo = [load_detector(name, replace(config, purpose="photo")) for name in names]
-        video = [load_detector(name, replace(config, purpose="video")) for name in names]
-        return cls(photo, options, video)
+        models = dict(model_paths or {})
+        unknown = set(models) - set(names)
+        if unknown:
+            raise ModelError(
+                f"a model file is given for {', '.join(sorted(unknown))}, which is not among the detectors"
+            )
+
+        def build(purpose: Purpose) -> list[Detector]:
+            return [
+                load_detector(
+                    name, replace(config, purpose=purpose, model_path=models.get(name, config.model_path))
+                )
+                for name in names
+            ]
+
+        return cls(build("photo"), options, build("video"))
 
     def detect(self, frame_bgr: Frame) -> Detections:
         """Every detector's boxes on one BGR frame, clipped to it."""
