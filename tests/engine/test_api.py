@@ -1,0 +1,61 @@
+"""`veil.anonymize`: one call on an array or a file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import veil
+from tests.helpers import FACE_BOX, load_rgb, noise_image, save_image
+from veil.engine.detections import Detections
+from veil.engine.detectors.fake import FakeDetector
+
+
+@pytest.fixture
+def anonymizer() -> veil.Anonymizer:
+    return veil.Anonymizer([FakeDetector(Detections.from_boxes([FACE_BOX], [0.9], "face"))])
+
+
+def test_array_in_new_array_and_detections_out(anonymizer: veil.Anonymizer) -> None:
+    frame = np.ascontiguousarray(noise_image()[:, :, ::-1])
+    original = frame.copy()
+    out, detections = veil.anonymize(frame, anonymizer=anonymizer)
+    assert np.array_equal(frame, original), "input array modified"
+    assert detections.xyxy.tolist() == [list(FACE_BOX)]
+    x1, y1, x2, y2 = (int(v) for v in FACE_BOX)
+    assert out[y1:y2, x1:x2].std() < frame[y1:y2, x1:x2].std() / 3
+    assert np.array_equal(out[:, 150:], frame[:, 150:])
+
+
+def test_file_in_file_out_returns_report(tmp_path: Path, anonymizer: veil.Anonymizer) -> None:
+    source = save_image(tmp_path / "a.png")
+    report = veil.anonymize(source, tmp_path / "b.png", anonymizer=anonymizer)
+    assert report.counts_by_label() == {"face": 1}
+    assert report.to_json()["media"] == {
+        "type": "image", "width": 200, "height": 150, "fps": None, "frame_count": None, "duration": None
+    }  # fmt: skip
+    assert not np.array_equal(load_rgb(tmp_path / "b.png"), load_rgb(source))
+
+
+def test_file_without_output_only_detects(tmp_path: Path, anonymizer: veil.Anonymizer) -> None:
+    source = save_image(tmp_path / "a.png")
+    report = veil.anonymize(str(source), anonymizer=anonymizer)
+    assert len(report.frames) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+def test_output_equal_to_input_is_refused(tmp_path: Path, anonymizer: veil.Anonymizer) -> None:
+    source = save_image(tmp_path / "a.png")
+    before = source.read_bytes()
+    with pytest.raises(veil.OutputError, match="never overwrites an input"):
+        veil.anonymize(source, tmp_path / "." / "a.png", anonymizer=anonymizer)
+    assert source.read_bytes() == before
+
+
+def test_unsupported_type_is_a_media_error(tmp_path: Path, anonymizer: veil.Anonymizer) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    with pytest.raises(veil.UnsupportedMediaError):
+        veil.anonymize(notes, anonymizer=anonymizer)
