@@ -31,6 +31,7 @@ from veil.engine.media.video import (
     VideoProps,
     VideoReader,
     VideoWriter,
+    edit_region,
     frame_from_bgr,
     frame_to_bgr,
 )
@@ -129,6 +130,33 @@ def anonymize_video(
     return report
 
 
+# Blur reads around each mask; this much of the box size around it keeps a region's blur close to a
+# whole-frame one.
+_CONTEXT = 0.5
+
+
+def _affected_region(
+    boxes: Detections, styles: StylesByLabel, width: int, height: int
+) -> tuple[int, int, int, int]:
+    """The xyxy pixel rectangle holding every box's mask and its blur context, clipped to the frame."""
+    corners = []
+    for box, label in zip(boxes.xyxy, boxes.label, strict=True):
+        grow = styles.for_label(str(label)).mask_scale / 2 + _CONTEXT
+        centre, size = (box[:2] + box[2:]) / 2, box[2:] - box[:2]
+        corners.append(np.concatenate([centre - size * grow, centre + size * grow]))
+    stacked = np.array(corners)
+    x0, y0 = np.floor(stacked[:, :2].min(axis=0)).clip(0)
+    x1, y1 = np.ceil(stacked[:, 2:].max(axis=0))
+    return int(x0), int(y0), int(min(x1, width)), int(min(y1, height))
+
+
+def _shifted(boxes: Detections, origin: tuple[int, int]) -> Detections:
+    """The boxes in the coordinates of a region whose top-left corner is `origin` (x, y)."""
+    x, y = origin
+    offset = np.array([x, y, x, y], np.float32)
+    return Detections(boxes.xyxy - offset, boxes.confidence, boxes.label, boxes.track_id, boxes.source)
+
+
 @dataclass
 class _Key:
     """The tracked boxes of the last key frame, displayed orientation."""
@@ -223,6 +251,14 @@ class _Run:
     def _render(self, frame: av.VideoFrame, bgr: FrameBGR | None, coded: Detections) -> av.VideoFrame:
         if not len(coded):
             return frame  # nothing to obscure: encode the decoded frame as it is, no BGR round trip
+        if bgr is None and not self.options.draw:
+            # Frames between key frames were never converted: convert only the part that changes.
+            roi = _affected_region(coded, self.styles, frame.width, frame.height)
+            edited = edit_region(
+                frame, roi, lambda part, origin: obscure(part, _shifted(coded, origin), self.styles)
+            )
+            if edited is not None:
+                return edited
         bgr = bgr if bgr is not None else frame_to_bgr(frame)
         out = draw_boxes(bgr, coded) if self.options.draw else obscure(bgr, coded, self.styles)
         return frame_from_bgr(out, frame)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import av
+import cv2
 import numpy as np
 import numpy.typing as npt
 
@@ -30,6 +31,7 @@ __all__ = [
     "VideoProps",
     "VideoReader",
     "VideoWriter",
+    "edit_region",
     "frame_from_bgr",
     "frame_to_bgr",
 ]
@@ -321,6 +323,64 @@ def frame_from_bgr(bgr: FrameBGR, like: av.VideoFrame) -> av.VideoFrame:
     )
     out.pts, out.time_base = like.pts, like.time_base
     return out
+
+
+RegionEdit = Callable[[FrameBGR, tuple[int, int]], FrameBGR]
+"""Takes a (h, w, 3) uint8 BGR region and its top-left corner (x, y) in the frame; returns it edited."""
+
+
+def edit_region(
+    frame: av.VideoFrame, roi_xyxy: tuple[int, int, int, int], edit: RegionEdit
+) -> av.VideoFrame | None:
+    """Applies `edit` to one region of a yuv420p frame, converting only that region to BGR and back.
+
+    Pixels outside the region keep their exact decoded values, and a small region costs far less than a
+    whole-frame round trip. The region is widened to even coordinates (chroma is stored per 2x2 block).
+
+    Args:
+        frame: the decoded frame; not modified.
+        roi_xyxy: region in coded-frame pixels, x0, y0, x1, y1.
+        edit: see `RegionEdit`; called with the widened region.
+
+    Returns:
+        A new frame with `frame`'s pts and colour tags, or None when the frame is not yuv420p.
+    """
+    if frame.format.name != "yuv420p" or frame.width % 2 or frame.height % 2:
+        return None
+    x0, y0 = roi_xyxy[0] // 2 * 2, roi_xyxy[1] // 2 * 2
+    x1, y1 = min(-(-roi_xyxy[2] // 2) * 2, frame.width), min(-(-roi_xyxy[3] // 2) * 2, frame.height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    planes = cast(FrameBGR, frame.to_ndarray())  # (H * 3/2, W) uint8: the Y plane, then U and V as rows of W
+    y, u, v = _yuv_views(planes, frame.width, frame.height)
+    region = (slice(y0, y1), slice(x0, x1))
+    chroma = (slice(y0 // 2, y1 // 2), slice(x0 // 2, x1 // 2))
+    h, w = y1 - y0, x1 - x0
+    i420 = np.concatenate([y[region].ravel(), u[chroma].ravel(), v[chroma].ravel()]).reshape(h * 3 // 2, w)
+    edited = edit(cast(FrameBGR, cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)), (x0, y0))
+    back = cv2.cvtColor(edited, cv2.COLOR_BGR2YUV_I420).ravel()
+    y[region] = back[: h * w].reshape(h, w)
+    u[chroma] = back[h * w : h * w * 5 // 4].reshape(h // 2, w // 2)
+    v[chroma] = back[h * w * 5 // 4 :].reshape(h // 2, w // 2)
+    out = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+    out.pts = frame.pts
+    if frame.time_base is not None:
+        out.time_base = frame.time_base
+    out.colorspace, out.color_range = frame.colorspace, frame.color_range
+    return out
+
+
+def _yuv_views(
+    planes: npt.NDArray[np.uint8], width: int, height: int
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.uint8]]:
+    """Writable views of the Y, U and V planes inside a (H * 3/2, W) yuv420p array."""
+    flat = planes.reshape(-1)
+    luma = width * height
+    chroma = luma // 4
+    y = flat[:luma].reshape(height, width)
+    u = flat[luma : luma + chroma].reshape(height // 2, width // 2)
+    v = flat[luma + chroma : luma + 2 * chroma].reshape(height // 2, width // 2)
+    return y, u, v
 
 
 def _codec_for(codec: str, container: av.container.OutputContainer) -> str:
