@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from veil.engine.boxes import box_iou
+
 IOU_MATCH = 0.3
 # The looser "overlaps nothing" test behind the deface reference figure of 2.59 unmatched boxes per image.
 IOU_STRAY = 0.1
@@ -111,16 +113,6 @@ def read_detections(path: Path, min_score: float = 0.0) -> dict[str, tuple[Float
     }
 
 
-def iou_matrix(a: FloatArray, b: FloatArray) -> FloatArray:
-    """(len(a), len(b)) IoU of two sets of xyxy boxes."""
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return np.asarray(inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9), float)
-
-
 @dataclass(frozen=True)
 class Matching:
     """Outcome of matching one image's detections of one label.
@@ -143,7 +135,7 @@ def match(truth_xyxy: FloatArray, det_xyxy: FloatArray, scores: FloatArray) -> M
     claimed = [False] * len(truth_xyxy)
     if not len(det_xyxy) or not len(truth_xyxy):
         return Matching(claimed, len(det_xyxy), len(det_xyxy), 0)
-    ious = iou_matrix(det_xyxy, truth_xyxy)
+    ious = box_iou(det_xyxy, truth_xyxy)
     stray = int((ious.max(axis=1) < IOU_STRAY).sum())
     unmatched = duplicates = 0
     for d in np.argsort(-scores, kind="stable"):

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps
 
+from veil.engine.boxes import box_iou
 from veil.engine.detections import Detections
 from veil.engine.detectors.base import DetectorConfig
 from veil.engine.detectors.plates import PlateDetector, PlateFilter, plate_boxes, plate_like, text_lines
@@ -62,16 +63,6 @@ def read_bgr(image: str) -> npt.NDArray[np.uint8]:
     with Image.open(DATA / image) as img:
         rgb = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
     return np.ascontiguousarray(rgb[:, :, ::-1])
-
-
-def iou(box: npt.NDArray[np.float32], other: tuple[float, float, float, float]) -> npt.NDArray[np.float32]:
-    """IoU of (N, 4) xyxy boxes with one xyxy box."""
-    ix = np.clip(np.minimum(box[:, 2], other[2]) - np.maximum(box[:, 0], other[0]), 0, None)
-    iy = np.clip(np.minimum(box[:, 3], other[3]) - np.maximum(box[:, 1], other[1]), 0, None)
-    inter = ix * iy
-    area = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])
-    other_area = (other[2] - other[0]) * (other[3] - other[1])
-    return np.asarray(inter / (area + other_area - inter), np.float32)
 
 
 def cache_path(cache: Path, size: int, sample: Sample) -> Path:
@@ -155,7 +146,7 @@ def evaluate(box_threshold: float, rules: PlateFilter, table: LineTable) -> dict
     size_wh = table.size_wh[photo]
     boxes = np.clip(boxes, 0, np.concatenate([size_wh, size_wh], axis=1))
     counts = np.bincount(photo, minlength=len(table.scale))
-    overlap = iou_rows(boxes, table.plate_xyxy[photo])
+    overlap = np.diagonal(box_iou(boxes, table.plate_xyxy[photo]))
     best = np.zeros(len(table.scale), np.float32)
     np.maximum.at(best, photo, np.nan_to_num(overlap))
     is_plate = ~np.isnan(table.plate_xyxy[:, 0])
@@ -164,16 +155,6 @@ def evaluate(box_threshold: float, rules: PlateFilter, table: LineTable) -> dict
         "boxes_alpr": float(counts[is_plate].mean()),
         "boxes_wider": float(counts[~is_plate].mean()) if (~is_plate).any() else 0.0,
     }
-
-
-def iou_rows(box: npt.NDArray[np.float32], other: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    """Row-wise IoU of two (N, 4) xyxy arrays."""
-    ix = np.clip(np.minimum(box[:, 2], other[:, 2]) - np.maximum(box[:, 0], other[:, 0]), 0, None)
-    iy = np.clip(np.minimum(box[:, 3], other[:, 3]) - np.maximum(box[:, 1], other[:, 1]), 0, None)
-    inter = ix * iy
-    area = (box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])
-    other_area = (other[:, 2] - other[:, 0]) * (other[:, 3] - other[:, 1])
-    return np.asarray(inter / (area + other_area - inter), np.float32)
 
 
 SWEEP: dict[str, list[float]] = {
@@ -233,7 +214,7 @@ def draw_misses(samples: list[Sample], size: int, cache: Path, out: Path) -> Non
         if sample.plate_xyxy is None:
             continue
         found = detections_from_cache(detector, cache, size, sample)
-        if len(found) and iou(found.xyxy, sample.plate_xyxy).max() >= IOU_HIT:
+        if len(found) and box_iou(found.xyxy, sample.plate_xyxy).max() >= IOU_HIT:
             continue
         frame = read_bgr(sample.image)
         for det, colour in (

@@ -22,6 +22,7 @@ import av
 import numpy as np
 import numpy.typing as npt
 
+from veil.engine.boxes import box_area, box_intersection, box_iou
 from veil.engine.detectors.base import Detector, DetectorConfig, load_detector
 from veil.engine.detectors.centerface import CenterFaceDetector
 from veil.engine.detectors.plates import PlateDetector
@@ -92,13 +93,8 @@ def covered(ref: Boxes, out: Boxes) -> int:
     """Reference boxes matched by an output box under the IoU / inside rule."""
     if not len(ref) or not len(out):
         return 0
-    top_left = np.maximum(ref[:, None, :2], out[None, :, :2])
-    bottom_right = np.minimum(ref[:, None, 2:], out[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
-    area_ref = np.prod(ref[:, 2:] - ref[:, :2], axis=1)[:, None]
-    area_out = np.prod(out[:, 2:] - out[:, :2], axis=1)[None, :]
-    iou = inter / np.maximum(area_ref + area_out - inter, 1e-9)
-    inside = inter / np.maximum(area_ref, 1e-9)
+    iou = box_iou(ref, out)
+    inside = box_intersection(ref, out) / np.maximum(box_area(ref), 1e-9)[:, None]
     return int(((iou >= IOU_MIN) | (inside >= INSIDE_MIN)).any(axis=1).sum())
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from veil.engine.boxes import box_iou
 from veil.engine.detections import SOURCE_DETECTED, SOURCE_TRACKED, Detections
 
 __all__ = ["KeyframeTracker", "TrackerConfig", "fill_between"]
@@ -120,7 +121,7 @@ class KeyframeTracker:
         for t, track in enumerate(self._tracks):
             predicted = track.predict(frame_index)
             for d in (int(i) for i in np.flatnonzero(detections.label == track.label)):
-                overlap = _iou(predicted, detections.xyxy[d])
+                overlap = float(box_iou(predicted, detections.xyxy[d])[0, 0])
                 shift = _centre_shift(predicted, detections.xyxy[d])
                 if overlap >= self.config.match_iou or shift <= self.config.max_centre_shift:
                     # Any overlap ranks above every non-overlapping candidate.
@@ -192,16 +193,6 @@ def _rows_to_detections(rows: list[tuple[Box, float, str, int]]) -> Detections:
         np.array([r[3] for r in rows], np.int64),
         np.full(len(rows), SOURCE_TRACKED, "<U8"),
     )
-
-
-def _iou(a: Box, b: Box) -> float:
-    inter_w = min(a[2], b[2]) - max(a[0], b[0])
-    inter_h = min(a[3], b[3]) - max(a[1], b[1])
-    if inter_w <= 0 or inter_h <= 0:
-        return 0.0
-    inter = float(inter_w * inter_h)
-    union = float((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1])) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _centre_shift(a: Box, b: Box) -> float:

@@ -16,6 +16,7 @@ import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 
+from veil.engine.boxes import box_iou
 from veil.engine.detections import Detections
 from veil.engine.detectors.base import DetectorConfig, DetectorInfo
 from veil.engine.detectors.onnx import create_session, packaged_model
@@ -203,16 +204,11 @@ def decode(
 def nms(xyxy: FloatArray, scores: FloatArray, iou: float) -> npt.NDArray[np.int64]:
     """Greedy non-maximum suppression; returns indices of kept boxes, highest score first."""
     order = np.argsort(-scores, kind="stable")
-    areas = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
     keep: list[int] = []
     while len(order):
         best, rest = order[0], order[1:]
         keep.append(int(best))
-        top_left = np.maximum(xyxy[best, :2], xyxy[rest, :2])
-        bottom_right = np.minimum(xyxy[best, 2:], xyxy[rest, 2:])
-        inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=1)
-        overlap = inter / np.maximum(areas[best] + areas[rest] - inter, 1e-9)
-        order = rest[overlap < iou]
+        order = rest[box_iou(xyxy[best], xyxy[rest])[0] < iou]
     return np.asarray(keep, np.int64)
 
 
