@@ -16,22 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-from PIL import Image, ImageOps
-
 from veil.engine.detectors.base import DetectorConfig
 from veil.engine.detectors.centerface import CenterFaceDetector
+from veil.engine.media.image import read_image
 from veil.engine.report import MediaInfo, Report
 
 DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" / "manifest.csv"
-
-
-def load_bgr(path: Path) -> npt.NDArray[np.uint8]:
-    """Reads a photo upright (EXIF orientation applied) as an (H, W, 3) BGR uint8 array."""
-    with Image.open(path) as image:
-        rgb = ImageOps.exif_transpose(image).convert("RGB")
-    return np.ascontiguousarray(np.asarray(rgb, np.uint8)[:, :, ::-1])
 
 
 def manifest_images(manifest: Path, dataset: str | None, every: int) -> list[str]:
@@ -87,7 +77,7 @@ def main() -> None:
     images = manifest_images(args.manifest, args.dataset, args.every)
     seconds = 0.0
     for name in images:
-        frame = load_bgr(root / name)
+        frame = read_image(root / name).frame_bgr  # upright, as `veil detect` reads it
         start = time.perf_counter()
         detections = detector.detect(frame)
         seconds += time.perf_counter() - start

@@ -24,12 +24,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps
 
 from veil.engine.boxes import box_iou
 from veil.engine.detections import Detections
 from veil.engine.detectors.base import DetectorConfig
 from veil.engine.detectors.plates import PlateDetector, PlateFilter, plate_boxes, plate_like, text_lines
+from veil.engine.media.image import read_image
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev"
 IOU_HIT = 0.3
@@ -59,10 +59,8 @@ def load_samples(limit: int | None) -> list[Sample]:
 
 
 def read_bgr(image: str) -> npt.NDArray[np.uint8]:
-    """The photo upright (EXIF orientation applied), as BGR uint8."""
-    with Image.open(DATA / image) as img:
-        rgb = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
-    return np.ascontiguousarray(rgb[:, :, ::-1])
+    """The photo upright, as `veil detect` reads it: (H, W, 3) BGR uint8."""
+    return read_image(DATA / image).frame_bgr
 
 
 def cache_path(cache: Path, size: int, sample: Sample) -> Path:
