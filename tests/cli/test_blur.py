@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +171,15 @@ def test_model_override_errors_are_clear(photos: Path, tmp_path: Path, spec: str
     result = runner.invoke(app, ["blur", str(photos), "-o", str(tmp_path / "out"), "--model", spec])
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
+
+
+def test_summary_json_has_blurit_counts(photos: Path, tmp_path: Path, one_face: Detections) -> None:
+    summary = tmp_path / "summary.json"
+    args = ["blur", str(photos), "-o", str(tmp_path / "out"), "--summary-json", str(summary)]
+    assert runner.invoke(app, args).exit_code == 0
+    document = json.loads(summary.read_text())
+    assert document["nb_files"] == {"IMAGE": 2, "VIDEO": 0}
+    assert document["size"]["IMAGE"] == sum(p.stat().st_size for p in photos.rglob("*.png"))
+    assert document["detections"] == {"face": 2}
+    assert [Path(s["path"]).name for s in document["skipped"]] == ["notes.txt"]
+    assert document["failures"] == []
