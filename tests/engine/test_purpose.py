@@ -50,3 +50,8 @@ def test_load_builds_photo_and_video_detectors_with_model_files(monkeypatch: pyt
 def test_model_file_for_a_detector_not_run_is_refused() -> None:
     with pytest.raises(ModelError, match="given for tattoo"):
         Anonymizer.load(["face"], model_paths={"tattoo": Path("x.onnx")})
+
+
+def test_one_model_file_for_every_detector_is_refused() -> None:
+    with pytest.raises(ValueError, match="per detector"):
+        Anonymizer.load(["face", "plate"], DetectorConfig(model_path=Path("x.onnx")))

@@ -76,8 +76,11 @@ class Anonymizer:
 
         Raises:
             ModelError: a detector is unknown or its model cannot be loaded.
+            ValueError: `config.model_path` is set; one file cannot replace every detector's weights.
         """
         config = config or DetectorConfig()
+        if config.model_path is not None:
+            raise ValueError("give model files per detector in model_paths, not in the shared config")
         models = dict(model_paths or {})
         unknown = set(models) - set(names)
         if unknown:
@@ -87,9 +90,7 @@ class Anonymizer:
 
         def build(purpose: Purpose) -> list[Detector]:
             return [
-                load_detector(
-                    name, replace(config, purpose=purpose, model_path=models.get(name, config.model_path))
-                )
+                load_detector(name, replace(config, purpose=purpose, model_path=models.get(name)))
                 for name in names
             ]
 
