@@ -1,0 +1,125 @@
+"""The database tables: API keys, stored files and tasks.
+
+Every row that belongs to someone carries `owner_id`; queries filter on it so one key never sees another's
+data. Times are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from veil.core.ids import new_id
+
+__all__ = ["FINAL_STATUSES", "TASK_STATUSES", "ApiKey", "Base", "StoredFile", "Task", "WorkerBeat", "utc_now"]
+
+TASK_STATUSES = ("queued", "started", "completed", "failed", "cancelled")
+FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A datetime stored in UTC and read back timezone-aware, also on SQLite (which keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime; use timezone-aware UTC times")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, datetime: UTCDateTime}
+
+
+class ApiKey(Base):
+    """A client's key. Only a SHA-256 hash of the key is stored; the key itself is shown once."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("key"))
+    name: Mapped[str] = mapped_column(String(200))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    # The first characters of the key, so a person can tell keys apart in listings.
+    prefix: Mapped[str] = mapped_column(String(16))
+    is_admin: Mapped[bool] = mapped_column(default=False)
+    # Signs callbacks (HMAC-SHA256); it must be readable to sign, so it is a separate secret from the key.
+    callback_secret: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    files_processed: Mapped[int] = mapped_column(Integer, default=0)
+    bytes_processed: Mapped[int] = mapped_column(BigInteger, default=0)
+    frames_processed: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class StoredFile(Base):
+    """An uploaded or generated file; its bytes live in storage under `storage_key`."""
+
+    __tablename__ = "files"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("file"))
+    owner_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    media_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    storage_key: Mapped[str] = mapped_column(String(400))
+    # The task that generated this file; None for uploads.
+    task_id: Mapped[str | None] = mapped_column(ForeignKey("tasks.id"), index=True, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+
+
+class Task(Base):
+    """One operation on one input, run by a worker.
+
+    `api` says which API created it: "v1" tasks take `input` = {"file": id} or {"task": id}; "blurit"
+    tasks keep the BlurIt request body (input_image, output_json, ...) in `input`.
+    """
+
+    __tablename__ = "tasks"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("task"))
+    owner_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    api: Mapped[str] = mapped_column(String(16), default="v1")
+    operation: Mapped[str] = mapped_column(String(32), index=True)
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    input: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    result: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    error: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    callback_url: Mapped[str | None] = mapped_column(String(2000), default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Refreshed by the worker while it runs the task; a stale one means the worker died.
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class WorkerBeat(Base):
+    """A worker process that is alive: it refreshes `seen_at` every few seconds (readiness, monitoring)."""
+
+    __tablename__ = "worker_beats"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(default=utc_now)
+    seen_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)

@@ -1,0 +1,103 @@
+"""Where file bytes live: a folder on local disk, addressed by relative keys.
+
+Writes go to a temporary name and are renamed when complete, so a reader never sees half a file and a
+retried task simply replaces what an interrupted attempt left.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["LocalStorage", "StorageFullError", "UploadTooLargeError"]
+
+
+class StorageFullError(OSError):
+    """The disk holding storage is full."""
+
+
+class UploadTooLargeError(ValueError):
+    """A stream went over its size limit; nothing was kept."""
+
+
+class LocalStorage:
+    """Files under `root`, named by keys such as `key_x/file_y/photo.jpg`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    def path(self, key: str) -> Path:
+        """The file for `key`; keys are made by the server, but never trusted to stay inside the root."""
+        path = (self.root / key).resolve()
+        if self.root not in path.parents:
+            raise ValueError(f"storage key {key!r} leaves the storage root")
+        return path
+
+    def _staging(self, key: str) -> tuple[Path, Path]:
+        final = self.path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return final, final.with_name(f".{final.name}.partial-{os.getpid()}")
+
+    async def save_stream(self, key: str, chunks: AsyncIterator[bytes], max_bytes: int) -> int:
+        """Writes the chunks under `key`; returns the size.
+
+        Raises:
+            UploadTooLargeError: more than `max_bytes` arrived.
+            StorageFullError: the disk is full.
+        """
+        final, staging = self._staging(key)
+        size = 0
+        try:
+            with _disk_full_as_error(), staging.open("wb") as out:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise UploadTooLargeError(f"larger than the limit of {max_bytes} bytes")
+                    out.write(chunk)
+            os.replace(staging, final)
+        finally:
+            staging.unlink(missing_ok=True)
+        return size
+
+    def save_file(self, key: str, source: Path) -> int:
+        """Copies `source` under `key`; returns the size."""
+        final, staging = self._staging(key)
+        try:
+            with _disk_full_as_error():
+                shutil.copyfile(source, staging)
+            os.replace(staging, final)
+        finally:
+            staging.unlink(missing_ok=True)
+        return final.stat().st_size
+
+    def delete(self, key: str) -> None:
+        path = self.path(key)
+        path.unlink(missing_ok=True)
+        _remove_empty_parents(path.parent, self.root)
+
+    def delete_tree(self, prefix: str) -> None:
+        shutil.rmtree(self.path(prefix), ignore_errors=True)
+
+
+def _remove_empty_parents(folder: Path, root: Path) -> None:
+    while folder != root and root in folder.parents:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
+@contextmanager
+def _disk_full_as_error() -> Iterator[None]:
+    """Turns ENOSPC into StorageFullError with a message a person understands."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise StorageFullError(errno.ENOSPC, "the disk holding Veil's storage is full") from exc
+        raise
