@@ -26,7 +26,7 @@ test: lint typecheck
 	$(BIN)/pytest
 
 serve: install
-	$(BIN)/veil --help
+	$(BIN)/veil serve
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,4 +1,5 @@
-"""The `veil` command: anonymize or detect in local files, and check the installation."""
+"""The `veil` command: anonymize or detect in local files, check the installation, run the task server
+(`serve`, `worker`, `apikey`) and talk to it (`task`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from veil.cli.apikeys import apikey_app
+from veil.cli.client import task_app
 from veil.cli.doctor import run_doctor
 from veil.cli.progress import BatchProgress, print_summary
+from veil.cli.serve import serve, worker
 from veil.cli.styles import StyleSpecError, build_styles
 from veil.engine.anonymizer import DEFAULT_DETECTORS, AnonymizeOptions, Anonymizer
 from veil.engine.batch import FileJob, plan_jobs, run_jobs, summarize
@@ -26,7 +30,7 @@ __all__ = ["app", "main"]
 DEFAULT_DETECTOR_LIST = ",".join(DEFAULT_DETECTORS)
 
 app = typer.Typer(
-    help="Find faces and licence plates in photos and videos and obscure them, on this machine.",
+    help="Find faces and licence plates in photos and videos and obscure them, here or on a Veil server.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -226,6 +230,17 @@ def doctor(device: DeviceOpt = "auto") -> None:
         raise typer.Exit(1)
 
 
+# The task server and its client, listed after the local commands in --help.
+app.command()(serve)
+app.command()(worker)
+app.add_typer(task_app, name="task")
+app.add_typer(apikey_app, name="apikey")
+
+
 def main() -> None:
     """Entry point of the `veil` console script."""
     sys.exit(app())
+
+
+if __name__ == "__main__":
+    main()

@@ -15,7 +15,17 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from veil.core.ids import new_id
 
-__all__ = ["FINAL_STATUSES", "TASK_STATUSES", "ApiKey", "Base", "StoredFile", "Task", "WorkerBeat", "utc_now"]
+__all__ = [
+    "FINAL_STATUSES",
+    "TASK_STATUSES",
+    "ApiKey",
+    "Base",
+    "ExpiringPath",
+    "StoredFile",
+    "Task",
+    "WorkerBeat",
+    "utc_now",
+]
 
 TASK_STATUSES = ("queued", "started", "completed", "failed", "cancelled")
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
@@ -106,6 +116,9 @@ class Task(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     error: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     callback_url: Mapped[str | None] = mapped_column(String(2000), default=None)
+    # How the callback went: {"state": "pending"|"retrying"|"delivered"|"failed"|"refused", "attempts",
+    # "response_status", "error", "at"}; None until the task finished with a callback_url.
+    callback_delivery: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now, index=True)
@@ -123,3 +136,15 @@ class WorkerBeat(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     started_at: Mapped[datetime] = mapped_column(default=utc_now)
     seen_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+
+
+class ExpiringPath(Base):
+    """A BlurIt output under the file root to delete at `expires_at` (its `lifespan` after the task)."""
+
+    __tablename__ = "expiring_paths"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # Relative to the file root, as the client gave it; resolved again when it is deleted.
+    path: Mapped[str] = mapped_column(String(2000))
+    task_id: Mapped[str | None] = mapped_column(ForeignKey("tasks.id"), default=None)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

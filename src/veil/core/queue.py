@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from veil.core.broker import embedded_broker_url
 from veil.core.settings import Settings
 
 __all__ = ["DELIVER_CALLBACK", "RUN_TASK", "TaskQueue", "create_celery"]
@@ -19,7 +20,7 @@ DELIVER_CALLBACK = "veil.deliver_callback"
 def create_celery(settings: Settings) -> Celery:
     """A Celery app on `settings.broker_url` that acknowledges a message only after its task finished, so
     a worker killed mid-task leaves the message to be delivered again."""
-    app = Celery("veil", broker=settings.broker_url, set_as_current=False)
+    app = Celery("veil", broker=embedded_broker_url(settings.broker_url), set_as_current=False)
     app.conf.update(
         task_serializer="json",
         accept_content=["json"],

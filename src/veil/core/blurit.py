@@ -1,0 +1,308 @@
+"""BlurIt-style tasks: paths under the file root in, paths under the file root out.
+
+A request names its input and outputs as `{protocol: "file", path}` specs, relative to
+`settings.file_root_dir`. Everything a client could use to reach outside that root (absolute paths, `..`,
+symbolic links out) is refused here, with the offending field named, before a task exists. The task keeps
+the request as accepted in `Task.input`; the worker writes the outputs and counts what it processed in
+`Task.result` (`size` and `nb_files`, per IMAGE and VIDEO).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+)
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from veil.core.errors import InvalidInputError, NotFoundError
+from veil.core.models import ApiKey, Task, utc_now
+from veil.core.parameters import AnonymizeParameters
+from veil.core.paths import PathOutsideRootError, resolve_under
+from veil.core.schemas import TaskError, TaskStatus
+
+__all__ = [
+    "BlurItResult",
+    "BlurItTask",
+    "DirectoryInput",
+    "DirectoryTaskCreate",
+    "FileInput",
+    "FileSpec",
+    "FileTaskCreate",
+    "MediaCounts",
+    "OutputSpec",
+    "TaskCreated",
+    "create_directory_task",
+    "create_file_task",
+    "get_blurit_task",
+]
+
+
+def _flag(value: object) -> bool:
+    # The BlurIt documentation writes booleans as the strings "True" and "False"; accept those and JSON's.
+    if isinstance(value, bool):
+        return value
+    if value in ("True", "False"):
+        return value == "True"
+    raise ValueError('must be true, false, "True" or "False"')
+
+
+Flag = Annotated[
+    bool,
+    PlainValidator(_flag),
+    WithJsonSchema({"anyOf": [{"type": "boolean"}, {"type": "string", "enum": ["True", "False"]}]}),
+]
+# How the seed's GET answer writes a flag; the task itself keeps a real boolean.
+FlagText = Annotated[
+    Literal["True", "False"], BeforeValidator(lambda value: str(value) if isinstance(value, bool) else value)
+]
+UTCDatetime = Annotated[AwareDatetime, AfterValidator(lambda value: value.astimezone(UTC))]
+
+
+class FileSpec(BaseModel):
+    """A place under the file root. Only protocol "file" is supported."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    protocol: Literal["file"] = Field(description='"file": `path` is relative to the server\'s file root.')
+    path: str = Field(min_length=1, examples=["photos/image.jpg"])
+
+
+class OutputSpec(FileSpec):
+    lifespan: int | None = Field(
+        default=None, gt=0, description="Seconds after the task finishes until the output is deleted."
+    )
+
+
+class DirectoryInput(FileSpec):
+    auto_delete: Flag = Field(default=False, description="Delete the input once the task has succeeded.")
+
+
+class FileInput(DirectoryInput):
+    expires_at: UTCDatetime | None = Field(
+        default=None,
+        description="With a time zone; a past time is refused. The input is not used after this time.",
+        examples=["2042-01-01T00:00:00+02:00"],
+    )
+
+
+class FileTaskCreate(BaseModel):
+    """One photo or video: exactly one input, and the output of the same kind and/or detections JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_image: FileInput | None = None
+    input_video: FileInput | None = None
+    output_image: OutputSpec | None = None
+    output_video: OutputSpec | None = None
+    output_json: OutputSpec | None = Field(default=None, description="Detections as veil.detections/1 JSON.")
+    parameters: AnonymizeParameters = Field(default_factory=AnonymizeParameters)
+
+
+class DirectoryTaskCreate(BaseModel):
+    """Every photo and video below `input_directory`, written to the same relative paths below
+    `output_directory`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    input_directory: DirectoryInput
+    output_directory: FileSpec
+    parameters: AnonymizeParameters = Field(default_factory=AnonymizeParameters)
+
+
+class TaskCreated(BaseModel):
+    task_id: str
+
+
+class DirectoryInputEcho(FileSpec):
+    auto_delete: FlagText = "False"
+
+
+class FileInputEcho(DirectoryInputEcho):
+    expires_at: datetime | None = None
+
+
+class MediaCounts(BaseModel):
+    IMAGE: int = 0
+    VIDEO: int = 0
+
+
+class FileFailure(BaseModel):
+    path: str = Field(description="Relative to the file root.")
+    reason: str
+
+
+class BlurItResult(BaseModel):
+    """The request's specs, as accepted, and what was processed: bytes (`size`) and files (`nb_files`)."""
+
+    input_directory: DirectoryInputEcho | None = None
+    output_directory: FileSpec | None = None
+    size: MediaCounts = Field(default_factory=MediaCounts)
+    nb_files: MediaCounts = Field(default_factory=MediaCounts)
+    input_video: FileInputEcho | None = None
+    input_image: FileInputEcho | None = None
+    output_video: OutputSpec | None = None
+    output_image: OutputSpec | None = None
+    output_json: OutputSpec | None = None
+
+
+class BlurItTask(BaseModel):
+    task_id: str
+    status: TaskStatus
+    result: BlurItResult
+    error: TaskError | None = Field(default=None, description="Why the task failed; null otherwise.")
+    failures: list[FileFailure] | None = Field(
+        default=None, description="Directory tasks: the files that could not be processed, and why."
+    )
+
+
+class _Errors:
+    """Field errors gathered across a request, so one answer names every offending field."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, list[str]] = {}
+
+    def add(self, field: str, message: str) -> None:
+        self.fields.setdefault(field, []).append(message)
+
+    def raise_if_any(self) -> None:
+        if self.fields:
+            raise InvalidInputError(self.fields)
+
+
+def _resolve(root: Path, field: str, spec: FileSpec, errors: _Errors) -> Path | None:
+    try:
+        return resolve_under(root, spec.path)
+    except PathOutsideRootError as exc:
+        errors.add(f"{field}.path", str(exc))
+        return None
+
+
+def _check_output(field: str, output: Path | None, source: Path | None, errors: _Errors) -> None:
+    if output is None:
+        return
+    if output == source:
+        errors.add(f"{field}.path", "is the input; give another path")
+    elif output.is_dir():
+        errors.add(f"{field}.path", "is a directory; give a file path")
+
+
+def _store(session: Session, owner: ApiKey, request: FileTaskCreate | DirectoryTaskCreate) -> Task:
+    task = Task(
+        owner_id=owner.id,
+        api="blurit",
+        operation="anonymize",
+        input=request.model_dump(mode="json", exclude={"parameters"}, exclude_none=True),
+        parameters=request.parameters.model_dump(mode="json"),
+    )
+    session.add(task)
+    session.commit()
+    return task
+
+
+def create_file_task(session: Session, *, owner: ApiKey, request: FileTaskCreate, file_root: Path) -> Task:
+    """Checks a file task's specs and stores it as a queued task; the caller enqueues it.
+
+    Raises:
+        InvalidInputError: naming each offending field (`input_image.path`, `output_video`, ...).
+    """
+    inputs: dict[str, FileInput] = {
+        name: spec for name in ("input_image", "input_video") if (spec := getattr(request, name))
+    }
+    if len(inputs) != 1:
+        message = "give exactly one of input_image and input_video"
+        raise InvalidInputError({"input_image": [message], "input_video": [message]})
+    [(input_field, input_spec)] = inputs.items()
+    kind = input_field.removeprefix("input_")
+    other = "video" if kind == "image" else "image"
+    errors = _Errors()
+    if getattr(request, f"output_{other}") is not None:
+        errors.add(f"output_{other}", f"{input_field} gives output_{kind} or output_json, not output_{other}")
+    outputs: dict[str, OutputSpec] = {
+        name: spec for name in (f"output_{kind}", "output_json") if (spec := getattr(request, name))
+    }
+    if not outputs:
+        errors.add(f"output_{kind}", f"give output_{kind}, output_json or both")
+    if input_spec.expires_at is not None and input_spec.expires_at <= utc_now():
+        errors.add(f"{input_field}.expires_at", "is in the past")
+    source = _resolve(file_root, input_field, input_spec, errors)
+    if source is not None and not source.is_file():
+        errors.add(f"{input_field}.path", "no such file under the file root")
+    targets = {name: _resolve(file_root, name, spec, errors) for name, spec in outputs.items()}
+    for name, target in targets.items():
+        _check_output(name, target, source, errors)
+    if None not in targets.values() and len(set(targets.values())) < len(targets):
+        errors.add("output_json.path", f"is the same file as output_{kind}")
+    errors.raise_if_any()
+    return _store(session, owner, request)
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    return a == b or a in b.parents or b in a.parents
+
+
+def create_directory_task(
+    session: Session, *, owner: ApiKey, request: DirectoryTaskCreate, file_root: Path
+) -> Task:
+    """Checks a directory task's specs and stores it as a queued task; the caller enqueues it.
+
+    The output may not overlap the input either way: outputs inside the input would be processed again,
+    and an input inside the output could be overwritten by an output with the same relative path.
+
+    Raises:
+        InvalidInputError: naming each offending field (`input_directory.path`, ...).
+    """
+    errors = _Errors()
+    source = _resolve(file_root, "input_directory", request.input_directory, errors)
+    if source is not None and not source.is_dir():
+        errors.add("input_directory.path", "no such directory under the file root")
+    target = _resolve(file_root, "output_directory", request.output_directory, errors)
+    if target is not None and source is not None and _overlap(source, target):
+        errors.add("output_directory.path", "overlaps the input directory; give a separate directory")
+    elif target is not None and target.exists() and not target.is_dir():
+        errors.add("output_directory.path", "is a file; give a directory path")
+    errors.raise_if_any()
+    return _store(session, owner, request)
+
+
+def get_blurit_task(session: Session, *, owner: ApiKey, task_id: str) -> BlurItTask:
+    """The task as the BlurIt API shows it: the accepted specs, counts so far, and the error if it failed.
+
+    Raises:
+        NotFoundError: no BlurIt task with this id, or it belongs to another key (admins see all).
+    """
+    query = select(Task).where(Task.id == task_id, Task.api == "blurit")
+    if not owner.is_admin:
+        query = query.where(Task.owner_id == owner.id)
+    task = session.scalar(query)
+    if task is None:
+        raise NotFoundError("Task", task_id)
+    counts = task.result or {}
+    result = BlurItResult.model_validate(
+        {
+            **task.input,
+            "size": counts.get("size", {}),
+            "nb_files": counts.get("nb_files", {}),
+        }
+    )
+    error = task.error if task.status == "failed" else None
+    return BlurItTask.model_validate(
+        {
+            "task_id": task.id,
+            "status": task.status,
+            "result": result,
+            "error": error,
+            "failures": counts.get("failures"),
+        }
+    )

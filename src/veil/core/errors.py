@@ -1,0 +1,47 @@
+"""Errors of the service layer, raised where the problem is known; the server turns them into HTTP
+problems (`veil.server.problems`) and the CLI into one-line messages.
+
+    ServiceError
+    ├── NotFoundError      a resource is missing or belongs to another key (both answer 404)
+    ├── ConflictError      the resource is in a state that forbids the request
+    └── InvalidInputError  named fields are wrong: {field: [message, ...]}
+        └── UnsupportedMediaTypeError  an upload's content is no photo or video Veil handles
+"""
+
+from __future__ import annotations
+
+__all__ = ["ConflictError", "InvalidInputError", "NotFoundError", "ServiceError", "UnsupportedMediaTypeError"]
+
+
+class ServiceError(Exception):
+    """Base of the errors a request can cause."""
+
+
+class NotFoundError(ServiceError):
+    def __init__(self, resource: str, resource_id: str) -> None:
+        super().__init__(f"{resource} with id {resource_id} not found.")
+
+
+class ConflictError(ServiceError):
+    pass
+
+
+class InvalidInputError(ServiceError):
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        self.errors = errors
+        fields = ", ".join(sorted(errors))
+        super().__init__(f"The request has invalid fields: {fields}.")
+
+
+class UnsupportedMediaTypeError(InvalidInputError):
+    """The content (never the name) is of a type Veil cannot process; answered as 415.
+
+    `detail` says what the content looks like; it is also the message for the `file` field.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__({"file": [detail]})
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.detail

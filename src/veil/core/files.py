@@ -1,0 +1,204 @@
+"""Files of the `/v1` API: store an upload, find, list and delete files, within what the caller's key sees.
+
+A key sees its own files (an admin key sees all); another key's file, or one past its `expires_at`, is
+not found. Uploads are typed from their content and streamed to storage without being held in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import unicodedata
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import PurePosixPath, PureWindowsPath
+from typing import Any
+
+from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy.orm import Session
+
+from veil.core.errors import ConflictError, NotFoundError
+from veil.core.ids import new_id
+from veil.core.listing import Listing, fetch_page, visible_to
+from veil.core.models import ApiKey, StoredFile, Task, utc_now
+from veil.core.probe import SNIFF_BYTES, media_properties, sniff_media_type
+from veil.core.schemas import FileListQuery, FileProperties, FilePublic, FilesPublic
+from veil.core.settings import Settings
+from veil.core.storage import LocalStorage
+
+__all__ = [
+    "FILE_LISTING",
+    "delete_file",
+    "file_public",
+    "get_file",
+    "list_files",
+    "safe_filename",
+    "store_upload",
+]
+
+FILE_LISTING = Listing(
+    model=StoredFile,
+    fields={
+        "id": StoredFile.id,
+        "name": StoredFile.name,
+        "type": StoredFile.media_type,
+        "size": StoredFile.size,
+        "task_id": StoredFile.task_id,
+        "created_at": StoredFile.created_at,
+        "expires_at": StoredFile.expires_at,
+    },
+    search_fields=("id", "name", "type"),
+)
+
+_MAX_NAME_BYTES = 150
+_ACTIVE_STATUSES = ("queued", "started")
+
+
+def safe_filename(name: str | None) -> str:
+    """The last part of a client's file name, without control characters and at most 150 bytes of UTF-8
+    (file systems allow 255, and storage adds a temporary prefix and suffix while writing); the extension
+    is kept. "upload" when nothing usable is left."""
+    base = PureWindowsPath(PurePosixPath(name or "").name).name  # drops both "/" and "\\" paths
+    base = "".join(char for char in base if unicodedata.category(char)[0] != "C").strip()
+    if base in ("", ".", ".."):
+        return "upload"
+    if len(base.encode()) <= _MAX_NAME_BYTES:
+        return base
+    path = PurePosixPath(base)
+    suffix = path.suffix if len(path.suffix.encode()) <= 16 else ""
+    budget = _MAX_NAME_BYTES - len(suffix.encode())
+    return base[: len(base) - len(suffix)].encode()[:budget].decode(errors="ignore") + suffix
+
+
+async def store_upload(
+    session: Session,
+    *,
+    storage: LocalStorage,
+    settings: Settings,
+    owner: ApiKey,
+    filename: str | None,
+    chunks: AsyncIterator[bytes],
+) -> FilePublic:
+    """Streams an upload to storage and records it; the type is told from the first bytes, so content
+    Veil cannot process is refused before anything is written.
+
+    Raises:
+        UnsupportedMediaTypeError: the content is no photo or video Veil handles.
+        UploadTooLargeError: more than `settings.max_upload_bytes` arrived (nothing is kept).
+        StorageFullError: the disk is full (nothing is kept).
+    """
+    head, chunks = await _peek(chunks, SNIFF_BYTES)
+    media_type = sniff_media_type(head)
+    file_id, name = new_id("file"), safe_filename(filename)
+    storage_key = f"{owner.id}/{file_id}/{name}"
+    size = await storage.save_stream(storage_key, chunks, settings.max_upload_bytes)
+    record = StoredFile(
+        id=file_id,
+        owner_id=owner.id,
+        name=name,
+        media_type=media_type,
+        size=size,
+        storage_key=storage_key,
+        expires_at=utc_now() + timedelta(seconds=settings.file_lifespan_s),
+    )
+    try:
+        # Reading headers and waiting for SQLite's write lock both block; keep them off the event loop.
+        await asyncio.to_thread(_record_upload, session, storage, record)
+    except BaseException:
+        storage.delete(storage_key)
+        raise
+    return file_public(record)
+
+
+def _record_upload(session: Session, storage: LocalStorage, record: StoredFile) -> None:
+    record.properties = media_properties(storage.path(record.storage_key), record.media_type)
+    session.add(record)
+    session.commit()
+
+
+async def _peek(chunks: AsyncIterator[bytes], size: int) -> tuple[bytes, AsyncIterator[bytes]]:
+    """The first `size` bytes (fewer when the stream is shorter), and the whole stream again."""
+    buffered: list[bytes] = []
+    received = 0
+    async for chunk in chunks:
+        buffered.append(chunk)
+        received += len(chunk)
+        if received >= size:
+            break
+
+    async def replay() -> AsyncIterator[bytes]:
+        for chunk in buffered:
+            yield chunk
+        async for chunk in chunks:
+            yield chunk
+
+    return b"".join(buffered)[:size], replay()
+
+
+def get_file(session: Session, *, owner: ApiKey, file_id: str) -> StoredFile:
+    """The file `file_id` if `owner` may see it and it has not expired.
+
+    Raises:
+        NotFoundError: no such file for this key.
+    """
+    record = session.scalar(select(StoredFile).where(StoredFile.id == file_id, *_visible(owner)))
+    if record is None:
+        raise NotFoundError("File", file_id)
+    return record
+
+
+def list_files(session: Session, *, owner: ApiKey, query: FileListQuery) -> FilesPublic:
+    """A page of the files `owner` sees; see `FileListQuery` for sorting, search and filters.
+
+    Raises:
+        InvalidInputError: a bad `sort` or `filter`.
+    """
+    count, rows = fetch_page(session, listing=FILE_LISTING, query=query, where=_visible(owner))
+    return FilesPublic(
+        count=count, page=query.page, page_size=query.page_size, results=[file_public(row) for row in rows]
+    )
+
+
+def delete_file(session: Session, *, owner: ApiKey, storage: LocalStorage, file_id: str) -> None:
+    """Deletes a file's record and bytes.
+
+    Raises:
+        NotFoundError: no such file for this key.
+        ConflictError: a queued or running task reads the file.
+    """
+    record = get_file(session, owner=owner, file_id=file_id)
+    reader = session.scalar(select(Task.id).where(Task.status.in_(_ACTIVE_STATUSES), _reads(record)).limit(1))
+    if reader is not None:
+        raise ConflictError(
+            f"File {file_id} is the input of task {reader}, which is not finished; cancel it or wait for it."
+        )
+    session.delete(record)
+    session.commit()
+    # The bytes go after the commit: a failed commit keeps the file whole.
+    storage.delete(record.storage_key)
+
+
+def file_public(record: StoredFile) -> FilePublic:
+    """The API view of a file record."""
+    properties: dict[str, Any] = {**record.properties, "size": record.size}
+    return FilePublic(
+        id=record.id,
+        name=record.name,
+        type=record.media_type,
+        properties=FileProperties.model_validate(properties),
+        task_id=record.task_id,
+        created_at=record.created_at,
+        expires_at=record.expires_at,
+    )
+
+
+def _visible(owner: ApiKey) -> list[ColumnElement[bool]]:
+    unexpired = or_(StoredFile.expires_at.is_(None), StoredFile.expires_at > utc_now())
+    return [visible_to(owner, StoredFile.owner_id), unexpired]
+
+
+def _reads(record: StoredFile) -> ColumnElement[bool]:
+    """Tasks that read `record`: given it as input, or chained on the task that generated it."""
+    reads_file: ColumnElement[bool] = Task.input["file"].as_string() == record.id
+    if record.task_id is None:
+        return reads_file
+    return or_(reads_file, Task.input["task"].as_string() == record.task_id)

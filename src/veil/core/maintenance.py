@@ -1,0 +1,162 @@
+"""Periodic upkeep the server runs: delete what expired, and queue again tasks whose worker died.
+
+A task's message may be lost with the worker that held it (the embedded broker forgets a message once a
+worker has taken it), so the database is what says which tasks still need running: `started` tasks with
+a stale heartbeat are queued again, and at server start every `queued` task is sent again. A worker's
+claim makes duplicate messages harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from functools import partial
+from pathlib import Path
+
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from veil.core.db import session_scope
+from veil.core.models import ExpiringPath, StoredFile, Task, utc_now
+from veil.core.paths import PathOutsideRootError, resolve_under
+from veil.core.queue import TaskQueue
+from veil.core.settings import Settings
+from veil.core.storage import LocalStorage
+
+__all__ = ["MAX_ATTEMPTS", "recover_tasks", "run_maintenance"]
+
+MAX_ATTEMPTS = 3
+"""A task whose worker died this many times is failed instead of queued again: its input may be what
+kills the worker (memory, a decoder crash)."""
+
+_BATCH = 500  # rows per transaction, so a large backlog never holds SQLite's write lock for long
+_ACTIVE = ("queued", "started")
+
+log = logging.getLogger(__name__)
+
+
+def run_maintenance(
+    sessions: sessionmaker[Session], storage: LocalStorage, queue: TaskQueue, settings: Settings
+) -> None:
+    """One pass: delete expired stored files (not those a queued or running task reads), delete expired
+    BlurIt outputs, and queue again (or fail) tasks whose worker stopped sending heartbeats."""
+    now = utc_now()
+    files = _delete_expired_files(sessions, storage, now)
+    paths = _delete_expired_paths(sessions, settings.file_root_dir, now)
+    requeued = _requeue_stale_tasks(sessions, queue, now - timedelta(seconds=settings.stale_task_s))
+    if files or paths or requeued:
+        log.info("maintenance: %d files and %d paths expired, %d tasks queued again", files, paths, requeued)
+
+
+def recover_tasks(sessions: sessionmaker[Session], queue: TaskQueue) -> int:
+    """Sends every queued task to the workers again, oldest first (at server start, when the broker may
+    have lost messages); returns how many."""
+    with sessions() as session:
+        task_ids = list(
+            session.scalars(select(Task.id).where(Task.status == "queued").order_by(Task.created_at))
+        )
+    for task_id in task_ids:
+        queue.enqueue(task_id)
+    return len(task_ids)
+
+
+def _delete_expired_files(sessions: sessionmaker[Session], storage: LocalStorage, now: datetime) -> int:
+    active = Task.status.in_(_ACTIVE)
+    read_files = Task.input["file"].as_string()
+    read_tasks = Task.input["task"].as_string()
+    # NOT IN over a NULL never matches, so the subqueries leave out tasks that have no such input.
+    expired = (
+        select(StoredFile)
+        .where(
+            StoredFile.expires_at <= now,
+            StoredFile.id.not_in(select(read_files).where(active, read_files.is_not(None))),
+            or_(
+                StoredFile.task_id.is_(None),
+                StoredFile.task_id.not_in(select(read_tasks).where(active, read_tasks.is_not(None))),
+            ),
+        )
+        .limit(_BATCH)
+    )
+    deleted = 0
+    while True:
+        with sessions() as session:
+            rows = [(row.id, row.storage_key) for row in session.scalars(expired)]
+        # Bytes first: expired rows are already hidden from clients, and deleting twice is harmless.
+        for _file_id, key in rows:
+            _forget(storage.delete, key)
+        with session_scope(sessions) as session:
+            session.execute(delete(StoredFile).where(StoredFile.id.in_([file_id for file_id, _ in rows])))
+        deleted += len(rows)
+        if len(rows) < _BATCH:
+            return deleted
+
+
+def _delete_expired_paths(sessions: sessionmaker[Session], root: Path, now: datetime) -> int:
+    query = select(ExpiringPath).where(ExpiringPath.expires_at <= now).order_by(ExpiringPath.id).limit(_BATCH)
+    deleted = 0
+    while True:
+        with sessions() as session:
+            rows = [(row.id, row.path) for row in session.scalars(query)]
+        for _row_id, relative in rows:
+            _forget(partial(_remove_under, root), relative)
+        with session_scope(sessions) as session:
+            session.execute(delete(ExpiringPath).where(ExpiringPath.id.in_([row_id for row_id, _ in rows])))
+        deleted += len(rows)
+        if len(rows) < _BATCH:
+            return deleted
+
+
+def _remove_under(root: Path, relative: str) -> None:
+    try:
+        path = resolve_under(root, relative)
+    except PathOutsideRootError:
+        # A symbolic link now leads out of the file root: what it points at is not ours to delete.
+        log.warning("expired output %r now leads outside the file root; left alone", relative)
+        return
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _forget(remove: Callable[[str], None], name: str) -> None:
+    """Runs `remove(name)`; a failure is logged and the row is dropped anyway, so one bad path cannot
+    stall the clean-up of everything behind it."""
+    try:
+        remove(name)
+    except OSError:
+        log.warning("could not delete expired %s", name, exc_info=True)
+
+
+def _requeue_stale_tasks(sessions: sessionmaker[Session], queue: TaskQueue, stale_before: datetime) -> int:
+    stale = and_(Task.status == "started", or_(Task.heartbeat_at.is_(None), Task.heartbeat_at < stale_before))
+    now = utc_now()
+    lost = {
+        "title": "Worker lost",
+        "detail": f"the worker running this task stopped without finishing it {MAX_ATTEMPTS} times; "
+        "it is not tried again",
+    }
+    with session_scope(sessions) as session:
+        requeued = session.scalars(
+            update(Task)
+            .where(stale, Task.attempts < MAX_ATTEMPTS)
+            .values(status="queued", heartbeat_at=None, started_at=None, progress=0.0, updated_at=now)
+            .returning(Task.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+        failed = session.execute(
+            update(Task)
+            .where(stale, Task.attempts >= MAX_ATTEMPTS)
+            .values(status="failed", error=lost, finished_at=now, updated_at=now)
+            .returning(Task.id, Task.callback_url)
+            .execution_options(synchronize_session=False)
+        ).all()
+    for task_id in requeued:
+        queue.enqueue(task_id)
+    for task_id, callback_url in failed:
+        log.warning("task %s failed: its worker stopped %d times", task_id, MAX_ATTEMPTS)
+        if callback_url:
+            queue.enqueue_callback(task_id)
+    return len(requeued)

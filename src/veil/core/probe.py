@@ -1,0 +1,220 @@
+"""What an uploaded file is, told from its content (never its name), and what can be read of it cheaply.
+
+`sniff_media_type` looks at the first bytes only, so an upload can be refused before it is stored.
+`media_properties` reads headers and container metadata without decoding pixels; when the file is
+corrupt it reports the size alone, and the task that later reads the file fails with a clear error.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import av
+from PIL import Image
+
+from veil.core.errors import UnsupportedMediaTypeError
+
+__all__ = ["IMAGE_TYPES", "SNIFF_BYTES", "VIDEO_TYPES", "media_properties", "sniff_media_type"]
+
+SNIFF_BYTES = 4096
+"""How many leading bytes `sniff_media_type` wants; fewer are fine for a shorter file."""
+
+IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/webp", "image/bmp", "image/tiff"})
+VIDEO_TYPES = frozenset(
+    {
+        "video/mp4",
+        "video/quicktime",
+        "video/3gpp",
+        "video/x-matroska",
+        "video/webm",
+        "video/x-msvideo",
+        "video/mp2t",
+        "video/mpeg",
+        "video/x-flv",
+        "video/x-ms-asf",
+    }
+)
+
+log = logging.getLogger(__name__)
+
+_EBML_MAGIC = b"\x1a\x45\xdf\xa3"
+_EBML_DOCTYPE_ID = b"\x42\x82"
+_TS_PACKET = 188
+# BITMAPCOREHEADER, BITMAPINFOHEADER and its later versions: the sizes a real BMP's DIB header has.
+_BMP_DIB_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
+# ISO base media brands that are not videos Veil can process: HEIF/AVIF photos and audio-only files.
+_FTYP_NOT_VIDEO = {
+    b"heic": "a HEIF photo",
+    b"heix": "a HEIF photo",
+    b"mif1": "a HEIF photo",
+    b"msf1": "a HEIF image sequence",
+    b"avif": "an AVIF photo",
+    b"avis": "an AVIF image sequence",
+    b"M4A ": "an audio file (M4A)",
+    b"M4B ": "an audio book (M4B)",
+    b"M4P ": "an audio file (M4P)",
+}
+# Common uploads that are not media, named in the refusal so the client sees what it sent.
+_KNOWN_OTHERS = (
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x1f\x8b", "a gzip archive"),
+)
+# EXIF orientations that turn the picture a quarter, so a viewer shows it with width and height swapped.
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+_EXIF_ORIENTATION = 0x0112
+
+
+def sniff_media_type(head: bytes) -> str:
+    """The MIME type of a photo or video from its first bytes (`SNIFF_BYTES` of them, or the whole file).
+
+    Raises:
+        UnsupportedMediaTypeError: the content is no photo or video Veil handles; the message says what
+            it looks like instead.
+    """
+    for sniff in _SNIFFERS:
+        media_type = sniff(head)
+        if media_type is not None:
+            return media_type
+    raise UnsupportedMediaTypeError(
+        f"The content is {_describe_unknown(head)}, not a photo (JPEG, PNG, WebP, BMP, TIFF) or a video "
+        "(MP4, MOV, MKV, WebM, AVI, MPEG, FLV, WMV) that Veil can process; the file name is not used."
+    )
+
+
+def media_properties(path: Path, media_type: str) -> dict[str, Any]:
+    """`size` in bytes, plus what headers tell without decoding: `width`, `height` (photos as shown after
+    EXIF orientation, videos as coded), and for videos `duration` (s), `fps` and `frame_count` when the
+    container records them. A file that cannot be read reports its size alone."""
+    properties: dict[str, Any] = {"size": path.stat().st_size}
+    reader = _image_properties if media_type in IMAGE_TYPES else _video_properties
+    try:
+        properties.update(reader(path))
+    except Exception as exc:  # any reader failure means "corrupt": the task reading it reports why
+        log.info("could not read properties of %s (%s): %s", path.name, media_type, exc)
+    return properties
+
+
+def _image_properties(path: Path) -> dict[str, Any]:
+    with Image.open(path) as image:  # reads the header; pixels are decoded only on access
+        width, height = image.size
+        if image.getexif().get(_EXIF_ORIENTATION) in _QUARTER_TURNS:
+            width, height = height, width
+    return {"width": width, "height": height}
+
+
+def _video_properties(path: Path) -> dict[str, Any]:
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        properties: dict[str, Any] = {
+            "width": stream.codec_context.width,
+            "height": stream.codec_context.height,
+        }
+        if container.duration is not None and container.duration > 0:
+            properties["duration"] = round(container.duration / av.time_base, 3)
+        if stream.average_rate:
+            properties["fps"] = round(float(stream.average_rate), 3)
+        if stream.frames > 0:
+            properties["frame_count"] = stream.frames
+    return properties
+
+
+def _jpeg(head: bytes) -> str | None:
+    return "image/jpeg" if head.startswith(b"\xff\xd8\xff") else None
+
+
+def _png(head: bytes) -> str | None:
+    return "image/png" if head.startswith(b"\x89PNG\r\n\x1a\n") else None
+
+
+def _riff(head: bytes) -> str | None:
+    if not head.startswith(b"RIFF"):
+        return None
+    return {b"WEBP": "image/webp", b"AVI ": "video/x-msvideo"}.get(head[8:12])
+
+
+def _bmp(head: bytes) -> str | None:
+    # "BM" alone is too common (a text file may start with it): also require zero reserved bytes and a
+    # known DIB header size.
+    if not head.startswith(b"BM") or len(head) < 18 or head[6:10] != b"\0\0\0\0":
+        return None
+    return "image/bmp" if int.from_bytes(head[14:18], "little") in _BMP_DIB_SIZES else None
+
+
+def _tiff(head: bytes) -> str | None:
+    return "image/tiff" if head[:4] in (b"II*\0", b"MM\0*") else None
+
+
+def _iso_media(head: bytes) -> str | None:
+    if head[4:8] != b"ftyp":
+        return None
+    brand = head[8:12]
+    if brand in _FTYP_NOT_VIDEO:
+        raise UnsupportedMediaTypeError(
+            f"The content is {_FTYP_NOT_VIDEO[brand]}, which Veil does not process; send a JPEG, PNG, WebP, "
+            "BMP or TIFF photo, or a video."
+        )
+    if brand == b"qt  ":
+        return "video/quicktime"
+    return "video/3gpp" if brand.startswith(b"3g") else "video/mp4"
+
+
+def _ebml(head: bytes) -> str | None:
+    """Matroska and WebM share the EBML container; the DocType element in the header tells them apart."""
+    if not head.startswith(_EBML_MAGIC):
+        return None
+    at = head.find(_EBML_DOCTYPE_ID)
+    if at < 0 or at + 3 > len(head):
+        return "video/x-matroska"
+    size = head[at + 2] & 0x7F  # a one-byte EBML size (0x80 | n), which every muxer writes for DocType
+    doctype = head[at + 3 : at + 3 + size]
+    return "video/webm" if doctype == b"webm" else "video/x-matroska"
+
+
+def _mpeg_ts(head: bytes) -> str | None:
+    # One sync byte is too weak a signal: require it at the start of three consecutive packets.
+    if len(head) < 2 * _TS_PACKET + 1:
+        return None
+    return "video/mp2t" if all(head[i * _TS_PACKET] == 0x47 for i in range(3)) else None
+
+
+def _simple_signatures(head: bytes) -> str | None:
+    if head.startswith(b"\x00\x00\x01\xba"):
+        return "video/mpeg"
+    if head.startswith(b"FLV\x01"):
+        return "video/x-flv"
+    if head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"):
+        return "video/x-ms-asf"
+    return None
+
+
+_SNIFFERS: tuple[Callable[[bytes], str | None], ...] = (
+    _jpeg,
+    _png,
+    _riff,
+    _bmp,
+    _tiff,
+    _iso_media,
+    _ebml,
+    _mpeg_ts,
+    _simple_signatures,
+)
+
+
+def _describe_unknown(head: bytes) -> str:
+    if not head:
+        return "empty"
+    for magic, description in _KNOWN_OTHERS:
+        if head.startswith(magic):
+            return description
+    try:
+        # Incremental, so a character cut at the end of the sniffed bytes does not count as binary.
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return f"binary data starting with {head[:8].hex(' ')}"
+    return "binary data" if b"\0" in head else "text"

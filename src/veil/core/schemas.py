@@ -1,0 +1,176 @@
+"""The JSON shapes of the `/v1` files and tasks API, shared by the server (answers) and the worker (callback
+bodies). Field names follow the scan-documents API; listing parameters follow CVAT's."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "FileListQuery",
+    "FileProperties",
+    "FilePublic",
+    "FilesPublic",
+    "ListQuery",
+    "Operation",
+    "TaskCreate",
+    "TaskError",
+    "TaskListQuery",
+    "TaskPublic",
+    "TaskResult",
+    "TaskStatus",
+    "TasksPublic",
+]
+
+Operation = Literal["anonymize", "detect"]
+"""The keys of `veil.core.parameters.OPERATIONS` (a test keeps them equal)."""
+
+TaskStatus = Literal["queued", "started", "completed", "failed", "cancelled"]
+"""`veil.core.models.TASK_STATUSES` (a test keeps them equal)."""
+
+
+def _known(description: str) -> Any:
+    """A property that is left out of the JSON when it could not be read."""
+    return Field(default=None, description=description, exclude_if=lambda value: value is None)
+
+
+class FileProperties(BaseModel):
+    """What is known of a file's content; a property that could not be read is left out."""
+
+    model_config = ConfigDict(extra="allow")
+
+    size: int = Field(description="Bytes.")
+    width: int | None = _known("Pixels; photos as shown, videos as coded.")
+    height: int | None = _known("Pixels; photos as shown, videos as coded.")
+    duration: float | None = _known("Videos: seconds.")
+    fps: float | None = _known("Videos: average frames per second.")
+    frame_count: int | None = _known("Videos: frames, when the container records them.")
+
+
+class FilePublic(BaseModel):
+    """An uploaded or generated file."""
+
+    id: str = Field(examples=["file_avyrvozb9302uwhq"])
+    name: str
+    type: str = Field(description="MIME type, told from the content.", examples=["image/png"])
+    properties: FileProperties
+    task_id: str | None = Field(description="The task that generated the file; null for uploads.")
+    created_at: datetime
+    expires_at: datetime | None = Field(description="When the file is deleted.")
+
+
+class FilesPublic(BaseModel):
+    count: int = Field(description="Files matching the query, on every page.")
+    page: int
+    page_size: int
+    results: list[FilePublic]
+
+
+class TaskResult(BaseModel):
+    generated_files: list[FilePublic]
+    detections: dict[str, int] = Field(
+        default_factory=dict, description="How many regions were found, by label.", examples=[{"face": 3}]
+    )
+
+
+class TaskError(BaseModel):
+    title: str
+    detail: str
+
+
+class CallbackDelivery(BaseModel):
+    """How the last callback delivery went: retries go on while `state` is "retrying"; "refused" means the
+    URL now leads to a private address."""
+
+    state: Literal["delivered", "retrying", "failed", "refused"]
+    attempts: int
+    response_status: int | None = Field(description="The receiver's HTTP status, when it answered.")
+    error: str | None = None
+    at: datetime
+
+
+class TaskPublic(BaseModel):
+    """A task: an operation on an input file (or on another task's output)."""
+
+    id: str = Field(examples=["task_euyrvozb9302uwhq"])
+    operation: Operation
+    parameters: dict[str, Any] = Field(
+        description="The operation's parameters with defaults filled in, plus `input` and `callback_url`."
+    )
+    status: TaskStatus
+    progress: float = Field(ge=0.0, le=1.0)
+    result: TaskResult | None = Field(description="Set once the task completed.")
+    error: TaskError | None = Field(description="Set when the task failed.")
+    callback_url: str | None
+    callback_delivery: CallbackDelivery | None = Field(
+        default=None, description="Set once a callback was attempted."
+    )
+    created_at: datetime
+    updated_at: datetime
+
+
+class TasksPublic(BaseModel):
+    count: int = Field(description="Tasks matching the query, on every page.")
+    page: int
+    page_size: int
+    results: list[TaskPublic]
+
+
+class TaskCreate(BaseModel):
+    """A task to run: `input` is a file id, or an `anonymize` task's id to work on its output media (the
+    task may still be queued or running)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operation: Operation
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The options of the operation (AnonymizeParameters or DetectParameters).",
+    )
+    input: str = Field(max_length=64, examples=["file_avyrvozb9302uwhq"])
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="Receives a signed POST of the task when it completes or fails; public http(s) only.",
+    )
+
+
+class ListQuery(BaseModel):
+    """Paging, order and filters of a listing, as query parameters."""
+
+    page: int = Field(default=1, ge=1, le=1_000_000, description="A page number, from 1.")
+    page_size: int = Field(default=20, ge=1, le=100, description="Results per page.")
+    sort: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Fields to order by, comma-separated, '-' first for descending; default -created_at.",
+        examples=["-created_at"],
+    )
+    search: str | None = Field(
+        default=None, max_length=200, description="Text that the search fields contain."
+    )
+    filter: str | None = Field(
+        default=None,
+        max_length=10_000,
+        description='A JSON Logic filter, e.g. {"and": [{"==": [{"var": "status"}, "completed"]}]}.',
+    )
+
+
+class FileListQuery(ListQuery):
+    """Sort and filter fields: id, name, type, size, task_id, created_at, expires_at.
+    Search fields: id, name, type."""
+
+    name: str | None = Field(default=None, max_length=255, description="Equality filter on name.")
+    type: str | None = Field(default=None, max_length=100, description="Equality filter on type.")
+    task_id: str | None = Field(default=None, max_length=64, description="Equality filter on task_id.")
+
+
+class TaskListQuery(ListQuery):
+    """Sort and filter fields: id, operation, status, progress, input, created_at, updated_at.
+    Search fields: id, operation, status."""
+
+    operation: Operation | None = Field(default=None, description="Equality filter on operation.")
+    status: TaskStatus | None = Field(default=None, description="Equality filter on status.")
+    input: str | None = Field(default=None, max_length=64, description="Equality filter on input.")

@@ -1,0 +1,222 @@
+"""Tasks of the `/v1` API: create, find, list and cancel them, and describe one as the API shows it.
+
+The server calls these for requests; the worker calls `describe_task` for callback bodies and
+`find_output_media` to resolve a chained task's input. Creating a task only records it: the caller
+enqueues its id once the transaction is committed, so a worker never picks up a task it cannot read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from veil.core.errors import ConflictError, InvalidInputError, NotFoundError
+from veil.core.files import file_public, get_file
+from veil.core.listing import Listing, fetch_page, visible_to
+from veil.core.models import FINAL_STATUSES, ApiKey, StoredFile, Task, utc_now
+from veil.core.parameters import OPERATIONS
+from veil.core.schemas import TaskCreate, TaskListQuery, TaskPublic, TaskResult, TasksPublic
+from veil.core.settings import Settings
+from veil.core.urls import check_public_url
+
+__all__ = [
+    "TASK_LISTING",
+    "cancel_task",
+    "create_task",
+    "describe_task",
+    "find_output_media",
+    "get_task",
+    "list_tasks",
+]
+
+TASK_LISTING = Listing(
+    model=Task,
+    fields={
+        "id": Task.id,
+        "operation": Task.operation,
+        "status": Task.status,
+        "progress": Task.progress,
+        "input": func.coalesce(Task.input["file"].as_string(), Task.input["task"].as_string()),
+        "created_at": Task.created_at,
+        "updated_at": Task.updated_at,
+    },
+    search_fields=("id", "operation", "status"),
+)
+
+# Only these produce media another task can work on.
+_CHAINABLE_OPERATIONS = frozenset({"anonymize"})
+
+
+def create_task(session: Session, *, owner: ApiKey, settings: Settings, request: TaskCreate) -> TaskPublic:
+    """Validates and records a queued task; the caller enqueues it after this returns.
+
+    Raises:
+        InvalidInputError: bad parameters (under `parameters.<field>`), an input this key does not have or
+            cannot chain on (`input`), or a callback URL that is not public (`callback_url`).
+        ConflictError: the input task failed or was cancelled, or its output media is gone.
+    """
+    parameters = _validate_parameters(request.operation, request.parameters)
+    task_input = _resolve_input(session, owner=owner, input_id=request.input)
+    if request.callback_url is not None:
+        check_public_url(request.callback_url, settings.allow_private_callbacks)
+    task = Task(
+        owner_id=owner.id,
+        api="v1",
+        operation=request.operation,
+        parameters=parameters,
+        input=task_input,
+        callback_url=request.callback_url,
+    )
+    session.add(task)
+    session.commit()
+    return describe_task(session, task)
+
+
+def get_task(session: Session, *, owner: ApiKey, task_id: str) -> Task:
+    """The `/v1` task `task_id` if `owner` may see it.
+
+    Raises:
+        NotFoundError: no such task for this key.
+    """
+    task = session.scalar(select(Task).where(Task.id == task_id, *_visible(owner)))
+    if task is None:
+        raise NotFoundError("Task", task_id)
+    return task
+
+
+def list_tasks(session: Session, *, owner: ApiKey, query: TaskListQuery) -> TasksPublic:
+    """A page of the `/v1` tasks `owner` sees; see `TaskListQuery` for sorting, search and filters.
+
+    Raises:
+        InvalidInputError: a bad `sort` or `filter`.
+    """
+    count, tasks = fetch_page(session, listing=TASK_LISTING, query=query, where=_visible(owner))
+    return TasksPublic(
+        count=count, page=query.page, page_size=query.page_size, results=_describe(session, tasks)
+    )
+
+
+def cancel_task(session: Session, *, owner: ApiKey, task_id: str) -> TaskPublic:
+    """Marks a queued or started task cancelled; workers skip or stop a cancelled task.
+
+    Raises:
+        NotFoundError: no such task for this key.
+        ConflictError: the task already finished.
+    """
+    task = get_task(session, owner=owner, task_id=task_id)
+    now = utc_now()
+    # Conditional, so a worker finishing the task at the same moment either wins or loses, never both.
+    cancelled = session.scalar(
+        update(Task)
+        .where(Task.id == task.id, Task.status.not_in(FINAL_STATUSES))
+        .values(status="cancelled", updated_at=now, finished_at=now)
+        .returning(Task.id)
+    )
+    session.commit()
+    session.refresh(task)
+    if cancelled is None:
+        raise ConflictError(
+            f"Task {task_id} is already {task.status}; only a queued or started task can be cancelled."
+        )
+    return describe_task(session, task)
+
+
+def describe_task(session: Session, task: Task) -> TaskPublic:
+    """The API view of a task: parameters with `input` and `callback_url`, and once completed its
+    generated files (oldest first) and detection counts."""
+    return _describe(session, [task])[0]
+
+
+def find_output_media(session: Session, *, task_id: str) -> StoredFile | None:
+    """The photo or video a task generated (not its JSON), or None when there is none (any more)."""
+    is_media = or_(StoredFile.media_type.startswith("image/"), StoredFile.media_type.startswith("video/"))
+    return session.scalar(
+        select(StoredFile).where(StoredFile.task_id == task_id, is_media).order_by(StoredFile.created_at)
+    )
+
+
+def _describe(session: Session, tasks: Sequence[Task]) -> list[TaskPublic]:
+    """Describes several tasks with one query for all their generated files."""
+    completed = [task.id for task in tasks if task.status == "completed"]
+    generated: dict[str, list[StoredFile]] = {task_id: [] for task_id in completed}
+    if completed:
+        rows = session.scalars(
+            select(StoredFile)
+            .where(StoredFile.task_id.in_(completed))
+            .order_by(StoredFile.created_at, StoredFile.id)
+        )
+        for row in rows:
+            generated[str(row.task_id)].append(row)
+    return [_public(task, generated.get(task.id)) for task in tasks]
+
+
+def _public(task: Task, generated: list[StoredFile] | None) -> TaskPublic:
+    result = None
+    if generated is not None:
+        detections = (task.result or {}).get("detections", {})
+        result = TaskResult(generated_files=[file_public(row) for row in generated], detections=detections)
+    return TaskPublic.model_validate(
+        {
+            "id": task.id,
+            "operation": task.operation,
+            "parameters": {
+                **task.parameters,
+                "input": task.input.get("file") or task.input.get("task"),
+                "callback_url": task.callback_url,
+            },
+            "status": task.status,
+            "progress": task.progress,
+            "result": result,
+            "error": task.error or None,
+            "callback_url": task.callback_url,
+            "callback_delivery": task.callback_delivery,
+            "created_at": task.created_at,
+            "updated_at": task.updated_at,
+        }
+    )
+
+
+def _validate_parameters(operation: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """The parameters with defaults filled in, as JSON values."""
+    try:
+        validated = OPERATIONS[operation].model_validate(parameters)
+    except ValidationError as exc:
+        errors: dict[str, list[str]] = {}
+        for error in exc.errors():
+            field = ".".join(["parameters", *(str(part) for part in error["loc"])])
+            errors.setdefault(field, []).append(error["msg"])
+        raise InvalidInputError(errors) from exc
+    return validated.model_dump(mode="json")
+
+
+def _resolve_input(session: Session, *, owner: ApiKey, input_id: str) -> dict[str, str]:
+    """{"file": id} or {"task": id} for a file or an anonymize task that `owner` sees; a chained task
+    may be submitted while its input task is still queued or running (the worker waits for it)."""
+    if input_id.startswith("file_"):
+        try:
+            get_file(session, owner=owner, file_id=input_id)
+        except NotFoundError as exc:
+            raise InvalidInputError({"input": [str(exc)]}) from exc
+        return {"file": input_id}
+    if not input_id.startswith("task_"):
+        raise InvalidInputError({"input": ["Give a file id (file_...) or a task id (task_...)."]})
+    upstream = session.scalar(select(Task).where(Task.id == input_id, *_visible(owner)))
+    if upstream is None:
+        raise InvalidInputError({"input": [f"Task with id {input_id} not found."]})
+    if upstream.operation not in _CHAINABLE_OPERATIONS:
+        raise InvalidInputError(
+            {"input": [f"Task {input_id} is a {upstream.operation} task; only an anonymize task has media."]}
+        )
+    if upstream.status in ("failed", "cancelled"):
+        raise ConflictError(f"Task {input_id} {upstream.status}; it has no output to work on.")
+    if upstream.status == "completed" and find_output_media(session, task_id=input_id) is None:
+        raise ConflictError(f"The output media of task {input_id} has expired or was deleted.")
+    return {"task": input_id}
+
+
+def _visible(owner: ApiKey) -> list[ColumnElement[bool]]:
+    return [visible_to(owner, Task.owner_id), Task.api == "v1"]

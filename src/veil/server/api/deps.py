@@ -1,0 +1,112 @@
+"""What routes depend on, as `Annotated` aliases: a database session, the caller's key, storage, queue."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from limits import RateLimitItem, parse
+from limits.storage import storage_from_string
+from limits.strategies import MovingWindowRateLimiter
+from sqlalchemy.orm import Session, sessionmaker
+
+from veil.core.keys import find_api_key
+from veil.core.models import ApiKey
+from veil.core.queue import TaskQueue
+from veil.core.settings import Settings
+from veil.core.storage import LocalStorage
+from veil.server.problems import Problem
+
+__all__ = [
+    "AdminKey",
+    "CurrentKey",
+    "QueueDep",
+    "RateLimiter",
+    "SessionDep",
+    "SettingsDep",
+    "StorageDep",
+]
+
+
+class RateLimiter:
+    """Requests per key in a moving window (`settings.rate_limit`, e.g. "600/minute")."""
+
+    def __init__(self, limit: str, storage_uri: str) -> None:
+        self.item: RateLimitItem = parse(limit)
+        self.limiter = MovingWindowRateLimiter(storage_from_string(storage_uri))
+
+    def check(self, key_id: str) -> None:
+        """Counts one request; raises a 429 Problem with Retry-After when the key is over its limit."""
+        if self.limiter.hit(self.item, key_id):
+            return
+        reset_at = self.limiter.get_window_stats(self.item, key_id).reset_time
+        retry_after = max(1, math.ceil(reset_at - time.time()))
+        raise Problem(
+            429,
+            f"Rate limit of {self.item} exceeded for this key; try again in {retry_after} s.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+def _session(request: Request) -> Iterator[Session]:
+    factory: sessionmaker[Session] = request.app.state.sessions
+    with factory() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(_session)]
+
+
+async def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+
+
+async def _storage(request: Request) -> LocalStorage:
+    storage: LocalStorage = request.app.state.storage
+    return storage
+
+
+StorageDep = Annotated[LocalStorage, Depends(_storage)]
+
+
+async def _queue(request: Request) -> TaskQueue:
+    queue: TaskQueue = request.app.state.queue
+    return queue
+
+
+QueueDep = Annotated[TaskQueue, Depends(_queue)]
+
+
+def _current_key(
+    request: Request,
+    session: SessionDep,
+    x_api_key: Annotated[str | None, Header(description="Your API key.")] = None,
+) -> ApiKey:
+    if not x_api_key:
+        raise Problem(401, "Send your API key in the x-api-key header.")
+    key = find_api_key(session, x_api_key)
+    if key is None:
+        raise Problem(401, "The API key is unknown or revoked.")
+    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter.check(key.id)
+    session.expunge(key)
+    return key
+
+
+CurrentKey = Annotated[ApiKey, Depends(_current_key)]
+
+
+def _admin_key(key: CurrentKey) -> ApiKey:
+    if not key.is_admin:
+        raise Problem(403, "This needs an admin key.")
+    return key
+
+
+AdminKey = Annotated[ApiKey, Depends(_admin_key)]

@@ -1,0 +1,60 @@
+"""Probes and monitoring, without an API key: `GET /healthz`, `GET /readyz`, `GET /metrics`."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
+
+from veil.core.health import check_readiness
+from veil.server.api.deps import SessionDep, SettingsDep
+from veil.server.metrics import render_metrics
+from veil.server.problems import Problem, problem_responses
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["Health"])
+
+
+class Alive(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyChecks(BaseModel):
+    database: Literal["ok"] = "ok"
+    broker: Literal["ok"] = "ok"
+    workers: int
+
+
+class Ready(BaseModel):
+    status: Literal["ready"] = "ready"
+    checks: ReadyChecks
+
+
+@router.get("/healthz")
+def healthz() -> Alive:
+    """The process answers HTTP (liveness); it checks nothing else."""
+    return Alive()
+
+
+@router.get("/readyz", responses=problem_responses(503))
+def readyz(session: SessionDep, settings: SettingsDep) -> Ready:
+    """Ready when the database answers, the broker accepts a connection and a worker reported in the last
+    30 s; otherwise 503, with `errors` naming each check that failed."""
+    readiness = check_readiness(session, broker_url=settings.broker_url)
+    if readiness.problems:
+        failed = ", ".join(sorted(readiness.problems))
+        raise Problem(503, f"Not ready: {failed}.", errors=readiness.problems)
+    return Ready(checks=ReadyChecks(workers=readiness.workers))
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics."}},
+)
+def metrics(session: SessionDep) -> Response:
+    """Prometheus metrics for the whole installation, read from the database at each scrape."""
+    return Response(render_metrics(session), media_type=CONTENT_TYPE_LATEST)

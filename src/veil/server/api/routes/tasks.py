@@ -1,0 +1,46 @@
+"""The tasks API: `POST /v1/tasks`, `GET /v1/tasks`, `GET /v1/tasks/{id}` and `DELETE /v1/tasks/{id}`
+(cancel)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from veil.core.schemas import TaskCreate, TaskListQuery, TaskPublic, TasksPublic
+from veil.core.tasks import cancel_task, create_task, describe_task, get_task, list_tasks
+from veil.server.api.deps import CurrentKey, QueueDep, SessionDep, SettingsDep
+from veil.server.problems import problem_responses
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/tasks", tags=["Tasks"])
+
+
+@router.post("", status_code=202, responses=problem_responses(400, 401, 409, 422, 429))
+def submit_task(
+    body: TaskCreate, key: CurrentKey, session: SessionDep, settings: SettingsDep, queue: QueueDep
+) -> TaskPublic:
+    """Run an operation on a file, or on the output of an anonymize task; poll `GET /v1/tasks/{id}` or give
+    a `callback_url`."""
+    task = create_task(session, owner=key, settings=settings, request=body)
+    queue.enqueue(task.id)  # after the commit, so the worker finds the task
+    return task
+
+
+@router.get("", responses=problem_responses(401, 422, 429))
+def read_tasks(query: Annotated[TaskListQuery, Query()], key: CurrentKey, session: SessionDep) -> TasksPublic:
+    """Your tasks, a page at a time, with sorting, search, equality filters and a JSON Logic filter."""
+    return list_tasks(session, owner=key, query=query)
+
+
+@router.get("/{task_id}", responses=problem_responses(401, 404, 422, 429))
+def read_task(task_id: str, key: CurrentKey, session: SessionDep) -> TaskPublic:
+    """The task's status and progress; once completed, its generated files."""
+    return describe_task(session, get_task(session, owner=key, task_id=task_id))
+
+
+@router.delete("/{task_id}", responses=problem_responses(401, 404, 409, 422, 429))
+def cancel(task_id: str, key: CurrentKey, session: SessionDep) -> TaskPublic:
+    """Cancel a queued or running task; a finished one answers 409."""
+    return cancel_task(session, owner=key, task_id=task_id)

@@ -1,0 +1,201 @@
+"""The `/v1` operations: a stored file (or another task's output) in, generated files out.
+
+`anonymize` writes the obscured photo or video under the input's name and `<name>.json` with the
+detections (`veil.detections/1`); `detect` writes the JSON only. Outputs of attempt N live under
+`<owner>/<task>/<N>/`, written under temporary names and renamed, so an attempt that died leaves nothing a
+client can see, and the next attempt starts by deleting whatever an earlier one left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from veil.core.errors import UnsupportedMediaTypeError
+from veil.core.files import safe_filename
+from veil.core.models import StoredFile, Task, utc_now
+from veil.core.probe import SNIFF_BYTES, media_properties, sniff_media_type
+from veil.core.storage import LocalStorage
+from veil.core.tasks import find_output_media
+from veil.engine.media.kinds import media_kind
+from veil.engine.report import Report
+from veil.worker.context import WorkerContext
+from veil.worker.lifecycle import Claim, Finished, InputNotReadyError, TaskFailure, Ticker, Usage
+from veil.worker.options import engine_request
+
+__all__ = ["JSON_TYPE", "run_v1_task"]
+
+JSON_TYPE = "application/json"
+
+# The suffix the engine recognises for each type the server accepts (the engine picks readers by name).
+_SUFFIXES = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/webp": ".webp",
+    "image/bmp": ".bmp",
+    "image/tiff": ".tif",
+    "video/mp4": ".mp4",
+    "video/quicktime": ".mov",
+    "video/3gpp": ".3gp",
+    "video/x-matroska": ".mkv",
+    "video/webm": ".webm",
+    "video/x-msvideo": ".avi",
+    "video/mp2t": ".ts",
+    "video/mpeg": ".mpg",
+    "video/x-flv": ".flv",
+    "video/x-ms-asf": ".wmv",
+}
+
+
+def run_v1_task(context: WorkerContext, claim: Claim, ticker: Ticker) -> Finished:
+    """Runs an anonymize or detect task on its input file.
+
+    Raises:
+        InputNotReadyError: the input task has not finished yet.
+        TaskFailure: the input is gone or its task did not complete.
+        InvalidParametersError: the stored parameters no longer validate.
+        VeilError: the engine could not process the input or write the output.
+    """
+    source = _input_file(context, claim)
+    request = engine_request(claim.operation, claim.parameters)
+    anonymizer = context.models.anonymizer(request)
+    ticker.check()
+    storage = context.storage
+    storage.delete_tree(f"{claim.owner_id}/{claim.task_id}")  # whatever earlier attempts left
+    prefix = f"{claim.owner_id}/{claim.task_id}/{claim.attempt}"
+    name = _output_name(source)
+    try:
+        media_key = f"{prefix}/{name}" if request.write_media else None
+        with _engine_input(storage, source, prefix, name) as input_path:
+            report = anonymizer.process_file(
+                input_path,
+                None if media_key is None else _staged(storage, media_key),
+                lambda done, total: ticker.progress(done / total if total else 0.0),
+            )
+        ticker.check()
+        files = _store_outputs(context, claim, report, media_key, f"{prefix}/{name}.json")
+    except BaseException:
+        storage.delete_tree(prefix)
+        raise
+    frames = report.media.frame_count or 0
+    return Finished(
+        result={"detections": report.counts_by_label(), "frames": max(frames, 1)},
+        usage=Usage(files=1, bytes=source.size, frames=frames if report.media.type == "video" else 0),
+        files=files,
+        discard=lambda: storage.delete_tree(prefix),
+    )
+
+
+def _input_file(context: WorkerContext, claim: Claim) -> StoredFile:
+    with context.sessions() as session:
+        if "task" in claim.input:
+            found = _task_output(session, claim, str(claim.input["task"]))
+        else:
+            found = _uploaded(session, claim, str(claim.input.get("file")))
+    if not context.storage.path(found.storage_key).is_file():
+        raise TaskFailure("Input not found", f"the content of file {found.id} is missing from storage")
+    return found
+
+
+def _uploaded(session: Session, claim: Claim, file_id: str) -> StoredFile:
+    found = session.get(StoredFile, file_id)
+    if found is None or found.owner_id != claim.owner_id:
+        raise TaskFailure("Input not found", f"file {file_id} no longer exists (deleted or expired)")
+    return found
+
+
+def _task_output(session: Session, claim: Claim, input_task_id: str) -> StoredFile:
+    """The photo or video that task `input_task_id` generated."""
+    source = session.get(Task, input_task_id)
+    if source is None or source.owner_id != claim.owner_id:
+        raise TaskFailure("Input not found", f"task {input_task_id} does not exist")
+    if source.status in ("queued", "started"):
+        raise InputNotReadyError(claim.task_id, input_task_id)
+    if source.status != "completed":
+        raise TaskFailure(
+            "Input task did not complete", f"input task {input_task_id} {source.status}; nothing to process"
+        )
+    media = find_output_media(session, task_id=input_task_id)
+    if media is None:
+        raise TaskFailure("Input not found", f"task {input_task_id} has no photo or video output (any more)")
+    return media
+
+
+def _output_name(source: StoredFile) -> str:
+    """The input's name made safe, with a suffix the engine reads as the right kind of media."""
+    name = safe_filename(source.name)
+    suffix = _SUFFIXES.get(source.media_type)
+    if suffix is not None and media_kind(Path(name)) != media_kind(Path(f"file{suffix}")):
+        name += suffix
+    return name
+
+
+@contextmanager
+def _engine_input(storage: LocalStorage, source: StoredFile, prefix: str, name: str) -> Iterator[Path]:
+    """The input's path, or for the block's duration a link to it under `name`'s suffix, when the stored
+    name tells the engine another kind (or none)."""
+    stored = storage.path(source.storage_key)
+    if media_kind(stored) == media_kind(Path(name)):
+        yield stored
+        return
+    link = storage.path(f"{prefix}/.input{Path(name).suffix}")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    os.symlink(stored, link)
+    try:
+        yield link
+    finally:
+        link.unlink(missing_ok=True)
+
+
+def _staged(storage: LocalStorage, key: str) -> Path:
+    """A hidden name beside `key` with its suffix, so encoders still pick the format by suffix."""
+    final = storage.path(key)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return final.with_name(f".{final.stem}.partial{final.suffix}")
+
+
+def _store_outputs(
+    context: WorkerContext, claim: Claim, report: Report, media_key: str | None, json_key: str
+) -> list[StoredFile]:
+    """Moves the staged media to its key, writes the JSON, and returns their rows (not yet added)."""
+    storage = context.storage
+    staged_json = _staged(storage, json_key)
+    staged_json.write_text(json.dumps(report.to_json(), separators=(",", ":")) + "\n", encoding="utf-8")
+    os.replace(staged_json, storage.path(json_key))
+    expires_at = utc_now() + timedelta(seconds=context.settings.file_lifespan_s)
+    rows = [_row(claim, json_key, storage.path(json_key), JSON_TYPE, expires_at)]
+    if media_key is not None:
+        path = storage.path(media_key)
+        os.replace(_staged(storage, media_key), path)
+        rows.insert(0, _row(claim, media_key, path, _sniff(path), expires_at))
+    return rows
+
+
+def _row(claim: Claim, key: str, path: Path, media_type: str, expires_at: datetime) -> StoredFile:
+    size = path.stat().st_size
+    return StoredFile(
+        owner_id=claim.owner_id,
+        name=path.name,
+        media_type=media_type,
+        size=size,
+        properties={"size": size} if media_type == JSON_TYPE else media_properties(path, media_type),
+        storage_key=key,
+        task_id=claim.task_id,
+        expires_at=expires_at,
+    )
+
+
+def _sniff(path: Path) -> str:
+    with path.open("rb") as file:
+        head = file.read(SNIFF_BYTES)
+    try:
+        return sniff_media_type(head)
+    except UnsupportedMediaTypeError:  # the engine wrote it, so this means a type the sniffer lacks
+        return "application/octet-stream"

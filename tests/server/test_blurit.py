@@ -1,0 +1,312 @@
+"""The BlurIt-style API: submitting file and directory tasks, refusing paths outside the file root, and
+reading a task back in the seed's shape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.server.conftest import RecordingQueue
+from veil.core.db import session_scope
+from veil.core.keys import hash_key
+from veil.core.models import ApiKey, Task
+from veil.core.settings import Settings
+
+# The keys of the result in `GET /api/task/{task_id}` of the BlurIt on-premise documentation.
+SEED_RESULT_KEYS = {
+    "input_directory",
+    "output_directory",
+    "size",
+    "nb_files",
+    "input_video",
+    "input_image",
+    "output_video",
+    "output_image",
+    "output_json",
+}
+SEED_INPUT_FILE_KEYS = {"protocol", "path", "expires_at", "auto_delete"}
+SEED_OUTPUT_FILE_KEYS = {"protocol", "path", "lifespan"}
+SEED_COUNT_KEYS = {"IMAGE", "VIDEO"}
+
+
+@pytest.fixture
+def root(settings: Settings, tmp_path: Path) -> Path:
+    """The file root with a photo, a video, a directory of two photos, and symbolic links leading out."""
+    root = settings.file_root_dir
+    (root / "batch" / "sub").mkdir(parents=True)
+    (root / "image.jpg").write_bytes(b"photo")
+    (root / "clip.mp4").write_bytes(b"video")
+    (root / "batch" / "a.jpg").write_bytes(b"photo")
+    (root / "batch" / "sub" / "b.jpg").write_bytes(b"photo")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.jpg").write_bytes(b"secret")
+    (root / "escape").symlink_to(outside, target_is_directory=True)
+    (root / "escape.jpg").symlink_to(outside / "secret.jpg")
+    return root
+
+
+def file_body(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "input_image": {"protocol": "file", "path": "image.jpg"},
+        "output_image": {"protocol": "file", "path": "image_blured.jpg", "lifespan": 3600},
+        "output_json": {"protocol": "file", "path": "detections.json"},
+    }
+    body.update(changes)
+    return {key: value for key, value in body.items() if value is not None}
+
+
+def directory_body(input_path: str = "batch", output_path: str = "batch_blured") -> dict[str, Any]:
+    return {
+        "input_directory": {"protocol": "file", "path": input_path, "auto_delete": "False"},
+        "output_directory": {"protocol": "file", "path": output_path},
+    }
+
+
+def stored_task(sessions: sessionmaker[Session], task_id: str) -> Task:
+    with sessions() as session:
+        task = session.get(Task, task_id)
+    assert task is not None
+    return task
+
+
+def assert_refused(response: Any, field: str) -> None:
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert field in response.json()["errors"], response.json()
+
+
+def test_a_file_task_is_stored_and_enqueued(
+    client: TestClient,
+    root: Path,
+    alice: dict[str, str],
+    queue: RecordingQueue,
+    sessions: sessionmaker[Session],
+) -> None:
+    body = file_body(
+        input_image={"protocol": "file", "path": "image.jpg", "auto_delete": "True"},
+        parameters={"detectors": ["face"], "styles": {"face": {"method": "pixelate"}}},
+    )
+
+    response = client.post("/api/task/file", json=body, headers=alice)
+
+    assert response.status_code == 200, response.text
+    task_id = response.json()["task_id"]
+    assert queue.task_ids == [task_id]
+    task = stored_task(sessions, task_id)
+    assert (task.api, task.operation, task.status) == ("blurit", "anonymize", "queued")
+    assert task.input["input_image"] == {"protocol": "file", "path": "image.jpg", "auto_delete": True}
+    assert task.input["output_image"]["lifespan"] == 3600
+    assert task.parameters["detectors"] == ["face"]
+    assert task.parameters["styles"]["face"]["method"] == "pixelate"
+
+
+def test_a_video_task_takes_output_video(
+    client: TestClient, root: Path, alice: dict[str, str], queue: RecordingQueue
+) -> None:
+    body = {
+        "input_video": {"protocol": "file", "path": "clip.mp4", "expires_at": "2042-01-01 00:00:00+02:00"},
+        "output_video": {"protocol": "file", "path": "out/clip_blured.mp4"},
+    }
+
+    response = client.post("/api/task/file", json=body, headers=alice)
+
+    assert response.status_code == 200, response.text
+    shown = client.get(f"/api/task/{response.json()['task_id']}", headers=alice).json()
+    assert shown["result"]["input_video"]["expires_at"] == "2041-12-31T22:00:00Z"
+    assert shown["result"]["input_video"]["auto_delete"] == "False"
+
+
+def test_a_directory_task_is_stored_and_enqueued(
+    client: TestClient,
+    root: Path,
+    alice: dict[str, str],
+    queue: RecordingQueue,
+    sessions: sessionmaker[Session],
+) -> None:
+    response = client.post("/api/task/directory", json=directory_body(), headers=alice)
+
+    assert response.status_code == 200, response.text
+    task_id = response.json()["task_id"]
+    assert queue.task_ids == [task_id]
+    assert stored_task(sessions, task_id).input == {
+        "input_directory": {"protocol": "file", "path": "batch", "auto_delete": False},
+        "output_directory": {"protocol": "file", "path": "batch_blured"},
+    }
+    result = client.get(f"/api/task/{task_id}", headers=alice).json()["result"]
+    assert result["input_directory"] == {"protocol": "file", "path": "batch", "auto_delete": "False"}
+    assert result["input_image"] is None
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["../x.jpg", "/etc/passwd", "escape.jpg", "escape/secret.jpg", "a/../../b", "batch/../image.jpg"],
+)
+@pytest.mark.parametrize("field", ["input_image", "output_image"])
+def test_paths_leaving_the_file_root_are_refused(
+    client: TestClient, root: Path, alice: dict[str, str], queue: RecordingQueue, path: str, field: str
+) -> None:
+    spec = dict(file_body()[field], path=path)
+
+    response = client.post("/api/task/file", json=file_body(**{field: spec}), headers=alice)
+
+    assert_refused(response, f"{field}.path")
+    assert queue.task_ids == []
+
+
+@pytest.mark.parametrize(
+    ("input_path", "output_path", "field"),
+    [
+        ("../batch", "batch_blured", "input_directory.path"),
+        ("escape", "batch_blured", "input_directory.path"),
+        ("batch", "/tmp/out", "output_directory.path"),
+        ("batch", "escape/out", "output_directory.path"),
+        ("missing", "batch_blured", "input_directory.path"),
+        ("image.jpg", "batch_blured", "input_directory.path"),
+        ("batch", "batch", "output_directory.path"),
+        ("batch", "batch/sub/out", "output_directory.path"),
+        ("batch/sub", "batch", "output_directory.path"),
+        ("batch", "image.jpg", "output_directory.path"),
+    ],
+)
+def test_bad_directory_tasks_are_refused(
+    client: TestClient,
+    root: Path,
+    alice: dict[str, str],
+    queue: RecordingQueue,
+    input_path: str,
+    output_path: str,
+    field: str,
+) -> None:
+    response = client.post("/api/task/directory", json=directory_body(input_path, output_path), headers=alice)
+
+    assert_refused(response, field)
+    assert queue.task_ids == []
+
+
+@pytest.mark.parametrize(
+    ("changes", "fields"),
+    [
+        ({"input_image": None}, {"input_image", "input_video"}),
+        ({"input_video": {"protocol": "file", "path": "clip.mp4"}}, {"input_image", "input_video"}),
+        ({"input_image": {"protocol": "s3", "path": "image.jpg"}}, {"input_image.protocol"}),
+        ({"output_json": {"protocol": "http", "path": "d.json"}}, {"output_json.protocol"}),
+        ({"input_image": {"protocol": "file", "path": "missing.jpg"}}, {"input_image.path"}),
+        ({"input_image": {"protocol": "file", "path": "batch"}}, {"input_image.path"}),
+        ({"input_image": {"protocol": "file", "path": ""}}, {"input_image.path"}),
+        ({"output_image": None, "output_json": None}, {"output_image"}),
+        ({"output_video": {"protocol": "file", "path": "v.mp4"}}, {"output_video"}),
+        ({"output_image": {"protocol": "file", "path": "image.jpg"}}, {"output_image.path"}),
+        ({"output_image": {"protocol": "file", "path": "batch"}}, {"output_image.path"}),
+        ({"output_json": {"protocol": "file", "path": "image_blured.jpg"}}, {"output_json.path"}),
+        ({"output_json": {"protocol": "file", "path": "d.json", "lifespan": 0}}, {"output_json.lifespan"}),
+        (
+            {"input_image": {"protocol": "file", "path": "image.jpg", "expires_at": "2001-01-01T00:00:00Z"}},
+            {"input_image.expires_at"},
+        ),
+        (
+            {"input_image": {"protocol": "file", "path": "image.jpg", "expires_at": "2042-01-01T00:00:00"}},
+            {"input_image.expires_at"},
+        ),
+        (
+            {"input_image": {"protocol": "file", "path": "image.jpg", "auto_delete": "yes"}},
+            {"input_image.auto_delete"},
+        ),
+        ({"parameters": {"detectors": ["cat"]}}, {"parameters.detectors.0"}),
+        ({"input_imag": {"protocol": "file", "path": "image.jpg"}}, {"input_imag"}),
+    ],
+)
+def test_bad_file_tasks_are_refused_naming_the_fields(
+    client: TestClient,
+    root: Path,
+    alice: dict[str, str],
+    queue: RecordingQueue,
+    changes: dict[str, Any],
+    fields: set[str],
+) -> None:
+    response = client.post("/api/task/file", json=file_body(**changes), headers=alice)
+
+    assert response.status_code == 422, response.text
+    assert set(response.json()["errors"]) == fields
+    assert queue.task_ids == []
+
+
+def test_the_task_reads_back_in_the_seed_shape(client: TestClient, root: Path, alice: dict[str, str]) -> None:
+    task_id = client.post("/api/task/file", json=file_body(), headers=alice).json()["task_id"]
+
+    response = client.get(f"/api/task/{task_id}", headers=alice)
+
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"task_id", "status", "result", "error", "failures"}
+    assert (body["task_id"], body["status"], body["error"]) == (task_id, "queued", None)
+    result = body["result"]
+    assert set(result) == SEED_RESULT_KEYS
+    assert set(result["input_image"]) == SEED_INPUT_FILE_KEYS
+    assert set(result["output_image"]) == set(result["output_json"]) == SEED_OUTPUT_FILE_KEYS
+    assert result["output_image"] == {"protocol": "file", "path": "image_blured.jpg", "lifespan": 3600}
+    assert result["input_image"]["auto_delete"] == "False"
+    assert result["size"] == result["nb_files"] == dict.fromkeys(SEED_COUNT_KEYS, 0)
+
+
+def test_a_finished_task_shows_its_counts_and_a_failed_one_its_error(
+    client: TestClient, root: Path, alice: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    done_id = client.post("/api/task/file", json=file_body(), headers=alice).json()["task_id"]
+    failed_id = client.post("/api/task/file", json=file_body(), headers=alice).json()["task_id"]
+    with session_scope(sessions) as session:
+        done = session.get(Task, done_id)
+        failed = session.get(Task, failed_id)
+        assert done is not None and failed is not None
+        done.status = "completed"
+        done.result = {
+            **done.input,
+            "size": {"IMAGE": 5, "VIDEO": 0},
+            "nb_files": {"IMAGE": 1, "VIDEO": 0},
+            "failures": [{"path": "in/broken.jpg", "reason": "the file is truncated"}],
+        }
+        failed.status = "failed"
+        failed.error = {"title": "Unreadable media", "detail": "image.jpg is not a photo or a video."}
+
+    shown_done = client.get(f"/api/task/{done_id}", headers=alice).json()
+    shown_failed = client.get(f"/api/task/{failed_id}", headers=alice).json()
+
+    assert shown_done["status"] == "completed"
+    assert shown_done["result"]["size"] == {"IMAGE": 5, "VIDEO": 0}
+    assert shown_done["failures"] == [{"path": "in/broken.jpg", "reason": "the file is truncated"}]
+    assert "failures" not in shown_done["result"], "the result keeps exactly the seed's keys"
+    assert shown_done["result"]["nb_files"] == {"IMAGE": 1, "VIDEO": 0}
+    assert shown_failed["status"] == "failed"
+    assert shown_failed["error"]["detail"] == "image.jpg is not a photo or a video."
+
+
+def test_a_key_sees_only_its_own_blurit_tasks(
+    client: TestClient,
+    root: Path,
+    alice: dict[str, str],
+    bob: dict[str, str],
+    admin: dict[str, str],
+    sessions: sessionmaker[Session],
+) -> None:
+    task_id = client.post("/api/task/file", json=file_body(), headers=alice).json()["task_id"]
+    with session_scope(sessions) as session:
+        alice_id = session.scalar(select(ApiKey.id).where(ApiKey.key_hash == hash_key(alice["x-api-key"])))
+        v1_task = Task(owner_id=alice_id, api="v1", operation="anonymize", input={"file": "file_x"})
+        session.add(v1_task)
+        session.flush()
+        v1_task_id = v1_task.id
+
+    refused = client.get(f"/api/task/{task_id}", headers=bob)
+
+    assert refused.status_code == 404
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert client.get(f"/api/task/{task_id}", headers=admin).status_code == 200
+    assert client.get(f"/api/task/{v1_task_id}", headers=alice).status_code == 404, (
+        "v1 tasks are not BlurIt's"
+    )
+    assert client.get("/api/task/task_missing", headers=alice).status_code == 404

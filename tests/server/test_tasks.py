@@ -1,0 +1,420 @@
+"""The tasks API as a client sees it: submit, validate, chain, cancel, list; the queue gets task ids.
+
+Workers do not run here: a test that needs a finished task writes what a worker would (status, result,
+generated file rows) straight to the database.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any, get_args
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.helpers import noise_image
+from tests.server.conftest import RecordingQueue
+from veil.core.db import session_scope
+from veil.core.models import TASK_STATUSES, StoredFile, Task
+from veil.core.parameters import OPERATIONS
+from veil.core.schemas import Operation, TaskStatus
+from veil.core.settings import Settings
+
+PROBLEM = "application/problem+json"
+
+
+def problem(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    return body
+
+
+def upload_photo(client: TestClient, headers: dict[str, str], name: str = "photo.png") -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(noise_image(32, 24)).save(buffer, format="PNG")
+    response = client.post(
+        "/v1/files", headers=headers, files={"file": (name, buffer.getvalue(), "image/png")}
+    )
+    assert response.status_code == 201, response.text
+    file_id: str = response.json()["id"]
+    return file_id
+
+
+def submit(client: TestClient, headers: dict[str, str], **body: Any) -> Any:
+    return client.post("/v1/tasks", headers=headers, json={"operation": "anonymize", **body})
+
+
+def finish(
+    sessions: sessionmaker[Session],
+    task_id: str,
+    *,
+    status: str = "completed",
+    outputs: tuple[str, ...] = ("image/png", "application/json"),
+    error: dict[str, str] | None = None,
+) -> None:
+    """Records what a worker records when it ends a task."""
+    with session_scope(sessions) as session:
+        task = session.get(Task, task_id)
+        assert task is not None
+        task.status, task.progress, task.error = status, 1.0, error
+        task.result = {"detections": {"face": 2, "plate": 1}} if status == "completed" else None
+        for index, media_type in enumerate(outputs):
+            session.add(
+                StoredFile(
+                    id=f"file_out{index}{task_id[-12:]}",
+                    owner_id=task.owner_id,
+                    name=f"output-{index}",
+                    media_type=media_type,
+                    size=10 + index,
+                    properties={"size": 10 + index},
+                    storage_key=f"{task.owner_id}/out{index}/{task_id}",
+                    task_id=task_id,
+                )
+            )
+
+
+def test_operations_and_statuses_match_the_models() -> None:
+    assert set(get_args(Operation)) == set(OPERATIONS)
+    assert get_args(TaskStatus) == TASK_STATUSES
+
+
+def test_a_submitted_task_is_queued_with_its_parameters_completed(
+    client: TestClient, alice: dict[str, str], queue: RecordingQueue
+) -> None:
+    file_id = upload_photo(client, alice)
+
+    response = submit(client, alice, input=file_id, parameters={"detectors": ["face"], "crf": 20})
+
+    assert response.status_code == 202, response.text
+    task = response.json()
+    assert task["id"].startswith("task_")
+    assert queue.task_ids == [task["id"]]
+    assert (task["operation"], task["status"], task["progress"]) == ("anonymize", "queued", 0.0)
+    assert (task["result"], task["error"], task["callback_url"]) == (None, None, None)
+    parameters = task["parameters"]
+    assert (parameters["input"], parameters["callback_url"]) == (file_id, None)
+    assert (parameters["detectors"], parameters["crf"]) == (["face"], 20)
+    assert (parameters["draw"], parameters["keep_audio"], parameters["styles"]) == (False, True, {})
+    assert client.get(f"/v1/tasks/{task['id']}", headers=alice).json() == task
+
+
+def test_a_detect_task_takes_detect_parameters_only(client: TestClient, alice: dict[str, str]) -> None:
+    file_id = upload_photo(client, alice)
+
+    accepted = submit(client, alice, operation="detect", input=file_id, parameters={"threshold": 0.5})
+    refused = submit(client, alice, operation="detect", input=file_id, parameters={"draw": True})
+
+    assert accepted.status_code == 202
+    assert set(accepted.json()["parameters"]) == {
+        "detectors",
+        "threshold",
+        "detect_every",
+        "input",
+        "callback_url",
+    }
+    assert list(problem(refused, 422)["errors"]) == ["parameters.draw"]
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({"parameters": {"crf": 99}}, ["parameters.crf"]),
+        ({"parameters": {"blurr": True}}, ["parameters.blurr"]),
+        ({"parameters": {"detectors": []}}, ["parameters.detectors"]),
+        ({"parameters": {"styles": {"face": {"method": "smudge"}}}}, ["parameters.styles.face.method"]),
+        ({"parameters": {"threshold": 2, "crf": -1}}, ["parameters.crf", "parameters.threshold"]),
+        ({"operation": "colorize"}, ["operation"]),
+        ({"input": "photo.png"}, ["input"]),
+        ({"input": "file_doesnotexist00"}, ["input"]),
+        ({"input": "task_doesnotexist00"}, ["input"]),
+        ({"surprise": 1}, ["surprise"]),
+    ],
+)
+def test_bad_submissions_are_refused_naming_the_fields(
+    client: TestClient, alice: dict[str, str], queue: RecordingQueue, body: dict[str, Any], fields: list[str]
+) -> None:
+    file_id = upload_photo(client, alice)
+
+    refused = problem(submit(client, alice, **{"input": file_id, **body}), 422)
+
+    assert sorted(refused["errors"]) == fields
+    assert queue.task_ids == []
+
+
+def test_another_keys_file_or_task_cannot_be_an_input(
+    client: TestClient, alice: dict[str, str], bob: dict[str, str]
+) -> None:
+    file_id = upload_photo(client, alice)
+    task_id = submit(client, alice, input=file_id).json()["id"]
+
+    for other in (file_id, task_id):
+        refused = problem(submit(client, bob, input=other), 422)
+        assert refused["errors"]["input"] == [f"{other.split('_')[0].title()} with id {other} not found."]
+
+
+def test_a_task_can_be_chained_on_an_anonymize_task(
+    client: TestClient, alice: dict[str, str], queue: RecordingQueue, sessions: sessionmaker[Session]
+) -> None:
+    first = submit(client, alice, input=upload_photo(client, alice)).json()["id"]
+
+    while_queued = submit(client, alice, operation="detect", input=first)
+    finish(sessions, first)
+    once_completed = submit(client, alice, operation="detect", input=first)
+
+    assert (while_queued.status_code, once_completed.status_code) == (202, 202)
+    assert while_queued.json()["parameters"]["input"] == first
+    assert queue.task_ids == [first, while_queued.json()["id"], once_completed.json()["id"]]
+
+
+@pytest.mark.parametrize(
+    ("upstream", "status", "outputs", "code", "message"),
+    [
+        ("detect", "completed", ("application/json",), 422, "only an anonymize task has media"),
+        ("anonymize", "failed", (), 409, "failed; it has no output"),
+        ("anonymize", "cancelled", (), 409, "cancelled; it has no output"),
+        ("anonymize", "completed", ("application/json",), 409, "has expired or was deleted"),
+    ],
+)
+def test_a_task_without_media_to_give_cannot_be_chained_on(
+    client: TestClient,
+    alice: dict[str, str],
+    sessions: sessionmaker[Session],
+    upstream: str,
+    status: str,
+    outputs: tuple[str, ...],
+    code: int,
+    message: str,
+) -> None:
+    first = submit(client, alice, operation=upstream, input=upload_photo(client, alice)).json()["id"]
+    finish(sessions, first, status=status, outputs=outputs)
+
+    refused = problem(submit(client, alice, input=first), code)
+
+    assert message in (refused["errors"]["input"][0] if code == 422 else refused["detail"])
+
+
+def test_a_completed_task_shows_its_generated_files_and_detections(
+    client: TestClient, alice: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    task_id = submit(client, alice, input=upload_photo(client, alice)).json()["id"]
+    finish(sessions, task_id)
+
+    task = client.get(f"/v1/tasks/{task_id}", headers=alice).json()
+
+    assert (task["status"], task["progress"], task["error"]) == ("completed", 1.0, None)
+    assert task["result"]["detections"] == {"face": 2, "plate": 1}
+    generated = task["result"]["generated_files"]
+    assert [(item["type"], item["task_id"]) for item in generated] == [
+        ("image/png", task_id),
+        ("application/json", task_id),
+    ]
+    assert generated[0]["properties"] == {"size": 10}
+
+
+def test_a_failed_task_shows_why(
+    client: TestClient, alice: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    task_id = submit(client, alice, input=upload_photo(client, alice)).json()["id"]
+    error = {"title": "Corrupt input", "detail": "photo.png cannot be decoded"}
+    finish(sessions, task_id, status="failed", outputs=(), error=error)
+
+    task = client.get(f"/v1/tasks/{task_id}", headers=alice).json()
+
+    assert (task["status"], task["error"], task["result"]) == ("failed", error, None)
+
+
+def test_a_queued_task_can_be_cancelled_once(client: TestClient, alice: dict[str, str]) -> None:
+    created = submit(client, alice, input=upload_photo(client, alice)).json()
+
+    cancelled = client.delete(f"/v1/tasks/{created['id']}", headers=alice)
+    again = client.delete(f"/v1/tasks/{created['id']}", headers=alice)
+
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["updated_at"] > created["updated_at"]
+    assert problem(again, 409)["detail"] == (
+        f"Task {created['id']} is already cancelled; only a queued or started task can be cancelled."
+    )
+
+
+@pytest.mark.parametrize(("status", "code"), [("started", 200), ("completed", 409), ("failed", 409)])
+def test_only_an_unfinished_task_can_be_cancelled(
+    client: TestClient, alice: dict[str, str], sessions: sessionmaker[Session], status: str, code: int
+) -> None:
+    task_id = submit(client, alice, input=upload_photo(client, alice)).json()["id"]
+    with session_scope(sessions) as session:
+        session.execute(update(Task).where(Task.id == task_id).values(status=status))
+
+    response = client.delete(f"/v1/tasks/{task_id}", headers=alice)
+
+    assert response.status_code == code
+    expected = "cancelled" if code == 200 else status
+    assert client.get(f"/v1/tasks/{task_id}", headers=alice).json()["status"] == expected
+
+
+def test_a_file_cannot_be_deleted_while_a_task_reads_it(
+    client: TestClient, alice: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    file_id = upload_photo(client, alice)
+    task_id = submit(client, alice, input=file_id).json()["id"]
+
+    refused = problem(client.delete(f"/v1/files/{file_id}", headers=alice), 409)
+    client.delete(f"/v1/tasks/{task_id}", headers=alice)
+    deleted = client.delete(f"/v1/files/{file_id}", headers=alice)
+
+    assert task_id in refused["detail"]
+    assert deleted.status_code == 204
+
+
+def test_a_generated_file_cannot_be_deleted_while_a_chained_task_waits_for_it(
+    client: TestClient, alice: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    first = submit(client, alice, input=upload_photo(client, alice)).json()["id"]
+    finish(sessions, first)
+    chained = submit(client, alice, input=first).json()["id"]
+    media_id = client.get(f"/v1/tasks/{first}", headers=alice).json()["result"]["generated_files"][0]["id"]
+
+    assert chained in problem(client.delete(f"/v1/files/{media_id}", headers=alice), 409)["detail"]
+
+
+def test_another_key_cannot_see_or_cancel_a_task(
+    client: TestClient, alice: dict[str, str], bob: dict[str, str], admin: dict[str, str]
+) -> None:
+    task_id = submit(client, alice, input=upload_photo(client, alice)).json()["id"]
+
+    for method in ("GET", "DELETE"):
+        body = problem(client.request(method, f"/v1/tasks/{task_id}", headers=bob), 404)
+        assert body["detail"] == f"Task with id {task_id} not found."
+    assert client.get("/v1/tasks", headers=bob).json()["count"] == 0
+    assert client.get("/v1/tasks", headers=admin).json()["count"] == 1
+    assert client.get(f"/v1/tasks/{task_id}", headers=alice).json()["status"] == "queued"
+
+
+def test_every_route_needs_a_key(client: TestClient) -> None:
+    for method, url in [
+        ("POST", "/v1/tasks"),
+        ("GET", "/v1/tasks"),
+        ("GET", "/v1/tasks/t"),
+        ("DELETE", "/v1/tasks/t"),
+    ]:
+        problem(client.request(method, url), 401)
+
+
+@pytest.mark.parametrize(
+    "callback_url",
+    ["http://127.0.0.1:9000/hook", "http://10.0.0.8/hook", "http://localhost/hook", "http://[::1]/hook"],
+)
+def test_callbacks_to_private_addresses_are_refused_unless_allowed(
+    client: TestClient, alice: dict[str, str], settings: Settings, callback_url: str
+) -> None:
+    file_id = upload_photo(client, alice)
+
+    refused = problem(submit(client, alice, input=file_id, callback_url=callback_url), 422)
+    settings.allow_private_callbacks = True
+    accepted = submit(client, alice, input=file_id, callback_url=callback_url)
+
+    assert "not a public address" in refused["errors"]["callback_url"][0]
+    assert accepted.status_code == 202
+    assert accepted.json()["callback_url"] == accepted.json()["parameters"]["callback_url"] == callback_url
+
+
+def test_a_public_callback_url_is_kept(client: TestClient, alice: dict[str, str]) -> None:
+    url = "https://93.184.216.34/veil-done"
+
+    task = submit(client, alice, input=upload_photo(client, alice), callback_url=url).json()
+
+    assert task["callback_url"] == url
+
+
+@pytest.fixture
+def four_tasks(client: TestClient, alice: dict[str, str], sessions: sessionmaker[Session]) -> list[str]:
+    """Submitted in order: anonymize (completed), detect (queued), anonymize (queued), detect on the first."""
+    beach, city = upload_photo(client, alice, "beach.png"), upload_photo(client, alice, "city.png")
+    ids = [
+        submit(client, alice, input=beach).json()["id"],
+        submit(client, alice, operation="detect", input=beach).json()["id"],
+        submit(client, alice, input=city).json()["id"],
+    ]
+    finish(sessions, ids[0])
+    ids.append(submit(client, alice, operation="detect", input=ids[0]).json()["id"])
+    return ids
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({}, [3, 2, 1, 0]),
+        ({"sort": "created_at"}, [0, 1, 2, 3]),
+        ({"sort": "-progress,created_at"}, [0, 1, 2, 3]),
+        ({"sort": "operation,-created_at"}, [2, 0, 3, 1]),
+        ({"sort": "created_at", "page": 2, "page_size": 3}, [3]),
+        ({"status": "queued", "sort": "created_at"}, [1, 2, 3]),
+        ({"operation": "detect", "sort": "created_at"}, [1, 3]),
+        ({"status": "completed", "operation": "detect"}, []),
+        ({"search": "DETECT", "sort": "created_at"}, [1, 3]),
+        ({"search": "complete"}, [0]),
+        ({"filter": json.dumps({"==": [{"var": "status"}, "completed"]})}, [0]),
+        ({"filter": json.dumps({"in": [{"var": "operation"}, ["anonymize"]]}), "sort": "created_at"}, [0, 2]),
+        ({"filter": json.dumps({"!": {"==": [{"var": "progress"}, 0]}})}, [0]),
+        ({"filter": json.dumps({"in": ["task_", {"var": "input"}]})}, [3]),
+    ],
+)
+def test_listing_pages_sorts_searches_and_filters(
+    client: TestClient,
+    alice: dict[str, str],
+    four_tasks: list[str],
+    params: dict[str, Any],
+    expected: list[int],
+) -> None:
+    response = client.get("/v1/tasks", headers=alice, params=params)
+
+    assert response.status_code == 200, response.text
+    assert [item["id"] for item in response.json()["results"]] == [four_tasks[index] for index in expected]
+
+
+def test_listing_filters_by_input_and_times(
+    client: TestClient, alice: dict[str, str], four_tasks: list[str]
+) -> None:
+    third = client.get(f"/v1/tasks/{four_tasks[2]}", headers=alice).json()
+    rule = {"and": [{">=": [{"var": "created_at"}, third["created_at"]]}, {"<": [{"var": "progress"}, 1]}]}
+
+    by_time = client.get(
+        "/v1/tasks", headers=alice, params={"filter": json.dumps(rule), "sort": "created_at"}
+    )
+    by_input = client.get("/v1/tasks", headers=alice, params={"input": four_tasks[0]})
+
+    assert [item["id"] for item in by_time.json()["results"]] == four_tasks[2:]
+    assert [item["id"] for item in by_input.json()["results"]] == [four_tasks[3]]
+    assert by_time.json()["count"] == 2
+
+
+def test_listed_tasks_are_described_like_single_ones(
+    client: TestClient, alice: dict[str, str], four_tasks: list[str]
+) -> None:
+    listed = client.get("/v1/tasks", headers=alice).json()["results"]
+
+    assert listed == [client.get(f"/v1/tasks/{item['id']}", headers=alice).json() for item in listed]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"filter": json.dumps({"==": [{"var": "owner_id"}, "key_x"]})}, "filter"),
+        ({"filter": json.dumps({"like": [{"var": "status"}, "q%"]})}, "filter"),
+        ({"filter": json.dumps({"<": [{"var": "created_at"}, "yesterday"]})}, "filter"),
+        ({"status": "sleeping"}, "status"),
+        ({"sort": "parameters"}, "sort"),
+    ],
+)
+def test_bad_listing_parameters_are_refused_with_422(
+    client: TestClient, alice: dict[str, str], params: dict[str, Any], field: str
+) -> None:
+    body = problem(client.get("/v1/tasks", headers=alice, params=params), 422)
+
+    assert list(body["errors"]) == [field]

@@ -1,0 +1,149 @@
+"""The periodic pass: expired files and outputs deleted (not those a pending task reads), tasks of dead
+workers queued again or failed, and queued tasks sent again at start."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from tests.helpers import save_image
+from tests.server.conftest import RecordingQueue
+from tests.worker.conftest import generated, submit, task_row, upload
+from veil.core.db import session_scope
+from veil.core.maintenance import MAX_ATTEMPTS, recover_tasks, run_maintenance
+from veil.core.models import ApiKey, ExpiringPath, StoredFile, Task, utc_now
+from veil.engine.detections import Detections
+from veil.worker.context import WorkerContext
+from veil.worker.lifecycle import claim_task
+from veil.worker.tasks import run_task
+
+
+def _maintain(context: WorkerContext) -> None:
+    run_maintenance(context.sessions, context.storage, context.queue, context.settings)
+
+
+def _expire(context: WorkerContext, *file_ids: str) -> None:
+    with session_scope(context.sessions) as session:
+        session.execute(
+            update(StoredFile)
+            .where(StoredFile.id.in_(file_ids))
+            .values(expires_at=utc_now() - timedelta(seconds=1))
+        )
+
+
+def _file_ids(context: WorkerContext) -> set[str]:
+    with context.sessions() as session:
+        return set(session.scalars(select(StoredFile.id)))
+
+
+def test_expired_files_are_deleted_unless_a_pending_task_reads_them(
+    context: WorkerContext, owner: ApiKey, tmp_path: Path
+) -> None:
+    expired = upload(context, owner, save_image(tmp_path / "old.png"))
+    read = upload(context, owner, save_image(tmp_path / "read.png"))
+    fresh = upload(context, owner, save_image(tmp_path / "new.png"))
+    submit(context, owner, read.id)  # queued, so its input stays
+    _expire(context, expired.id, read.id)
+
+    _maintain(context)
+
+    assert _file_ids(context) == {read.id, fresh.id}
+    assert not context.storage.path(expired.storage_key).exists()
+    assert context.storage.path(read.storage_key).exists()
+
+
+def test_outputs_a_pending_chained_task_reads_are_kept(
+    context: WorkerContext, owner: ApiKey, tmp_path: Path, one_face: Detections
+) -> None:
+    source = upload(context, owner, save_image(tmp_path / "photo.png"))
+    upstream = submit(context, owner, source.id)
+    run_task(context, upstream)
+    submit(context, owner, upstream, operation="detect")
+    outputs = [file.id for file in generated(context, upstream)]
+    _expire(context, source.id, *outputs)
+
+    _maintain(context)
+
+    assert _file_ids(context) == set(outputs)
+
+
+def test_expired_paths_leading_outside_the_root_are_left_alone(
+    context: WorkerContext, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not ours")
+    root = context.settings.file_root_dir
+    root.mkdir(parents=True)
+    (root / "link.txt").symlink_to(outside)
+    (root / "old").mkdir()
+    (root / "old" / "a.png").write_bytes(b"x")
+    past = utc_now() - timedelta(seconds=1)
+    with session_scope(context.sessions) as session:
+        session.add_all(
+            [ExpiringPath(path="link.txt", expires_at=past), ExpiringPath(path="old", expires_at=past)]
+        )
+
+    _maintain(context)
+
+    assert outside.exists()
+    assert not (root / "old").exists()
+    with context.sessions() as session:
+        assert session.scalars(select(ExpiringPath)).all() == []
+
+
+def _started(context: WorkerContext, owner: ApiKey, tmp_path: Path, *, attempts: int, stale: bool) -> str:
+    source = upload(context, owner, save_image(tmp_path / f"{attempts}-{stale}.png"))
+    task_id = submit(context, owner, source.id, callback_url="http://127.0.0.1:9/hook")
+    assert claim_task(context, task_id) is not None
+    beat = utc_now() - timedelta(seconds=context.settings.stale_task_s + 1 if stale else 0)
+    with session_scope(context.sessions) as session:
+        session.execute(update(Task).where(Task.id == task_id).values(heartbeat_at=beat, attempts=attempts))
+    return task_id
+
+
+def test_tasks_of_dead_workers_are_queued_again(
+    context: WorkerContext, owner: ApiKey, tmp_path: Path, queue: RecordingQueue
+) -> None:
+    dead = _started(context, owner, tmp_path, attempts=1, stale=True)
+    alive = _started(context, owner, tmp_path, attempts=1, stale=False)
+
+    _maintain(context)
+
+    task = task_row(context, dead)
+    assert (task.status, task.heartbeat_at, task.attempts) == ("queued", None, 1)
+    assert task_row(context, alive).status == "started"
+    assert queue.task_ids == [dead]
+    assert queue.callbacks == []
+
+
+def test_a_task_whose_worker_died_too_often_fails(
+    context: WorkerContext, owner: ApiKey, tmp_path: Path, queue: RecordingQueue
+) -> None:
+    task_id = _started(context, owner, tmp_path, attempts=MAX_ATTEMPTS, stale=True)
+
+    _maintain(context)
+
+    task = task_row(context, task_id)
+    assert task.status == "failed"
+    assert task.error is not None and task.error["title"] == "Worker lost"
+    assert (queue.task_ids, queue.callbacks) == ([], [task_id])
+    run_task(context, task_id)  # a late duplicate message changes nothing
+    assert task_row(context, task_id).status == "failed"
+
+
+@pytest.mark.parametrize("statuses", [[], ["queued", "started", "queued", "completed"]])
+def test_recover_tasks_sends_every_queued_task_again(
+    context: WorkerContext, owner: ApiKey, tmp_path: Path, queue: RecordingQueue, statuses: list[str]
+) -> None:
+    source = upload(context, owner, save_image(tmp_path / "photo.png"))
+    task_ids = [submit(context, owner, source.id) for _ in statuses]
+    with session_scope(context.sessions) as session:
+        for task_id, status in zip(task_ids, statuses, strict=True):
+            session.execute(update(Task).where(Task.id == task_id).values(status=status))
+    queued = [task_id for task_id, status in zip(task_ids, statuses, strict=True) if status == "queued"]
+
+    assert recover_tasks(context.sessions, queue) == len(queued)  # type: ignore[arg-type]
+    assert queue.task_ids == queued
