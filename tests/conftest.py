@@ -1,12 +1,16 @@
-"""Fixtures: scripted detectors, so CLI and pipeline tests run without weights."""
+"""Fixtures: scripted detectors, so CLI and pipeline tests run without weights; a migrated database and a
+recording queue for the service tests (each folder defines its own `settings`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
-from tests.helpers import FACE_BOX
+from tests.helpers import FACE_BOX, RecordingQueue
+from veil.core.db import create_db_engine, migrate
+from veil.core.settings import Settings
 from veil.engine.detections import Detections
 from veil.engine.detectors.base import DetectorConfig
 from veil.engine.detectors.fake import FakeDetector
@@ -30,3 +34,14 @@ def one_face(scripted_detectors: Callable[[Detections], None]) -> Detections:
     boxes = Detections.from_boxes([FACE_BOX], [0.9], "face")
     scripted_detectors(boxes)
     return boxes
+
+
+@pytest.fixture
+def sessions(settings: Settings) -> sessionmaker[Session]:
+    migrate(settings.database_url)
+    return sessionmaker(create_db_engine(settings.database_url), expire_on_commit=False)
+
+
+@pytest.fixture
+def queue() -> RecordingQueue:
+    return RecordingQueue()

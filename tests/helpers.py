@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -37,3 +38,17 @@ def validate_report(path: Path) -> dict[str, Any]:
     schema = json.loads(files("veil").joinpath("schemas/detections-1.json").read_text())
     jsonschema.validate(document, schema)
     return document
+
+
+@dataclass
+class RecordingQueue:
+    """Stands in for the broker: keeps the task ids the API enqueued."""
+
+    task_ids: list[str] = field(default_factory=list)
+    callbacks: list[str] = field(default_factory=list)
+
+    def enqueue(self, task_id: str) -> None:
+        self.task_ids.append(task_id)
+
+    def enqueue_callback(self, task_id: str) -> None:
+        self.callbacks.append(task_id)

@@ -15,7 +15,8 @@ import pytest
 import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.server.conftest import RecordingQueue, make_key
+from tests.helpers import RecordingQueue
+from tests.server.conftest import make_key
 from veil.core.db import create_db_engine, migrate
 from veil.core.settings import Settings, get_settings
 from veil.server.main import create_app

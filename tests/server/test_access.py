@@ -9,7 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.server.conftest import RecordingQueue, make_key
+from tests.helpers import RecordingQueue
+from tests.server.conftest import make_key
 from veil.core.db import create_db_engine, session_scope
 from veil.core.keys import hash_key, revoke_api_key
 from veil.core.models import ApiKey

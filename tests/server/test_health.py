@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.server.conftest import RecordingQueue
+from tests.helpers import RecordingQueue
 from veil.core.db import session_scope
 from veil.core.keys import hash_key
 from veil.core.models import ApiKey, Task, WorkerBeat, utc_now

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 from sqlalchemy.orm import sessionmaker
 
-from tests.server.conftest import RecordingQueue, make_key
+from tests.helpers import RecordingQueue
+from tests.server.conftest import make_key
 from veil.core.db import create_db_engine, session_scope
 from veil.core.models import WorkerBeat
 from veil.core.settings import Settings

@@ -16,8 +16,7 @@ from PIL import Image
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.helpers import noise_image
-from tests.server.conftest import RecordingQueue
+from tests.helpers import RecordingQueue, noise_image
 from veil.core.db import session_scope
 from veil.core.models import TASK_STATUSES, StoredFile, Task
 from veil.core.parameters import OPERATIONS

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.server.conftest import RecordingQueue
+from tests.helpers import RecordingQueue
 from veil.core.blurit import DirectoryTaskCreate, FileTaskCreate, create_directory_task, create_file_task
-from veil.core.db import create_db_engine, migrate, session_scope
+from veil.core.db import session_scope
 from veil.core.files import store_upload
 from veil.core.keys import create_api_key
 from veil.core.models import ApiKey, StoredFile, Task
@@ -29,17 +29,6 @@ from veil.worker.context import WorkerContext
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", allow_private_callbacks=True, callback_retries=2)
-
-
-@pytest.fixture
-def sessions(settings: Settings) -> sessionmaker[Session]:
-    migrate(settings.database_url)
-    return sessionmaker(create_db_engine(settings.database_url), expire_on_commit=False)
-
-
-@pytest.fixture
-def queue() -> RecordingQueue:
-    return RecordingQueue()
 
 
 @pytest.fixture

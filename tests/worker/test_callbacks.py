@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from tests.helpers import save_image
-from tests.server.conftest import RecordingQueue
+from tests.helpers import RecordingQueue, save_image
 from tests.worker.conftest import key_row, submit, task_row, upload
 from veil.core.db import session_scope
 from veil.core.models import ApiKey, Task

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from tests.helpers import save_image
-from tests.server.conftest import RecordingQueue
+from tests.helpers import RecordingQueue, save_image
 from tests.worker.conftest import generated, submit, task_row, upload
 from veil.core.db import session_scope
 from veil.core.maintenance import MAX_ATTEMPTS, recover_tasks, run_maintenance

@@ -14,8 +14,7 @@ import pytest
 from sqlalchemy import update
 
 from tests.engine.video_factory import make_video
-from tests.helpers import FACE_BOX, load_rgb, save_image, validate_report
-from tests.server.conftest import RecordingQueue
+from tests.helpers import FACE_BOX, RecordingQueue, load_rgb, save_image, validate_report
 from tests.worker.conftest import generated, key_row, submit, task_row, upload
 from veil.core.db import session_scope
 from veil.core.models import ApiKey, Task, utc_now
