@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -237,3 +238,23 @@ def test_a_worker_killed_mid_video_loses_nothing(
     content = httpx.get(f"{service.url}/v1/files/{output['id']}/content", headers=alice).content
     with av.open(io.BytesIO(content)) as container:
         assert sum(1 for _ in container.decode(video=0)) == clip.frame_count
+
+
+def test_concurrent_uploads_and_submissions_all_land(service: Service) -> None:
+    """GIVEN 16 clients at once, each uploading a photo and submitting a task
+    THEN every request succeeds and the key lists exactly those files and tasks (SQLite in WAL mode)."""
+    headers = service.new_key("crowd")[0]
+    photo = astronaut_jpeg()
+
+    def one_client(index: int) -> str:
+        file = upload(service, headers, f"crowd-{index}.jpg", photo)
+        return str(submit(service, headers, {"operation": "detect", "input": file["id"]})["id"])
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        task_ids = set(pool.map(one_client, range(16)))
+
+    listed = httpx.get(f"{service.url}/v1/tasks", headers=headers, params={"page_size": 100}).json()
+    files = httpx.get(f"{service.url}/v1/files", headers=headers, params={"page_size": 100}).json()
+    assert len(task_ids) == 16
+    assert {task["id"] for task in listed["results"]} == task_ids
+    assert files["count"] == 16
