@@ -382,10 +382,15 @@ def list_tasks(
     if as_json:
         typer.echo(json.dumps(answer, indent=2))
         return
-    table = Table("id", "operation", "status", "progress", "created", show_header=True)
+    table = Table(show_header=True)
+    # Ids are copied from here, so they are never cut or wrapped; the other columns give way instead.
+    table.add_column("id", no_wrap=True, min_width=len("task_") + 16)
+    for column in ("operation", "status", "progress", "created"):
+        table.add_column(column, overflow="fold")
     for task in answer.get("results", []):
         progress = f"{100 * float(task.get('progress') or 0):.0f}%"
-        table.add_row(task["id"], task["operation"], task["status"], progress, task["created_at"])
+        created = str(task["created_at"]).replace("T", " ")[:19]
+        table.add_row(task["id"], task["operation"], task["status"], progress, created)
     Console().print(table)
     console.print(f"page {page}, {answer.get('count', len(answer.get('results', [])))} tasks in all")
 
