@@ -417,3 +417,15 @@ def test_bad_listing_parameters_are_refused_with_422(
     body = problem(client.get("/v1/tasks", headers=alice, params=params), 422)
 
     assert list(body["errors"]) == [field]
+
+
+def test_cancelling_a_task_wakes_the_tasks_chained_on_it(
+    client: TestClient, alice: dict[str, str], queue: RecordingQueue
+) -> None:
+    first = submit(client, alice, input=upload_photo(client, alice)).json()["id"]
+    chained = submit(client, alice, operation="detect", input=first).json()["id"]
+    queue.task_ids.clear()
+
+    assert client.delete(f"/v1/tasks/{first}", headers=alice).status_code == 200
+
+    assert queue.task_ids == [chained], "the chained task must run (and fail, its input cancelled), not wait"

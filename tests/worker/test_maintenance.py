@@ -133,6 +133,21 @@ def test_a_task_whose_worker_died_too_often_fails(
     assert task_row(context, task_id).status == "failed"
 
 
+def test_a_task_chained_on_one_that_failed_for_good_is_woken(
+    context: WorkerContext, owner: ApiKey, tmp_path: Path, queue: RecordingQueue
+) -> None:
+    lost = _started(context, owner, tmp_path, attempts=MAX_ATTEMPTS, stale=True)
+    with session_scope(context.sessions) as session:
+        chained = Task(owner_id=owner.id, operation="detect", input={"task": lost})
+        session.add(chained)
+        session.flush()
+        chained_id = chained.id
+
+    _maintain(context)
+
+    assert queue.task_ids == [chained_id]
+
+
 @pytest.mark.parametrize("statuses", [[], ["queued", "started", "queued", "completed"]])
 def test_recover_tasks_sends_every_queued_task_again(
     context: WorkerContext, owner: ApiKey, tmp_path: Path, queue: RecordingQueue, statuses: list[str]

@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import numpy as np
 import pytest
@@ -336,19 +337,37 @@ def test_a_chained_task_works_on_the_output_media(
     assert task_row(context, task_id).status == "completed"
 
 
-def test_a_chained_task_waits_for_its_input_and_is_queued_again(
-    context: WorkerContext, owner: ApiKey, photo: Any, one_face: Detections
+def test_a_chained_task_waits_for_its_input_which_wakes_it_when_done(
+    context: WorkerContext, owner: ApiKey, photo: Any, one_face: Detections, queue: RecordingQueue
 ) -> None:
     upstream = submit(context, owner, photo.id)
     task_id = _chained(context, owner, upstream)
-    with pytest.raises(InputNotReadyError):
-        run_task(context, task_id)
+    queue.task_ids.clear()
+    run_task(context, task_id)
     task = task_row(context, task_id)
     assert (task.status, task.attempts, task.heartbeat_at) == ("queued", 0, None)
+    assert queue.task_ids == [], "a waiting task holds no message"
 
     run_task(context, upstream)
+    assert queue.task_ids == [task_id], "the input's end enqueues the task waiting on it"
     run_task(context, task_id)
     assert task_row(context, task_id).status == "completed"
+
+
+def test_a_chained_task_whose_input_ended_during_the_check_is_enqueued(
+    context: WorkerContext, owner: ApiKey, photo: Any, one_face: Detections, queue: RecordingQueue
+) -> None:
+    upstream = submit(context, owner, photo.id)
+    task_id = _chained(context, owner, upstream)
+    with session_scope(context.sessions) as session:
+        session.execute(update(Task).where(Task.id == upstream).values(status="completed"))
+    queue.task_ids.clear()
+
+    with patch("veil.worker.v1.find_output_media", side_effect=InputNotReadyError(task_id, upstream)):
+        run_task(context, task_id)
+
+    assert task_row(context, task_id).status == "queued"
+    assert queue.task_ids == [task_id]
 
 
 @pytest.mark.parametrize("upstream_status", ["failed", "cancelled"])

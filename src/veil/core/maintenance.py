@@ -24,6 +24,7 @@ from veil.core.paths import PathOutsideRootError, resolve_under
 from veil.core.queue import TaskQueue
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage
+from veil.core.tasks import tasks_waiting_on
 
 __all__ = ["MAX_ATTEMPTS", "recover_tasks", "run_maintenance"]
 
@@ -153,7 +154,11 @@ def _requeue_stale_tasks(sessions: sessionmaker[Session], queue: TaskQueue, stal
             .returning(Task.id, Task.callback_url)
             .execution_options(synchronize_session=False)
         ).all()
-    for task_id in requeued:
+        # Tasks chained on a failed one are woken, to fail in turn with a reason of their own.
+        waiting = [
+            waiting_id for task_id, _ in failed for waiting_id in tasks_waiting_on(session, task_id=task_id)
+        ]
+    for task_id in [*requeued, *waiting]:
         queue.enqueue(task_id)
     for task_id, callback_url in failed:
         log.warning("task %s failed: its worker stopped %d times", task_id, MAX_ATTEMPTS)

@@ -31,6 +31,7 @@ __all__ = [
     "find_output_media",
     "get_task",
     "list_tasks",
+    "tasks_waiting_on",
 ]
 
 TASK_LISTING = Listing(
@@ -123,6 +124,13 @@ def cancel_task(session: Session, *, owner: ApiKey, task_id: str) -> TaskPublic:
             f"Task {task_id} is already {task.status}; only a queued or started task can be cancelled."
         )
     return describe_task(session, task)
+
+
+def tasks_waiting_on(session: Session, *, task_id: str) -> list[str]:
+    """The queued tasks chained on `task_id`'s output. Whoever ends `task_id` (the worker that completes or
+    fails it, the request that cancels it) enqueues them, so they run, or fail, once their input is final."""
+    chained = Task.input["task"].as_string() == task_id
+    return list(session.scalars(select(Task.id).where(chained, Task.status == "queued")))
 
 
 def describe_task(session: Session, task: Task) -> TaskPublic:

@@ -26,7 +26,6 @@ from veil.core.settings import Settings
 from veil.worker.callbacks import deliver_callback
 from veil.worker.context import WorkerContext
 from veil.worker.heartbeat import WorkerHeartbeat
-from veil.worker.lifecycle import InputNotReadyError
 from veil.worker.tasks import run_task
 
 __all__ = ["create_worker_app"]
@@ -43,10 +42,7 @@ def create_worker_app(settings: Settings) -> Celery:
     soft_limit = max(1, settings.task_time_limit_s - _SOFT_LIMIT_MARGIN_S)
 
     def run(task: Any, task_id: str) -> None:
-        try:
-            run_task(contexts.get(), task_id)
-        except InputNotReadyError as exc:
-            raise task.retry(countdown=exc.retry_in_s, max_retries=None) from exc
+        run_task(contexts.get(), task_id)
 
     def deliver(task: Any, task_id: str) -> None:
         delay = deliver_callback(contexts.get(), task_id, attempt=task.request.retries)

@@ -50,11 +50,11 @@ class TaskStopped(Exception):
 
 
 class InputNotReadyError(Exception):
-    """The input is the output of another task that has not finished yet; try again later."""
+    """The input is the output of another task that has not finished yet; it wakes this one when it ends."""
 
-    def __init__(self, task_id: str, input_task_id: str, retry_in_s: float = 5.0) -> None:
+    def __init__(self, task_id: str, input_task_id: str) -> None:
         super().__init__(f"task {task_id} waits for task {input_task_id}")
-        self.retry_in_s = retry_in_s
+        self.input_task_id = input_task_id
 
 
 class TaskFailure(Exception):

@@ -13,9 +13,13 @@ import logging
 from collections.abc import Callable
 
 from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy import select
 
+from veil.core.db import session_scope
+from veil.core.models import FINAL_STATUSES, Task
 from veil.core.paths import PathOutsideRootError
 from veil.core.settings import Settings
+from veil.core.tasks import tasks_waiting_on
 from veil.engine.errors import (
     CorruptMediaError,
     MediaError,
@@ -66,9 +70,8 @@ _TITLES: tuple[tuple[type[Exception], str], ...] = (
 def run_task(context: WorkerContext, task_id: str) -> None:
     """Runs the task if this call claims it; does nothing when it is running elsewhere or finished.
 
-    Raises:
-        InputNotReadyError: the input is a task that has not finished; the task is queued again (the
-            caller schedules another try).
+    A task whose input task has not finished goes back to the queue with no message: the input's end
+    enqueues it (`tasks_waiting_on`), so no retry is held in a worker's memory, where a kill would lose it.
     """
     claim = claim_task(context, task_id)
     if claim is None:
@@ -79,9 +82,10 @@ def run_task(context: WorkerContext, task_id: str) -> None:
     try:
         with ticker.running():
             finished = _runner(claim)(context, claim, ticker)
-    except InputNotReadyError:
+    except InputNotReadyError as waiting:
         release_task(context, claim)
-        raise
+        _enqueue_if_input_ended(context, task_id, waiting.input_task_id)
+        return
     except TaskStopped:
         log.info("task %s: attempt %d stopped (cancelled or taken over)", task_id, claim.attempt)
         return
@@ -90,8 +94,23 @@ def run_task(context: WorkerContext, task_id: str) -> None:
     else:
         ended = complete_task(context, claim, finished)
     log.info("task %s: attempt %d %s", task_id, claim.attempt, "ended" if ended else "was stopped")
-    if ended and claim.callback_url:
+    if not ended:
+        return
+    if claim.callback_url:
         context.queue.enqueue_callback(task_id)
+    with session_scope(context.sessions) as session:
+        waiting_ids = tasks_waiting_on(session, task_id=task_id)
+    for waiting_id in waiting_ids:
+        context.queue.enqueue(waiting_id)
+
+
+def _enqueue_if_input_ended(context: WorkerContext, task_id: str, input_task_id: str) -> None:
+    """Closes the race where the input ended between the check and the release: its end found this task
+    still started and did not wake it, so wake it now."""
+    with session_scope(context.sessions) as session:
+        status = session.scalar(select(Task.status).where(Task.id == input_task_id))
+    if status in FINAL_STATUSES:
+        context.queue.enqueue(task_id)
 
 
 def _runner(claim: Claim) -> Runner:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from veil.core.schemas import TaskCreate, TaskListQuery, TaskPublic, TasksPublic
-from veil.core.tasks import cancel_task, create_task, describe_task, get_task, list_tasks
+from veil.core.tasks import cancel_task, create_task, describe_task, get_task, list_tasks, tasks_waiting_on
 from veil.server.api.deps import CurrentKey, QueueDep, SessionDep, SettingsDep
 from veil.server.problems import problem_responses
 
@@ -41,6 +41,9 @@ def read_task(task_id: str, key: CurrentKey, session: SessionDep) -> TaskPublic:
 
 
 @router.delete("/{task_id}", responses=problem_responses(401, 404, 409, 422, 429))
-def cancel(task_id: str, key: CurrentKey, session: SessionDep) -> TaskPublic:
+def cancel(task_id: str, key: CurrentKey, session: SessionDep, queue: QueueDep) -> TaskPublic:
     """Cancel a queued or running task; a finished one answers 409."""
-    return cancel_task(session, owner=key, task_id=task_id)
+    cancelled = cancel_task(session, owner=key, task_id=task_id)
+    for waiting in tasks_waiting_on(session, task_id=task_id):
+        queue.enqueue(waiting)
+    return cancelled
