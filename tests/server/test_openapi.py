@@ -44,7 +44,8 @@ def api_key() -> Iterator[dict[str, str]]:
 
 
 @schema.parametrize()
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+# Derandomized: the same examples on every run, so CI cannot fail on a draw this machine never made.
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 def test_every_operation_answers_as_documented(case: schemathesis.Case, api_key: dict[str, str]) -> None:
     # positive_data_acceptance expects 2xx for any schema-valid request, but ids that match the schema may
     # still name nothing (404/422) and uploads may hold no photo (415): refusals the document lists.
