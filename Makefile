@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck serve bench clean
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: install test lint typecheck browser serve bench clean
 
 install: $(STAMP)
 
@@ -22,7 +24,16 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-test: lint typecheck
+# The web app's browser tests drive Debian's Chromium; install it as root, else say how.
+browser:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; \
+	else \
+		echo "The browser tests need Chromium at $(CHROMIUM); install it with: sudo apt-get install -y chromium"; \
+	fi
+
+test: lint typecheck browser
 	$(BIN)/pytest
 
 serve: install

@@ -99,7 +99,9 @@ def test_a_submitted_task_is_queued_with_its_parameters_completed(
     parameters = task["parameters"]
     assert (parameters["input"], parameters["callback_url"]) == (file_id, None)
     assert (parameters["detectors"], parameters["crf"]) == (["face"], 20)
-    assert (parameters["draw"], parameters["keep_audio"], parameters["styles"]) == (False, True, {})
+    assert (parameters["draw"], parameters["keep_audio"]) == (False, True)
+    assert parameters["styles"]["face"]["method"] == "blur", "the default style per label is shown"
+    assert parameters["styles"]["plate"]["shape"] == "rectangle"
     assert client.get(f"/v1/tasks/{task['id']}", headers=alice).json() == task
 
 
@@ -429,3 +431,216 @@ def test_cancelling_a_task_wakes_the_tasks_chained_on_it(
     assert client.delete(f"/v1/tasks/{first}", headers=alice).status_code == 200
 
     assert queue.task_ids == [chained], "the chained task must run (and fail, its input cancelled), not wait"
+
+
+def detections_document(**changes: Any) -> dict[str, Any]:
+    """A corrected veil.detections/1 document for the 32x24 photo of `upload_photo`."""
+    box = {
+        "label": "face",
+        "score": 1.0,
+        "box": [2.0, 3.0, 12.0, 15.0],
+        "track_id": None,
+        "source": "detected",
+    }
+    return {
+        "schema": "veil.detections/1",
+        "media": {
+            "type": "image",
+            "width": 32,
+            "height": 24,
+            "fps": None,
+            "frame_count": None,
+            "duration": None,
+        },
+        "frames": [{"index": 0, "time": 0.0, "detections": [box]}],
+        **changes,
+    }
+
+
+def test_a_render_task_is_queued_with_its_detections(
+    client: TestClient, alice: dict[str, str], queue: RecordingQueue
+) -> None:
+    """GIVEN an uploaded photo and corrected detections for it
+    WHEN a render task is submitted on the file
+    THEN it is queued, and its parameters carry the detections (so they are stored with the task)."""
+    file_id = upload_photo(client, alice)
+    document = detections_document()
+
+    response = submit(
+        client, alice, operation="render", input=file_id, parameters={"detections": document, "crf": 20}
+    )
+
+    assert response.status_code == 202, response.text
+    task = response.json()
+    assert (task["operation"], task["status"], queue.task_ids) == ("render", "queued", [task["id"]])
+    parameters = task["parameters"]
+    assert (parameters["input"], parameters["detections"], parameters["crf"]) == (file_id, document, 20)
+    assert (parameters["draw"], parameters["keep_audio"]) == (False, True)
+    assert parameters["styles"]["face"]["method"] == "blur", "the default style per label is shown"
+    assert parameters["styles"]["plate"]["shape"] == "rectangle"
+    assert "detectors" not in parameters
+    listed = client.get("/v1/tasks", headers=alice, params={"operation": "render"}).json()
+    assert [item["id"] for item in listed["results"]] == [task["id"]]
+
+
+def test_a_render_box_needs_only_its_corners(client: TestClient, alice: dict[str, str]) -> None:
+    document = detections_document(frames=[{"index": 0, "detections": [{"box": [1, 1, 5, 5]}]}])
+
+    response = submit(
+        client,
+        alice,
+        operation="render",
+        input=upload_photo(client, alice),
+        parameters={"detections": document},
+    )
+
+    assert response.status_code == 202, response.text
+    [box] = response.json()["parameters"]["detections"]["frames"][0]["detections"]
+    assert box == {
+        "label": "face",
+        "score": 1.0,
+        "box": [1.0, 1.0, 5.0, 5.0],
+        "track_id": None,
+        "source": "detected",
+    }
+
+
+_BOX = "parameters.detections.frames.0.detections.0"
+
+
+@pytest.mark.parametrize(
+    ("parameters", "fields"),
+    [
+        ({}, ["parameters.detections"]),
+        ({"detections": detections_document(schema="veil.detections/2")}, ["parameters.detections.schema"]),
+        (
+            {"detections": detections_document(frames=[{"index": 0, "detections": [{"box": [5, 5, 1, 9]}]}])},
+            [f"{_BOX}.box"],
+        ),
+        (
+            {"detections": detections_document(frames=[{"index": 0, "detections": [{"box": [1, 2, 3]}]}])},
+            [f"{_BOX}.box.3"],
+        ),
+        (
+            {
+                "detections": detections_document(
+                    frames=[{"index": 0, "detections": [{"box": [1, 2, 3, "inf"]}]}]
+                )
+            },
+            [f"{_BOX}.box.3"],
+        ),
+        (
+            {
+                "detections": detections_document(
+                    frames=[{"index": 0, "detections": [{"box": [1, 2, 3, 4], "score": 2}]}]
+                )
+            },
+            [f"{_BOX}.score"],
+        ),
+        (
+            {
+                "detections": detections_document(
+                    frames=[{"index": 0, "detections": [{"box": [1, 2, 3, 4], "x": 1}]}]
+                )
+            },
+            [f"{_BOX}.x"],
+        ),
+        (
+            {"detections": detections_document(frames=[{"index": 0, "detections": []}])},
+            ["parameters.detections.frames.0.detections"],
+        ),
+        (
+            {"detections": detections_document(frames=[{"index": 3, "detections": [{"box": [1, 2, 3, 4]}]}])},
+            ["parameters.detections"],
+        ),
+        (
+            {"detections": detections_document(media={"type": "image", "width": 0, "height": 24})},
+            ["parameters.detections.media.width"],
+        ),
+        ({"detections": detections_document(), "detectors": ["face"]}, ["parameters.detectors"]),
+        ({"detections": detections_document(), "crf": 99}, ["parameters.crf"]),
+    ],
+)
+def test_a_malformed_render_document_is_refused_naming_the_field(
+    client: TestClient,
+    alice: dict[str, str],
+    queue: RecordingQueue,
+    parameters: dict[str, Any],
+    fields: list[str],
+) -> None:
+    file_id = upload_photo(client, alice)
+
+    refused = problem(submit(client, alice, operation="render", input=file_id, parameters=parameters), 422)
+
+    assert sorted(refused["errors"]) == fields
+    assert queue.task_ids == []
+
+
+def test_a_render_document_repeating_a_frame_is_refused(client: TestClient, alice: dict[str, str]) -> None:
+    frame = {"index": 4, "detections": [{"box": [1, 2, 3, 4]}]}
+    document = detections_document(media={"type": "video", "width": 32, "height": 24}, frames=[frame, frame])
+
+    refused = problem(
+        submit(
+            client,
+            alice,
+            operation="render",
+            input=upload_photo(client, alice),
+            parameters={"detections": document},
+        ),
+        422,
+    )
+
+    assert refused["errors"] == {
+        "parameters.detections": [
+            "Value error, each frame index may appear once; list every box of a frame in that frame"
+        ]
+    }
+
+
+def test_a_render_document_has_a_box_limit(
+    monkeypatch: pytest.MonkeyPatch, client: TestClient, alice: dict[str, str]
+) -> None:
+    monkeypatch.setattr("veil.core.parameters.MAX_RENDER_BOXES", 2)
+    boxes = [{"box": [1, 2, 3, 4]}] * 2
+    frames = [{"index": index, "detections": boxes} for index in range(2)]
+    document = detections_document(media={"type": "video", "width": 32, "height": 24}, frames=frames)
+
+    refused = problem(
+        submit(
+            client,
+            alice,
+            operation="render",
+            input=upload_photo(client, alice),
+            parameters={"detections": document},
+        ),
+        422,
+    )
+
+    assert "4 boxes; a document may list at most 2" in refused["errors"]["parameters.detections"][0]
+
+
+def test_a_render_task_works_on_a_file_not_a_task(
+    client: TestClient, alice: dict[str, str], queue: RecordingQueue, sessions: sessionmaker[Session]
+) -> None:
+    """GIVEN a completed anonymize task
+    WHEN a render task names that task as its input
+    THEN it is refused on `input`: boxes belong to the original file, whose id the client gives."""
+    upstream = submit(client, alice, input=upload_photo(client, alice)).json()["id"]
+    finish(sessions, upstream)
+    queue.task_ids.clear()
+
+    refused = problem(
+        submit(
+            client,
+            alice,
+            operation="render",
+            input=upstream,
+            parameters={"detections": detections_document()},
+        ),
+        422,
+    )
+
+    assert list(refused["errors"]) == ["input"]
+    assert "file id" in refused["errors"]["input"][0]
+    assert queue.task_ids == []

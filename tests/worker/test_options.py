@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from veil.core.parameters import DEFAULT_STYLE_PARAMETERS
 from veil.engine.anonymizer import AnonymizeOptions
 from veil.engine.redactors.style import DEFAULT_STYLES, ObscureStyle
 from veil.engine.video import VideoOptions
@@ -18,6 +19,19 @@ def test_defaults_are_the_engines() -> None:
     assert request == EngineRequest(
         detectors=("face", "plate"), threshold=None, options=AnonymizeOptions(), write_media=True
     )
+
+
+def test_the_documented_default_styles_are_the_engines() -> None:
+    """The API states each label's default style (DEFAULT_STYLE_PARAMETERS) so clients can show it; it must
+    be what the engine does with no styles given."""
+    options = engine_request("anonymize", {"styles": {}}).options
+    for label, documented in DEFAULT_STYLE_PARAMETERS.items():
+        converted = engine_request("anonymize", {"styles": {label: documented.model_dump()}}).options
+        assert (
+            converted.styles.for_label(label)
+            == DEFAULT_STYLES.for_label(label)
+            == options.styles.for_label(label)
+        )
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,7 @@ __all__ = [
     "get_file",
     "list_files",
     "safe_filename",
+    "store_stored_bytes",
     "store_upload",
 ]
 
@@ -87,26 +88,58 @@ async def store_upload(
         StorageFullError: the disk is full (nothing is kept).
     """
     head, chunks = await _peek(chunks, SNIFF_BYTES)
-    media_type = sniff_media_type(head)
-    file_id, name = new_id("file"), safe_filename(filename)
-    storage_key = f"{owner.id}/{file_id}/{name}"
-    size = await storage.save_stream(storage_key, chunks, settings.max_upload_bytes)
-    record = StoredFile(
-        id=file_id,
-        owner_id=owner.id,
-        name=name,
-        media_type=media_type,
-        size=size,
-        storage_key=storage_key,
-        expires_at=utc_now() + timedelta(seconds=settings.file_lifespan_s),
-    )
+    record = _new_upload(owner=owner, filename=filename, media_type=sniff_media_type(head), settings=settings)
+    record.size = await storage.save_stream(record.storage_key, chunks, settings.max_upload_bytes)
     try:
         # Reading headers and waiting for SQLite's write lock both block; keep them off the event loop.
         await asyncio.to_thread(_record_upload, session, storage, record)
     except BaseException:
-        storage.delete(storage_key)
+        storage.delete(record.storage_key)
         raise
     return file_public(record)
+
+
+def store_stored_bytes(
+    session: Session,
+    *,
+    storage: LocalStorage,
+    settings: Settings,
+    owner: ApiKey,
+    filename: str | None,
+    source_key: str,
+) -> FilePublic:
+    """Records bytes already in storage under `source_key` (a finished resumable upload) as an uploaded
+    file, exactly as `store_upload` would: typed from the first bytes, then moved (not copied) to the
+    file's own key. Blocking; call it in a thread from async code.
+
+    Raises:
+        UnsupportedMediaTypeError: the content is no photo or video Veil handles (`source_key` is kept;
+            the caller decides what to do with it).
+    """
+    with storage.path(source_key).open("rb") as source:
+        head = source.read(SNIFF_BYTES)
+    record = _new_upload(owner=owner, filename=filename, media_type=sniff_media_type(head), settings=settings)
+    record.size = storage.move(source_key, record.storage_key)
+    try:
+        _record_upload(session, storage, record)
+    except BaseException:
+        storage.delete(record.storage_key)
+        raise
+    return file_public(record)
+
+
+def _new_upload(*, owner: ApiKey, filename: str | None, media_type: str, settings: Settings) -> StoredFile:
+    """The record of an upload about to be written: id, safe name, storage key and expiry (size to set)."""
+    file_id, name = new_id("file"), safe_filename(filename)
+    return StoredFile(
+        id=file_id,
+        owner_id=owner.id,
+        name=name,
+        media_type=media_type,
+        size=0,
+        storage_key=f"{owner.id}/{file_id}/{name}",
+        expires_at=utc_now() + timedelta(seconds=settings.file_lifespan_s),
+    )
 
 
 def _record_upload(session: Session, storage: LocalStorage, record: StoredFile) -> None:

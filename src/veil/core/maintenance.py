@@ -19,7 +19,7 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from veil.core.db import session_scope
-from veil.core.models import ExpiringPath, StoredFile, Task, utc_now
+from veil.core.models import ExpiringPath, StoredFile, Task, Upload, utc_now
 from veil.core.paths import PathOutsideRootError, resolve_under
 from veil.core.queue import TaskQueue
 from veil.core.settings import Settings
@@ -44,7 +44,7 @@ def run_maintenance(
     """One pass: delete expired stored files (not those a queued or running task reads), delete expired
     BlurIt outputs, and queue again (or fail) tasks whose worker stopped sending heartbeats."""
     now = utc_now()
-    files = _delete_expired_files(sessions, storage, now)
+    files = _delete_expired_files(sessions, storage, now) + _delete_expired_uploads(sessions, storage, now)
     paths = _delete_expired_paths(sessions, settings.file_root_dir, now)
     requeued = _requeue_stale_tasks(sessions, queue, now - timedelta(seconds=settings.stale_task_s))
     if files or paths or requeued:
@@ -89,6 +89,23 @@ def _delete_expired_files(sessions: sessionmaker[Session], storage: LocalStorage
             _forget(storage.delete, key)
         with session_scope(sessions) as session:
             session.execute(delete(StoredFile).where(StoredFile.id.in_([file_id for file_id, _ in rows])))
+        deleted += len(rows)
+        if len(rows) < _BATCH:
+            return deleted
+
+
+def _delete_expired_uploads(sessions: sessionmaker[Session], storage: LocalStorage, now: datetime) -> int:
+    """Resumable uploads past their expiry: the row and any bytes still waiting (a finished upload's file
+    expires on its own)."""
+    expired = select(Upload).where(Upload.expires_at <= now).limit(_BATCH)
+    deleted = 0
+    while True:
+        with sessions() as session:
+            rows = [(row.id, row.storage_key) for row in session.scalars(expired)]
+        for _upload_id, key in rows:
+            _forget(storage.delete, key)
+        with session_scope(sessions) as session:
+            session.execute(delete(Upload).where(Upload.id.in_([upload_id for upload_id, _ in rows])))
         deleted += len(rows)
         if len(rows) < _BATCH:
             return deleted

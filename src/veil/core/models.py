@@ -1,4 +1,4 @@
-"""The database tables: API keys, stored files and tasks.
+"""The database tables: API keys, stored files, resumable uploads and tasks.
 
 Every row that belongs to someone carries `owner_id`; queries filter on it so one key never sees another's
 data. Times are timezone-aware UTC.
@@ -23,6 +23,7 @@ __all__ = [
     "ExpiringPath",
     "StoredFile",
     "Task",
+    "Upload",
     "WorkerBeat",
     "utc_now",
 ]
@@ -147,4 +148,25 @@ class ExpiringPath(Base):
     # Relative to the file root, as the client gave it; resolved again when it is deleted.
     path: Mapped[str] = mapped_column(String(2000))
     task_id: Mapped[str | None] = mapped_column(ForeignKey("tasks.id"), default=None)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Upload(Base):
+    """A resumable (TUS) upload: its bytes so far live in storage under `storage_key`; once `offset` reaches
+    `length` they become the stored file `file_id`."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("upload"))
+    owner_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    length: Mapped[int] = mapped_column(BigInteger)
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    storage_key: Mapped[str] = mapped_column(String(400))
+    # The stored file made of the complete upload; None until then, and again once that file is deleted.
+    file_id: Mapped[str | None] = mapped_column(
+        ForeignKey("files.id", ondelete="SET NULL"), index=True, default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
     expires_at: Mapped[datetime] = mapped_column(index=True)

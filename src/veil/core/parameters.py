@@ -5,14 +5,34 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
 
-__all__ = ["OPERATIONS", "AnonymizeParameters", "DetectParameters", "Label", "StyleParameters"]
+__all__ = [
+    "DEFAULT_STYLE_PARAMETERS",
+    "MAX_RENDER_BOXES",
+    "OPERATIONS",
+    "AnonymizeParameters",
+    "DetectParameters",
+    "DetectionsDocument",
+    "DocumentBox",
+    "DocumentFrame",
+    "DocumentMedia",
+    "Label",
+    "OutputParameters",
+    "RenderParameters",
+    "StyleParameters",
+]
 
 Label = Literal["face", "plate"]
 Preset = Literal[
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
 ]
+
+MAX_RENDER_BOXES = 250_000
+"""The most boxes one `render` document may list, all frames together: about 25 MB of JSON, which the server
+validates in a few seconds (100,000 boxes took 1-4 s) and stores with the task. An hour of 30 fps video
+with two faces in every frame fits."""
+_MAX_BOXES_PER_FRAME = 10_000
 
 
 class _Strict(BaseModel):
@@ -56,10 +76,21 @@ class DetectParameters(_Strict):
         return list(dict.fromkeys(value))
 
 
-class AnonymizeParameters(DetectParameters):
-    """What to look for and how to obscure it and write the output."""
+# The engine's default style per label (veil.engine.redactors.style.DEFAULT_STYLES; a test keeps them equal),
+# stated here so that the API documents them and the manager's form shows them.
+DEFAULT_STYLE_PARAMETERS: dict[Label, StyleParameters] = {
+    "face": StyleParameters(method="blur", shape="ellipse", mask_scale=1.3),
+    "plate": StyleParameters(method="blur", shape="rectangle", mask_scale=1.15),
+}
 
-    styles: dict[Label, StyleParameters] = Field(default_factory=dict)
+
+class OutputParameters(_Strict):
+    """How regions are obscured and the output media written (`anonymize` and `render`)."""
+
+    styles: dict[Label, StyleParameters] = Field(
+        default=DEFAULT_STYLE_PARAMETERS,
+        description="Obscuring style per label; a label left out, or a field left out, keeps its default.",
+    )
     draw: bool = Field(default=False, description="Outline boxes with label and score instead of obscuring.")
     keep_metadata: bool = Field(default=False, description="Keep photo EXIF/XMP/IPTC except GPS.")
     keep_audio: bool = Field(default=True, description="Copy audio and subtitle streams of videos.")
@@ -67,15 +98,89 @@ class AnonymizeParameters(DetectParameters):
         default=None, description="FFmpeg video encoder; default libx264 (libvpx-vp9 for WebM)."
     )
     crf: Annotated[int, Field(ge=0, le=63)] | None = None
-    preset: (
-        Literal[
-            "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow"
-        ]
-        | None
-    ) = None
+    preset: Preset | None = None
 
 
-OPERATIONS: dict[str, type[DetectParameters]] = {
+class AnonymizeParameters(OutputParameters, DetectParameters):
+    """What to look for and how to obscure it and write the output."""
+
+
+class DocumentMedia(_Strict):
+    """`media` of a `veil.detections/1` document: the media the boxes were drawn on, displayed orientation."""
+
+    type: Literal["image", "video"]
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+    fps: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
+    frame_count: Annotated[int, Field(ge=0)] | None = None
+    duration: Annotated[float, Field(ge=0.0, allow_inf_nan=False)] | None = None
+
+
+class DocumentBox(_Strict):
+    """One box to obscure; only `box` is required."""
+
+    label: str = Field(
+        default="face",
+        min_length=1,
+        max_length=16,
+        description="Any label; face and plate get their styles, others the default style.",
+    )
+    score: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+    box: tuple[FiniteFloat, FiniteFloat, FiniteFloat, FiniteFloat] = Field(
+        description="x1, y1, x2, y2 in pixels of the displayed (upright) frame; x2 > x1 and y2 > y1."
+    )
+    track_id: int | None = Field(default=None, ge=0, le=2**62)
+    source: Literal["detected", "tracked"] = "detected"
+
+    @field_validator("box")
+    @classmethod
+    def _ordered(cls, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        x1, y1, x2, y2 = box
+        if not (x2 > x1 and y2 > y1):
+            raise ValueError("a box is [x1, y1, x2, y2] with x2 > x1 and y2 > y1")
+        return box
+
+
+class DocumentFrame(_Strict):
+    """Every box to obscure in one frame."""
+
+    index: int = Field(ge=0, description="Frame number from 0; always 0 for a photo.")
+    time: FiniteFloat = Field(default=0.0, description="Seconds from the start (informative).")
+    detections: list[DocumentBox] = Field(min_length=1, max_length=_MAX_BOXES_PER_FRAME)
+
+
+class DetectionsDocument(_Strict):
+    """A `veil.detections/1` document (src/veil/schemas/detections-1.json), as `anonymize` writes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, serialize_by_alias=True)
+
+    schema_name: Literal["veil.detections/1"] = Field(alias="schema")
+    media: DocumentMedia
+    frames: list[DocumentFrame] = Field(max_length=MAX_RENDER_BOXES)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DetectionsDocument:
+        indices = [frame.index for frame in self.frames]
+        if len(set(indices)) != len(indices):
+            raise ValueError("each frame index may appear once; list every box of a frame in that frame")
+        if self.media.type == "image" and any(indices):
+            raise ValueError("a photo has only frame 0")
+        boxes = sum(len(frame.detections) for frame in self.frames)
+        if boxes > MAX_RENDER_BOXES:
+            raise ValueError(f"{boxes} boxes; a document may list at most {MAX_RENDER_BOXES}")
+        return self
+
+
+class RenderParameters(OutputParameters):
+    """Obscure exactly the boxes of a (corrected) detections document, with no detection."""
+
+    detections: DetectionsDocument = Field(
+        description="The boxes to obscure: every frame with a box lists every box to obscure in it."
+    )
+
+
+OPERATIONS: dict[str, type[BaseModel]] = {
     "anonymize": AnonymizeParameters,
     "detect": DetectParameters,
+    "render": RenderParameters,
 }

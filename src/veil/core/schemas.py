@@ -13,6 +13,11 @@ __all__ = [
     "FileProperties",
     "FilePublic",
     "FilesPublic",
+    "KeyCreate",
+    "KeyCreated",
+    "KeyPublic",
+    "KeyUsageCounts",
+    "KeysPublic",
     "ListQuery",
     "Operation",
     "TaskCreate",
@@ -24,7 +29,7 @@ __all__ = [
     "TasksPublic",
 ]
 
-Operation = Literal["anonymize", "detect"]
+Operation = Literal["anonymize", "detect", "render"]
 """The keys of `veil.core.parameters.OPERATIONS` (a test keeps them equal)."""
 
 TaskStatus = Literal["queued", "started", "completed", "failed", "cancelled"]
@@ -120,14 +125,16 @@ class TasksPublic(BaseModel):
 
 class TaskCreate(BaseModel):
     """A task to run: `input` is a file id, or an `anonymize` task's id to work on its output media (the
-    task may still be queued or running)."""
+    task may still be queued or running). A `render` task's input is the file id of the original media."""
 
     model_config = ConfigDict(extra="forbid")
 
     operation: Operation
     parameters: dict[str, Any] = Field(
         default_factory=dict,
-        description="The options of the operation (AnonymizeParameters or DetectParameters).",
+        description=(
+            "The options of the operation (AnonymizeParameters, DetectParameters or RenderParameters)."
+        ),
     )
     input: str = Field(max_length=64, examples=["file_avyrvozb9302uwhq"])
     callback_url: str | None = Field(
@@ -174,3 +181,43 @@ class TaskListQuery(ListQuery):
     operation: Operation | None = Field(default=None, description="Equality filter on operation.")
     status: TaskStatus | None = Field(default=None, description="Equality filter on status.")
     input: str | None = Field(default=None, max_length=64, description="Equality filter on input.")
+
+
+class KeyUsageCounts(BaseModel):
+    """What the workers processed for a key since it was created."""
+
+    files: int
+    bytes: int
+    frames: int = Field(description="Video frames processed; photos count none.")
+
+
+class KeyPublic(BaseModel):
+    """An API key as listings show it: never its secret, only the first characters (`prefix`)."""
+
+    id: str = Field(examples=["key_avyrvozb9302uwhq"])
+    name: str
+    prefix: str = Field(description="The first characters of the secret, to tell keys apart.")
+    is_admin: bool
+    created_at: datetime
+    revoked_at: datetime | None = Field(description="When the key was revoked; null while it works.")
+    usage: KeyUsageCounts
+
+
+class KeysPublic(BaseModel):
+    count: int
+    results: list[KeyPublic]
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, examples=["scanner"])
+    is_admin: bool = False
+
+
+class KeyCreated(BaseModel):
+    """A new key with its secrets; they are shown this once and cannot be read again."""
+
+    key: KeyPublic
+    secret: str = Field(description="Send it in the x-api-key header.")
+    callback_secret: str = Field(description="Signs this key's task callbacks (HMAC-SHA256).")

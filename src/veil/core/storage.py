@@ -74,6 +74,44 @@ class LocalStorage:
             staging.unlink(missing_ok=True)
         return final.stat().st_size
 
+    async def append_stream(
+        self, key: str, chunks: AsyncIterator[bytes], *, offset: int, max_bytes: int
+    ) -> int:
+        """Writes the chunks into `key` from byte `offset` on (the file is cut there first, dropping what an
+        unrecorded earlier attempt left); returns how many bytes were written. A stream that ends early
+        keeps what arrived.
+
+        Raises:
+            UploadTooLargeError: more than `max_bytes` arrived; the file is cut back to `offset`.
+            StorageFullError: the disk is full; the file is cut back to `offset`.
+        """
+        path = self.path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        written = 0
+        with path.open("r+b") as out:
+            out.truncate(offset)
+            out.seek(offset)
+            try:
+                with _disk_full_as_error():
+                    async for chunk in chunks:
+                        if written + len(chunk) > max_bytes:
+                            raise UploadTooLargeError(f"larger than the remaining {max_bytes} bytes")
+                        out.write(chunk)
+                        written += len(chunk)
+            except (UploadTooLargeError, StorageFullError):
+                out.truncate(offset)
+                raise
+        return written
+
+    def move(self, source_key: str, key: str) -> int:
+        """Renames the file `source_key` to `key` (same disk, so no copy); returns its size."""
+        source, final = self.path(source_key), self.path(key)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, final)
+        _remove_empty_parents(source.parent, self.root)
+        return final.stat().st_size
+
     def delete(self, key: str) -> None:
         path = self.path(key)
         path.unlink(missing_ok=True)

@@ -50,6 +50,8 @@ TASK_LISTING = Listing(
 
 # Only these produce media another task can work on.
 _CHAINABLE_OPERATIONS = frozenset({"anonymize"})
+# These take a stored file only: `render` draws given boxes, which belong to the original media.
+_FILE_ONLY_OPERATIONS = frozenset({"render"})
 
 
 def create_task(session: Session, *, owner: ApiKey, settings: Settings, request: TaskCreate) -> TaskPublic:
@@ -57,10 +59,19 @@ def create_task(session: Session, *, owner: ApiKey, settings: Settings, request:
 
     Raises:
         InvalidInputError: bad parameters (under `parameters.<field>`), an input this key does not have or
-            cannot chain on (`input`), or a callback URL that is not public (`callback_url`).
+            cannot chain on, or a task id for a `render` task (`input`), or a callback URL that is not
+            public (`callback_url`).
         ConflictError: the input task failed or was cancelled, or its output media is gone.
     """
     parameters = _validate_parameters(request.operation, request.parameters)
+    if request.operation in _FILE_ONLY_OPERATIONS and not request.input.startswith("file_"):
+        raise InvalidInputError(
+            {
+                "input": [
+                    f"A {request.operation} task works on a file: give the original's file id (file_...)."
+                ]
+            }
+        )
     task_input = _resolve_input(session, owner=owner, input_id=request.input)
     if request.callback_url is not None:
         check_public_url(request.callback_url, settings.allow_private_callbacks)

@@ -6,6 +6,7 @@ VeilError
 │   ├── CorruptMediaError      truncated, damaged, empty or without a video stream
 │   └── MediaTooLargeError     over the pixel limit (decompression bomb)
 ├── OutputError                the output cannot be written where asked
+├── SizeMismatchError          given boxes were made for media of another size
 └── ModelError                 a detector cannot be loaded or run
 """
 
@@ -17,6 +18,7 @@ __all__ = [
     "MediaTooLargeError",
     "ModelError",
     "OutputError",
+    "SizeMismatchError",
     "UnsupportedMediaError",
     "VeilError",
 ]
@@ -44,6 +46,10 @@ class MediaTooLargeError(MediaError):
 
 class OutputError(VeilError):
     """The output cannot be written where asked."""
+
+
+class SizeMismatchError(VeilError):
+    """Boxes to render were made for media of another size than the file given."""
 
 
 class ModelError(VeilError):

@@ -1,4 +1,5 @@
 """The video pipeline: decode, detect on key frames, track between them, obscure, encode, copy audio.
+`render_video` runs the same pipeline with given boxes instead of detection and tracking.
 
 Three threads overlap so that both cores work: a reader decodes (PyAV releases the GIL), the calling thread
 runs the detectors (ONNX Runtime releases it too) and the tracker, and a writer obscures and encodes
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import numpy as np
 
 from veil.engine.detections import Detections
 from veil.engine.detectors.base import Detector
+from veil.engine.errors import SizeMismatchError
 from veil.engine.media.video import (
     DecodedFrame,
     EncoderSettings,
@@ -41,7 +43,7 @@ from veil.engine.redactors.style import StylesByLabel
 from veil.engine.report import MediaInfo, Report
 from veil.engine.tracking import KeyframeTracker, TrackerConfig, fill_between
 
-__all__ = ["DETECT_INTERVAL_S", "Progress", "VideoOptions", "anonymize_video"]
+__all__ = ["DETECT_INTERVAL_S", "Progress", "VideoOptions", "anonymize_video", "render_video"]
 
 Progress = Callable[[int, int | None], None]
 """Called as progress(frames_done, frames_total or None) after each output frame."""
@@ -112,13 +114,70 @@ def anonymize_video(
     options = options or VideoOptions()
     if options.detect_every is not None and options.detect_every < 1:
         raise ValueError(f"detect_every must be at least 1, got {options.detect_every}")
+    chosen = options
+    return _run_pipeline(
+        src,
+        dst,
+        options,
+        lambda reader, writer: _DetectRun(reader, writer, detectors, styles, chosen, progress),
+    )
+
+
+def render_video(
+    src: Path,
+    dst: Path,
+    boxes_by_frame: Mapping[int, Detections],
+    styles: StylesByLabel,
+    options: VideoOptions | None = None,
+    progress: Progress | None = None,
+    size_wh: tuple[int, int] | None = None,
+) -> Report:
+    """Obscures exactly the given boxes in a video, with no detection; encoding as `anonymize_video`.
+
+    Args:
+        src: any video FFmpeg reads.
+        dst: output path, same container type as `src`.
+        boxes_by_frame: frame index (from 0, presentation order) -> boxes to obscure in that frame, xyxy
+            pixels of the displayed (upright) frame. Frames not listed are left as they are; indices past
+            the last frame are ignored.
+        styles: how each label is obscured.
+        options: encoder settings and `draw`; `detect_every` and `key_frames_by_label` are not used.
+        progress: see `Progress`.
+        size_wh: the displayed width and height the boxes were made for; None skips the check.
+
+    Returns:
+        The report of what was obscured: the given boxes clipped to the frame (boxes left with no area
+        dropped), for the frames the video has.
+
+    Raises:
+        MediaError: `src` does not exist.
+        CorruptMediaError: `src` is empty, damaged, truncated or has no video stream.
+        OutputError: `dst` cannot be written or the codec cannot be used.
+        SizeMismatchError: the video's displayed size is not `size_wh` (checked before encoding).
+    """
+    chosen = options or VideoOptions()
+    return _run_pipeline(
+        src,
+        dst,
+        chosen,
+        lambda reader, writer: _GivenRun(reader, writer, boxes_by_frame, styles, chosen, progress, size_wh),
+    )
+
+
+def _run_pipeline(
+    src: Path,
+    dst: Path | None,
+    options: VideoOptions,
+    make_run: Callable[[VideoReader, VideoWriter | None], _Run],
+) -> Report:
+    """Opens the reader and (for `dst`) the writer, runs one pass, and leaves no partial `dst` on failure."""
     reader = VideoReader(src, copy_streams=options.keep_audio and dst is not None)
     writer = None
     try:
         if dst is not None:
             settings = EncoderSettings(options.codec, options.crf, options.preset)
             writer = VideoWriter(dst, reader.props, reader.copied_streams, settings)
-        report = _Run(reader, writer, detectors, styles, options, progress).execute()
+        report = make_run(reader, writer).execute()
     except BaseException:
         if writer is not None:
             writer.abort()
@@ -166,32 +225,31 @@ class _Key:
 
 
 class _Run:
-    """One pass over a video; `execute` owns the threads and the look-ahead buffer."""
+    """One pass over a video; `execute` owns the threads and the look-ahead buffer. A reader thread decodes,
+    the calling thread chooses each frame's boxes (`_choose_boxes`, in subclasses) and a writer thread
+    obscures and encodes."""
 
     def __init__(
         self,
         reader: VideoReader,
         writer: VideoWriter | None,
-        detectors: Sequence[Detector],
         styles: StylesByLabel,
         options: VideoOptions,
         progress: Progress | None,
+        look_ahead: int,
     ) -> None:
-        self.reader, self.writer, self.detectors = reader, writer, detectors
+        self.reader, self.writer = reader, writer
         self.styles, self.options, self.progress = styles, options, progress
         self.props = reader.props
-        self.stride = _stride(self.props, options)
         self.display_wh = _display_size(self.props)
-        self.tracker = KeyframeTracker(_tracker_config(self.props, self.stride))
         self.report = Report(MediaInfo("video", *self.display_wh))
         self.cancel = threading.Event()
         self.errors: list[BaseException] = []
-        size = self.stride + _QUEUE_FRAMES
+        size = look_ahead + _QUEUE_FRAMES
         self.decoded = _Channel(size, self.cancel)
         self.encoded = _Channel(size, self.cancel)
         self.frames_out = 0
         self.first_pts: int | None = None
-        self.key_frames = 0
         self.last_frame: av.VideoFrame | None = None
 
     def execute(self) -> Report:
@@ -199,7 +257,7 @@ class _Run:
         if self.writer is not None:
             threads.append(self._thread(self._write))
         try:
-            self._detect_and_track()
+            self._choose_boxes()
             self.encoded.put(_END)
         except _Cancelled:
             pass
@@ -228,10 +286,18 @@ class _Run:
         thread.start()
         return thread
 
+    def _choose_boxes(self) -> None:
+        """Main thread: takes `decoded` items, passes packets on and `_emit`s every frame in order."""
+        raise NotImplementedError
+
+    def _wants_bgr(self, index: int) -> bool:
+        """Whether the reader converts frame `index` to BGR ahead, for the main thread."""
+        return False
+
     def _read(self) -> None:
-        """Reader thread: decodes, and converts key frames to BGR while the detector is busy."""
+        """Reader thread: decodes, and converts the frames the main thread needs to BGR meanwhile."""
         for item in self.reader.items():
-            if isinstance(item, DecodedFrame) and item.index % self.stride == 0:
+            if isinstance(item, DecodedFrame) and self._wants_bgr(item.index):
                 self.decoded.put((item, frame_to_bgr(item.frame)))
             else:
                 self.decoded.put((item, None))
@@ -263,7 +329,55 @@ class _Run:
         out = draw_boxes(bgr, coded) if self.options.draw else obscure(bgr, coded, self.styles)
         return frame_from_bgr(out, frame)
 
-    def _detect_and_track(self) -> None:
+    def _emit(self, item: DecodedFrame, bgr: FrameBGR | None, boxes: Detections) -> None:
+        frame = item.frame
+        pts = frame.pts or 0  # the reader gives every frame a pts
+        if self.first_pts is None:
+            self.first_pts = pts
+        boxes = boxes.clipped(*self.display_wh)
+        time_s = float((pts - self.first_pts) * self.props.time_base)
+        self.report.add(item.index, time_s, boxes)
+        if self.writer is not None:
+            self.encoded.put((frame, bgr, _to_coded(boxes, self.props)))
+        self.frames_out += 1
+        self.last_frame = frame
+        if self.progress is not None:
+            self.progress(self.frames_out, self.props.frame_count)
+
+    def _media_info(self) -> MediaInfo:
+        rate = self.props.frame_rate
+        duration = None
+        if self.last_frame is not None and self.first_pts is not None:
+            last = self.last_frame
+            ticks = (last.pts or 0) - self.first_pts + (last.duration or 0)
+            duration = float(ticks * self.props.time_base)
+            if not last.duration and rate:
+                duration += float(1 / rate)
+        return MediaInfo("video", *self.display_wh, float(rate) if rate else None, self.frames_out, duration)
+
+
+class _DetectRun(_Run):
+    """Detection on every `stride`-th frame (and the last), tracking and interpolation between."""
+
+    def __init__(
+        self,
+        reader: VideoReader,
+        writer: VideoWriter | None,
+        detectors: Sequence[Detector],
+        styles: StylesByLabel,
+        options: VideoOptions,
+        progress: Progress | None,
+    ) -> None:
+        self.stride = _stride(reader.props, options)
+        super().__init__(reader, writer, styles, options, progress, look_ahead=self.stride)
+        self.detectors = detectors
+        self.tracker = KeyframeTracker(_tracker_config(self.props, self.stride))
+        self.key_frames = 0
+
+    def _wants_bgr(self, index: int) -> bool:
+        return index % self.stride == 0  # key frames: the detectors need them
+
+    def _choose_boxes(self) -> None:
         """Main thread: detection on key frames, tracking, and boxes for the frames between."""
         key: _Key | None = None
         pending: list[tuple[DecodedFrame, FrameBGR | None]] = []
@@ -308,31 +422,38 @@ class _Run:
             if last or number % max((every.get(label, 1) for label in d.info.labels), default=1) == 0
         ]
 
-    def _emit(self, item: DecodedFrame, bgr: FrameBGR | None, boxes: Detections) -> None:
-        frame = item.frame
-        pts = frame.pts or 0  # the reader gives every frame a pts
-        if self.first_pts is None:
-            self.first_pts = pts
-        boxes = boxes.clipped(*self.display_wh)
-        time_s = float((pts - self.first_pts) * self.props.time_base)
-        self.report.add(item.index, time_s, boxes)
-        if self.writer is not None:
-            self.encoded.put((frame, bgr, _to_coded(boxes, self.props)))
-        self.frames_out += 1
-        self.last_frame = frame
-        if self.progress is not None:
-            self.progress(self.frames_out, self.props.frame_count)
 
-    def _media_info(self) -> MediaInfo:
-        rate = self.props.frame_rate
-        duration = None
-        if self.last_frame is not None and self.first_pts is not None:
-            last = self.last_frame
-            ticks = (last.pts or 0) - self.first_pts + (last.duration or 0)
-            duration = float(ticks * self.props.time_base)
-            if not last.duration and rate:
-                duration += float(1 / rate)
-        return MediaInfo("video", *self.display_wh, float(rate) if rate else None, self.frames_out, duration)
+class _GivenRun(_Run):
+    """The given boxes of each frame, no detection; frames are never converted ahead (the writer converts
+    only the regions it obscures)."""
+
+    def __init__(
+        self,
+        reader: VideoReader,
+        writer: VideoWriter | None,
+        boxes_by_frame: Mapping[int, Detections],
+        styles: StylesByLabel,
+        options: VideoOptions,
+        progress: Progress | None,
+        size_wh: tuple[int, int] | None,
+    ) -> None:
+        super().__init__(reader, writer, styles, options, progress, look_ahead=1)
+        if size_wh is not None and tuple(size_wh) != self.display_wh:
+            raise SizeMismatchError(
+                f"{reader.src.name}: the boxes were made for {size_wh[0]}x{size_wh[1]} pixels, the video "
+                f"shows {self.display_wh[0]}x{self.display_wh[1]}"
+            )
+        self.boxes_by_frame = boxes_by_frame
+
+    def _choose_boxes(self) -> None:
+        for item, _bgr in self.decoded.items():
+            if isinstance(item, DecodedFrame):
+                self._emit(item, None, self.boxes_by_frame.get(item.index, _NO_BOXES))
+            else:
+                self.encoded.put(item)
+
+
+_NO_BOXES = Detections.empty()
 
 
 def _stride(props: VideoProps, options: VideoOptions) -> int:

@@ -8,8 +8,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import sessionmaker
 
 from veil.core.db import create_db_engine, migrate
@@ -18,12 +21,25 @@ from veil.core.queue import TaskQueue, create_celery
 from veil.core.settings import Settings, get_settings
 from veil.core.storage import LocalStorage
 from veil.server.api.deps import RateLimiter
-from veil.server.api.routes import blurit, files, health, license, tasks
-from veil.server.problems import install_problem_handlers
+from veil.server.api.routes import (
+    blurit,
+    files,
+    health,
+    keys,
+    license,
+    operations,
+    task_streams,
+    tasks,
+    uploads,
+)
+from veil.server.problems import Problem, install_problem_handlers
 
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+"""The manager web app (package data): `/` serves its index.html, `/app/...` the rest."""
 
 
 def create_app(settings: Settings | None = None, queue: TaskQueue | None = None) -> FastAPI:
@@ -56,9 +72,25 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         lifespan=lifespan,
     )
     install_problem_handlers(app)
-    for module in (files, tasks, blurit, license, health):
+    # task_streams before tasks: its fixed paths (/v1/tasks/events) would otherwise match /v1/tasks/{id}.
+    for module in (files, uploads, task_streams, tasks, operations, keys, blurit, license, health):
         app.include_router(module.router)
+    _serve_web_app(app)
     return app
+
+
+def _serve_web_app(app: FastAPI) -> None:
+    """The manager: `GET /` answers its page, `/app/...` its scripts and styles; neither is in the API
+    document."""
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        page = WEB_DIR / "index.html"
+        if not page.is_file():
+            raise Problem(404, "The web app is not installed with this server.")
+        return FileResponse(page, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/app", StaticFiles(directory=WEB_DIR, check_dir=False), name="app")
 
 
 async def _maintain(app: FastAPI) -> None:

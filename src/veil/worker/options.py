@@ -1,4 +1,5 @@
-"""Turns a task's validated parameters (`veil.core.parameters`) into what the engine is built from."""
+"""Turns a task's validated parameters (`veil.core.parameters`) into what the engine is built from:
+an `EngineRequest` for the operations that detect, a `RenderRequest` for `render`."""
 
 from __future__ import annotations
 
@@ -7,14 +8,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+import numpy as np
+from pydantic import BaseModel, ValidationError
 
-from veil.core.parameters import OPERATIONS, AnonymizeParameters, Label, StyleParameters
+from veil.core.parameters import (
+    OPERATIONS,
+    AnonymizeParameters,
+    DetectParameters,
+    DocumentFrame,
+    Label,
+    OutputParameters,
+    RenderParameters,
+    StyleParameters,
+)
 from veil.engine.anonymizer import AnonymizeOptions
+from veil.engine.detections import Detections
+from veil.engine.media.kinds import MediaKind
 from veil.engine.redactors.style import DEFAULT_STYLES, ObscureStyle, StylesByLabel
 from veil.engine.video import VideoOptions
 
-__all__ = ["EngineRequest", "InvalidParametersError", "engine_request"]
+__all__ = ["EngineRequest", "InvalidParametersError", "RenderRequest", "engine_request", "render_request"]
 
 
 class InvalidParametersError(ValueError):
@@ -38,25 +51,38 @@ class EngineRequest:
     write_media: bool
 
 
+@dataclass(frozen=True)
+class RenderRequest:
+    """What one `render` task asks of the engine.
+
+    Attributes:
+        boxes_by_frame: frame index -> the boxes to obscure in it, displayed orientation.
+        media_type: "image" or "video", what the boxes were drawn on.
+        size_wh: displayed width and height the boxes were drawn on.
+        options: how regions are obscured and media written.
+    """
+
+    boxes_by_frame: Mapping[int, Detections]
+    media_type: MediaKind
+    size_wh: tuple[int, int]
+    options: AnonymizeOptions
+
+
 def engine_request(operation: str, parameters: Mapping[str, Any]) -> EngineRequest:
     """The engine request for `operation` ("anonymize" or "detect") with `parameters` as stored.
 
     Raises:
-        InvalidParametersError: the operation is unknown or the parameters do not validate (they did when
-            the task was created, so the server and this worker disagree on the schema).
+        InvalidParametersError: the operation is unknown or runs no detection, or the parameters do not
+            validate (they did when the task was created, so the server and this worker disagree on the
+            schema).
     """
-    model = OPERATIONS.get(operation)
-    if model is None:
-        raise InvalidParametersError(f"unknown operation {operation!r}")
-    try:
-        validated = model.model_validate(dict(parameters))
-    except ValidationError as exc:
-        errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise InvalidParametersError(f"the parameters of {operation!r} do not validate: {errors}") from exc
+    validated = _validated(operation, parameters)
     if isinstance(validated, AnonymizeParameters):
-        options = _anonymize_options(validated)
-    else:
+        options = _output_options(validated, validated.detect_every)
+    elif isinstance(validated, DetectParameters):
         options = AnonymizeOptions(video=VideoOptions(detect_every=validated.detect_every))
+    else:
+        raise InvalidParametersError(f"operation {operation!r} runs no detectors")
     return EngineRequest(
         detectors=tuple(validated.detectors),
         threshold=validated.threshold,
@@ -65,14 +91,54 @@ def engine_request(operation: str, parameters: Mapping[str, Any]) -> EngineReque
     )
 
 
-def _anonymize_options(parameters: AnonymizeParameters) -> AnonymizeOptions:
+def render_request(parameters: Mapping[str, Any]) -> RenderRequest:
+    """The render request for a `render` task's `parameters` as stored.
+
+    Raises:
+        InvalidParametersError: the parameters do not validate.
+    """
+    validated = _validated("render", parameters)
+    assert isinstance(validated, RenderParameters)
+    document = validated.detections
+    return RenderRequest(
+        boxes_by_frame={frame.index: _frame_boxes(frame) for frame in document.frames},
+        media_type=document.media.type,
+        size_wh=(document.media.width, document.media.height),
+        options=_output_options(validated, None),
+    )
+
+
+def _validated(operation: str, parameters: Mapping[str, Any]) -> BaseModel:
+    model = OPERATIONS.get(operation)
+    if model is None:
+        raise InvalidParametersError(f"unknown operation {operation!r}")
+    try:
+        return model.model_validate(dict(parameters))
+    except ValidationError as exc:
+        errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidParametersError(f"the parameters of {operation!r} do not validate: {errors}") from exc
+
+
+def _frame_boxes(frame: DocumentFrame) -> Detections:
+    """One frame's boxes as engine detections (track id -1 where none is given)."""
+    boxes = frame.detections
+    return Detections(
+        np.array([box.box for box in boxes], np.float32),
+        np.array([box.score for box in boxes], np.float32),
+        np.array([box.label for box in boxes], "<U16"),
+        np.array([-1 if box.track_id is None else box.track_id for box in boxes], np.int64),
+        np.array([box.source for box in boxes], "<U8"),
+    )
+
+
+def _output_options(parameters: OutputParameters, detect_every: int | None) -> AnonymizeOptions:
     defaults = VideoOptions()
     video = VideoOptions(
         codec=parameters.codec or defaults.codec,
         crf=defaults.crf if parameters.crf is None else parameters.crf,
         preset=parameters.preset or defaults.preset,
         keep_audio=parameters.keep_audio,
-        detect_every=parameters.detect_every,
+        detect_every=detect_every,
         draw=parameters.draw,
     )
     return AnonymizeOptions(
@@ -87,7 +153,10 @@ def _styles(overrides: Mapping[Label, StyleParameters]) -> StylesByLabel:
     """The engine's default styles, with each label's given fields replaced."""
     per_label = dict(DEFAULT_STYLES.per_label)
     for label, given in overrides.items():
-        per_label[label] = _style(DEFAULT_STYLES.for_label(label), given)
+        base = DEFAULT_STYLES.for_label(label)
+        style = _style(base, given)
+        if style != base:
+            per_label[label] = style
     return StylesByLabel(default=DEFAULT_STYLES.default, per_label=per_label)
 
 

@@ -26,6 +26,7 @@ from veil.engine.errors import (
     MediaTooLargeError,
     ModelError,
     OutputError,
+    SizeMismatchError,
     UnsupportedMediaError,
     VeilError,
 )
@@ -61,6 +62,7 @@ _TITLES: tuple[tuple[type[Exception], str], ...] = (
     (MediaError, "Unreadable media"),
     (OutputError, "Output not written"),
     (ModelError, "Detector failed"),
+    (SizeMismatchError, "Detections do not match the input"),
     (VeilError, "Processing failed"),
     (InvalidParametersError, "Invalid parameters"),
     (PathOutsideRootError, "Path outside the file root"),

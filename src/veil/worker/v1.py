@@ -1,7 +1,8 @@
 """The `/v1` operations: a stored file (or another task's output) in, generated files out.
 
 `anonymize` writes the obscured photo or video under the input's name and `<name>.json` with the
-detections (`veil.detections/1`); `detect` writes the JSON only. Outputs of attempt N live under
+detections (`veil.detections/1`); `detect` writes the JSON only; `render` obscures the boxes its parameters
+give, with no detection, and writes both like `anonymize`. Outputs of attempt N live under
 `<owner>/<task>/<N>/`, written under temporary names and renamed, so an attempt that died leaves nothing a
 client can see, and the next attempt starts by deleting whatever an earlier one left.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,11 +24,13 @@ from veil.core.models import StoredFile, Task, utc_now
 from veil.core.probe import SNIFF_BYTES, media_properties, sniff_media_type
 from veil.core.storage import LocalStorage
 from veil.core.tasks import find_output_media
+from veil.engine.anonymizer import Progress
 from veil.engine.media.kinds import media_kind
+from veil.engine.render import render_file
 from veil.engine.report import Report
 from veil.worker.context import WorkerContext
 from veil.worker.lifecycle import Claim, Finished, InputNotReadyError, TaskFailure, Ticker, Usage
-from veil.worker.options import engine_request
+from veil.worker.options import engine_request, render_request
 
 __all__ = ["JSON_TYPE", "run_v1_task"]
 
@@ -52,28 +55,31 @@ _SUFFIXES = {
     "video/x-ms-asf": ".wmv",
 }
 
+Process = Callable[[Path, Path | None, Progress], Report]
+"""Runs an operation: (input, output media or None, progress) -> the report."""
+
 
 def run_v1_task(context: WorkerContext, claim: Claim, ticker: Ticker) -> Finished:
-    """Runs an anonymize or detect task on its input file.
+    """Runs an anonymize, detect or render task on its input file.
 
     Raises:
         InputNotReadyError: the input task has not finished yet.
-        TaskFailure: the input is gone or its task did not complete.
+        TaskFailure: the input is gone or its task did not complete, or a render task's detections are
+            for the other kind of media.
         InvalidParametersError: the stored parameters no longer validate.
         VeilError: the engine could not process the input or write the output.
     """
     source = _input_file(context, claim)
-    request = engine_request(claim.operation, claim.parameters)
-    anonymizer = context.models.anonymizer(request)
+    write_media, process = _operation(context, claim)
     ticker.check()
     storage = context.storage
     storage.delete_tree(f"{claim.owner_id}/{claim.task_id}")  # whatever earlier attempts left
     prefix = f"{claim.owner_id}/{claim.task_id}/{claim.attempt}"
     name = _output_name(source)
     try:
-        media_key = f"{prefix}/{name}" if request.write_media else None
+        media_key = f"{prefix}/{name}" if write_media else None
         with _engine_input(storage, source, prefix, name) as input_path:
-            report = anonymizer.process_file(
+            report = process(
                 input_path,
                 None if media_key is None else _staged(storage, media_key),
                 lambda done, total: ticker.progress(done / total if total else 0.0),
@@ -90,6 +96,33 @@ def run_v1_task(context: WorkerContext, claim: Claim, ticker: Ticker) -> Finishe
         files=files,
         discard=lambda: storage.delete_tree(prefix),
     )
+
+
+def _operation(context: WorkerContext, claim: Claim) -> tuple[bool, Process]:
+    """Whether the operation writes media, and how it runs: with the cached detectors, or for `render`
+    with the given boxes and no detectors at all."""
+    if claim.operation != "render":
+        request = engine_request(claim.operation, claim.parameters)
+        return request.write_media, context.models.anonymizer(request).process_file
+    render = render_request(claim.parameters)
+
+    def process(input_path: Path, output: Path | None, progress: Progress) -> Report:
+        assert output is not None  # render always writes media
+        kind = media_kind(input_path)
+        if kind is not None and kind != render.media_type:
+            raise TaskFailure(
+                "Detections do not match the input",
+                f"the detections are for {_a(render.media_type)}, the input is {_a(kind)}",
+            )
+        return render_file(
+            input_path, output, render.boxes_by_frame, render.options, progress, render.size_wh
+        )
+
+    return True, process
+
+
+def _a(kind: str) -> str:
+    return "a photo" if kind == "image" else "a video"
 
 
 def _input_file(context: WorkerContext, claim: Claim) -> StoredFile:

@@ -1,0 +1,228 @@
+"""Resumable uploads (TUS 1.0.0 core and creation): create an upload, append its bytes in as many requests
+as the client needs, and once complete turn them into a stored file exactly as a one-shot upload would.
+
+The bytes so far live in storage under `uploads/<owner>/<upload_id>`; the database row records how many
+of them are committed (`offset`). A key sees only its own uploads; an expired one is not found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from veil.core.errors import ConflictError, InvalidInputError, NotFoundError, UnsupportedMediaTypeError
+from veil.core.files import file_public, get_file, safe_filename, store_stored_bytes
+from veil.core.ids import new_id
+from veil.core.models import ApiKey, Upload, utc_now
+from veil.core.probe import SNIFF_BYTES, sniff_media_type
+from veil.core.schemas import FilePublic
+from veil.core.settings import Settings
+from veil.core.storage import LocalStorage, UploadTooLargeError
+
+__all__ = [
+    "AppendResult",
+    "UploadPublic",
+    "append_to_upload",
+    "create_upload",
+    "describe_upload",
+    "get_upload",
+    "parse_upload_metadata",
+]
+
+_IN_PROGRESS: set[str] = set()
+"""Uploads a request of this process is appending to; a second PATCH at the same time is refused."""
+
+
+class UploadPublic(BaseModel):
+    """A resumable upload: bytes received so far of the announced length, and the file once complete."""
+
+    id: str = Field(examples=["upload_avyrvozb9302uwhq"])
+    offset: int = Field(description="Bytes received so far.")
+    length: int = Field(description="Bytes announced at creation (Upload-Length).")
+    filename: str
+    file: FilePublic | None = Field(description="The stored file, once the upload is complete.")
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    offset: int
+    file_id: str | None
+
+
+def parse_upload_metadata(header: str | None) -> dict[str, str]:
+    """TUS `Upload-Metadata`: comma-separated `key base64value` pairs (the value may be left out).
+
+    Raises:
+        InvalidInputError: under `Upload-Metadata`, a pair that is not a key and base64 UTF-8 text.
+    """
+    metadata: dict[str, str] = {}
+    for pair in (header or "").split(","):
+        if not pair.strip():
+            continue
+        key, _, encoded = pair.strip().partition(" ")
+        try:
+            metadata[key] = base64.b64decode(encoded.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            message = f"The value of {key!r} is not base64-encoded UTF-8 text."
+            raise InvalidInputError({"Upload-Metadata": [message]}) from exc
+    return metadata
+
+
+def create_upload(
+    session: Session, *, owner: ApiKey, settings: Settings, length: int, filename: str | None
+) -> Upload:
+    """Records a new, empty upload of `length` bytes.
+
+    Raises:
+        UploadTooLargeError: `length` is over `settings.max_upload_bytes`.
+    """
+    if length > settings.max_upload_bytes:
+        raise UploadTooLargeError(f"larger than the limit of {settings.max_upload_bytes} bytes")
+    upload_id = new_id("upload")
+    upload = Upload(
+        id=upload_id,
+        owner_id=owner.id,
+        filename=safe_filename(filename),
+        length=length,
+        offset=0,
+        storage_key=f"uploads/{owner.id}/{upload_id}",
+        expires_at=utc_now() + timedelta(seconds=settings.file_lifespan_s),
+    )
+    session.add(upload)
+    session.commit()
+    return upload
+
+
+def get_upload(session: Session, *, owner: ApiKey, upload_id: str) -> Upload:
+    """The upload `upload_id` if it is `owner`'s and has not expired (admins see only their own too: an
+    upload is work in progress, not a shared resource).
+
+    Raises:
+        NotFoundError: no such upload for this key.
+    """
+    upload = session.scalar(
+        select(Upload).where(
+            Upload.id == upload_id, Upload.owner_id == owner.id, Upload.expires_at > utc_now()
+        )
+    )
+    if upload is None:
+        raise NotFoundError("Upload", upload_id)
+    return upload
+
+
+def describe_upload(session: Session, *, owner: ApiKey, upload: Upload) -> UploadPublic:
+    """The API view of an upload, with its stored file while that file lasts."""
+    file = None
+    if upload.file_id is not None:
+        try:
+            file = file_public(get_file(session, owner=owner, file_id=upload.file_id))
+        except NotFoundError:
+            file = None
+    return UploadPublic(
+        id=upload.id, offset=upload.offset, length=upload.length, filename=upload.filename, file=file
+    )
+
+
+async def append_to_upload(
+    session: Session,
+    *,
+    storage: LocalStorage,
+    settings: Settings,
+    owner: ApiKey,
+    upload_id: str,
+    offset: int,
+    chunks: AsyncIterator[bytes],
+) -> AppendResult:
+    """Appends the chunks at `offset`, which must be the upload's current offset, and records how far it
+    got (a stream that ends early keeps what arrived, so the client resumes from there). The content is
+    typed as soon as its first bytes are in, and when the last byte arrives the upload becomes a stored
+    file.
+
+    Raises:
+        NotFoundError: no such upload for this key.
+        ConflictError: `offset` is not the upload's offset, the upload is complete, or another request is
+            appending to it.
+        UploadTooLargeError: the chunks go past the announced length (nothing of them is kept).
+        UnsupportedMediaTypeError: the content is no photo or video; the upload and its bytes are deleted.
+        StorageFullError: the disk is full (nothing of the chunks is kept).
+    """
+    # Taken before the offset is read, so two requests of this process never both append at one offset.
+    if upload_id in _IN_PROGRESS:
+        raise ConflictError(f"Another request is sending bytes of upload {upload_id}; wait for it.")
+    _IN_PROGRESS.add(upload_id)
+    try:
+        upload = await asyncio.to_thread(_get_and_release, session, owner=owner, upload_id=upload_id)
+        if upload.offset >= upload.length:
+            raise ConflictError(f"Upload {upload_id} is complete; nothing more can be sent.")
+        if offset != upload.offset:
+            raise ConflictError(
+                f"Upload-Offset is {offset}, but upload {upload_id} is at {upload.offset}; send from there."
+            )
+        written = await storage.append_stream(
+            upload.storage_key, chunks, offset=offset, max_bytes=upload.length - offset
+        )
+        return await asyncio.to_thread(
+            _commit_bytes, session, storage=storage, settings=settings, owner=owner, upload=upload,
+            previous=offset, written=written,
+        )  # fmt: skip
+    finally:
+        _IN_PROGRESS.discard(upload_id)
+
+
+def _get_and_release(session: Session, *, owner: ApiKey, upload_id: str) -> Upload:
+    """`get_upload`, then the transaction ends: no database connection is held while the bytes arrive."""
+    upload = get_upload(session, owner=owner, upload_id=upload_id)
+    session.commit()
+    return upload
+
+
+def _commit_bytes(
+    session: Session,
+    *,
+    storage: LocalStorage,
+    settings: Settings,
+    owner: ApiKey,
+    upload: Upload,
+    previous: int,
+    written: int,
+) -> AppendResult:
+    """Records the new offset; types the content once its first bytes are in; finishes a full upload."""
+    upload.offset = previous + written
+    complete = upload.offset >= upload.length
+    if previous < SNIFF_BYTES and (upload.offset >= SNIFF_BYTES or complete):
+        try:
+            with storage.path(upload.storage_key).open("rb") as source:
+                sniff_media_type(source.read(SNIFF_BYTES))
+        except UnsupportedMediaTypeError:
+            _discard(session, storage, upload)
+            raise
+    if complete:
+        try:
+            stored = store_stored_bytes(
+                session,
+                storage=storage,
+                settings=settings,
+                owner=owner,
+                filename=upload.filename,
+                source_key=upload.storage_key,
+            )
+        except UnsupportedMediaTypeError:
+            _discard(session, storage, upload)
+            raise
+        upload.file_id = stored.id
+    session.commit()
+    return AppendResult(offset=upload.offset, file_id=upload.file_id)
+
+
+def _discard(session: Session, storage: LocalStorage, upload: Upload) -> None:
+    session.delete(upload)
+    session.commit()
+    storage.delete(upload.storage_key)
