@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import and_, delete, or_, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import ColumnElement, and_, delete, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from veil.core.db import session_scope
 from veil.core.models import ExpiringPath, StoredFile, Task, Upload, utc_now
@@ -68,59 +69,57 @@ def _delete_expired_files(sessions: sessionmaker[Session], storage: LocalStorage
     read_files = Task.input["file"].as_string()
     read_tasks = Task.input["task"].as_string()
     # NOT IN over a NULL never matches, so the subqueries leave out tasks that have no such input.
-    expired = (
-        select(StoredFile)
-        .where(
+    return _purge(
+        sessions,
+        StoredFile.id,
+        StoredFile.storage_key,
+        [
             StoredFile.expires_at <= now,
             StoredFile.id.not_in(select(read_files).where(active, read_files.is_not(None))),
             or_(
                 StoredFile.task_id.is_(None),
                 StoredFile.task_id.not_in(select(read_tasks).where(active, read_tasks.is_not(None))),
             ),
-        )
-        .limit(_BATCH)
+        ],
+        storage.delete,
     )
-    deleted = 0
-    while True:
-        with sessions() as session:
-            rows = [(row.id, row.storage_key) for row in session.scalars(expired)]
-        # Bytes first: expired rows are already hidden from clients, and deleting twice is harmless.
-        for _file_id, key in rows:
-            _forget(storage.delete, key)
-        with session_scope(sessions) as session:
-            session.execute(delete(StoredFile).where(StoredFile.id.in_([file_id for file_id, _ in rows])))
-        deleted += len(rows)
-        if len(rows) < _BATCH:
-            return deleted
 
 
 def _delete_expired_uploads(sessions: sessionmaker[Session], storage: LocalStorage, now: datetime) -> int:
     """Resumable uploads past their expiry: the row and any bytes still waiting (a finished upload's file
     expires on its own)."""
-    expired = select(Upload).where(Upload.expires_at <= now).limit(_BATCH)
-    deleted = 0
-    while True:
-        with sessions() as session:
-            rows = [(row.id, row.storage_key) for row in session.scalars(expired)]
-        for _upload_id, key in rows:
-            _forget(storage.delete, key)
-        with session_scope(sessions) as session:
-            session.execute(delete(Upload).where(Upload.id.in_([upload_id for upload_id, _ in rows])))
-        deleted += len(rows)
-        if len(rows) < _BATCH:
-            return deleted
+    return _purge(sessions, Upload.id, Upload.storage_key, [Upload.expires_at <= now], storage.delete)
 
 
 def _delete_expired_paths(sessions: sessionmaker[Session], root: Path, now: datetime) -> int:
-    query = select(ExpiringPath).where(ExpiringPath.expires_at <= now).order_by(ExpiringPath.id).limit(_BATCH)
+    return _purge(
+        sessions,
+        ExpiringPath.id,
+        ExpiringPath.path,
+        [ExpiringPath.expires_at <= now],
+        partial(_remove_under, root),
+    )
+
+
+def _purge(
+    sessions: sessionmaker[Session],
+    row_id: InstrumentedAttribute[Any],
+    location: InstrumentedAttribute[str],
+    where: Sequence[ColumnElement[bool]],
+    remove: Callable[[str], None],
+) -> int:
+    """Deletes the rows matching `where` and what each names at `location` (`remove`), a batch per
+    transaction. Bytes go first: expired rows are already hidden from clients, and deleting twice is
+    harmless. Returns how many rows went."""
+    query = select(row_id, location).where(*where).order_by(row_id).limit(_BATCH)
     deleted = 0
     while True:
         with sessions() as session:
-            rows = [(row.id, row.path) for row in session.scalars(query)]
-        for _row_id, relative in rows:
-            _forget(partial(_remove_under, root), relative)
+            rows = session.execute(query).all()
+        for _, name in rows:
+            _forget(remove, name)
         with session_scope(sessions) as session:
-            session.execute(delete(ExpiringPath).where(ExpiringPath.id.in_([row_id for row_id, _ in rows])))
+            session.execute(delete(row_id.class_).where(row_id.in_([ident for ident, _ in rows])))
         deleted += len(rows)
         if len(rows) < _BATCH:
             return deleted
