@@ -85,7 +85,7 @@ def main() -> None:
         report.add(0, 0.0, detections)
         target = args.out / f"{name}.json"
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(report.to_json()))
+        target.write_text(report.to_json())
     settings = {k: getattr(detector, k) for k in ("threshold", "scales", "max_side", "max_upscaled_side")}
     settings |= {k: getattr(detector, k) for k in ("valid_height", "flip", "nms_iou")}
     run: dict[str, Any] = {"settings": settings, "every": args.every, "images": len(images)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,7 @@ def test_file_in_file_out_returns_report(tmp_path: Path, anonymizer: veil.Anonym
     source = save_image(tmp_path / "a.png")
     report = veil.anonymize(source, tmp_path / "b.png", anonymizer=anonymizer)
     assert report.counts_by_label() == {"face": 1}
-    assert report.to_json()["media"] == {
+    assert report.to_dict()["media"] == {
         "type": "image", "width": 200, "height": 150, "fps": None, "frame_count": None, "duration": None
     }  # fmt: skip
     assert not np.array_equal(load_rgb(tmp_path / "b.png"), load_rgb(source))
@@ -59,3 +60,15 @@ def test_unsupported_type_is_a_media_error(tmp_path: Path, anonymizer: veil.Anon
     notes.write_text("hello")
     with pytest.raises(veil.UnsupportedMediaError):
         veil.anonymize(notes, anonymizer=anonymizer)
+
+
+def test_report_to_json_is_the_text_of_to_dict(tmp_path: Path, anonymizer: veil.Anonymizer) -> None:
+    """As in other Python libraries, to_json() gives JSON text (compact or indented), to_dict() the dict."""
+    report = veil.anonymize(save_image(tmp_path / "a.png"), anonymizer=anonymizer)
+    document = report.to_dict()
+    assert document["schema"] == "veil.detections/1" and document["frames"][0]["detections"]
+    text = report.to_json()
+    assert isinstance(text, str) and "\n" not in text
+    assert json.loads(text) == document
+    indented = report.to_json(indent=2)
+    assert indented.startswith('{\n  "schema"') and json.loads(indented) == document

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -155,7 +154,7 @@ def test_report_has_detected_and_tracked_boxes_on_every_frame(tmp_path: Path, st
         assert frame.time == pytest.approx(frame.index / 25)
         np.testing.assert_allclose(frame.detections.xyxy[0], square_box(frame.index), atol=2)
     assert {int(t) for f in report.frames for t in f.detections.track_id} == {0}
-    (tmp_path / "report.json").write_text(json.dumps(report.to_json()))
+    (tmp_path / "report.json").write_text(report.to_json())
     document = validate_report(tmp_path / "report.json")
     assert document["frames"][1]["detections"][0]["source"] == ("detected" if 1 in keys else "tracked")
 

@@ -49,7 +49,7 @@ def anonymize(
 
     Returns:
         For an array, a new anonymized array and its detections; for a file, the detections report
-        (`Report.to_json()` gives the `veil.detections/1` document).
+        (`Report.to_dict()` gives the `veil.detections/1` document, `Report.to_json()` its JSON text).
 
     Raises:
         OutputError: `output` is the input file.

@@ -7,7 +7,6 @@ file under a final name, and `skip_existing` can resume it.
 
 from __future__ import annotations
 
-import json
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -170,10 +169,10 @@ def _temporary(path: Path) -> Path:
     return path.with_name(f".{path.stem}.veil-partial-{os.getpid()}{path.suffix}")
 
 
-def _write_json_atomically(path: Path, document: dict[str, Any]) -> None:
+def _write_json_atomically(path: Path, document: str) -> None:
     temporary = path.with_name(f".{path.name}.veil-partial-{os.getpid()}")
     try:
-        temporary.write_text(json.dumps(document, separators=(",", ":")) + "\n", encoding="utf-8")
+        temporary.write_text(document + "\n", encoding="utf-8")
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

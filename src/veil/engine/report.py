@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -54,9 +55,15 @@ class Report:
                 counts.setdefault(label, set()).add(key)
         return {label: len(keys) for label, keys in sorted(counts.items())}
 
-    def to_json(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
+        """The `veil.detections/1` document as a dict of JSON types."""
         media = {k: v for k, v in self.media.__dict__.items()}
         return {"schema": SCHEMA, "media": media, "frames": [_frame_json(f) for f in self.frames]}
+
+    def to_json(self, indent: int | None = None) -> str:
+        """The `veil.detections/1` document as JSON text: compact, or indented by `indent` spaces."""
+        separators = (",", ":") if indent is None else None
+        return json.dumps(self.to_dict(), indent=indent, separators=separators)
 
 
 def _frame_json(frame: FrameDetections) -> dict[str, Any]:

@@ -9,7 +9,6 @@ VIDEO; a directory task also lists the files it could not process in `failures`.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -110,10 +109,10 @@ def _staged(final: Path, task_id: str) -> Path:
     return final.with_name(f".{final.stem}.veil-partial-{task_id}{final.suffix}")
 
 
-def _write_json(path: Path, document: dict[str, Any], task_id: str) -> None:
+def _write_json(path: Path, document: str, task_id: str) -> None:
     staged = _staged(path, task_id)
     try:
-        staged.write_text(json.dumps(document, separators=(",", ":")) + "\n", encoding="utf-8")
+        staged.write_text(document + "\n", encoding="utf-8")
         os.replace(staged, path)
     finally:
         staged.unlink(missing_ok=True)

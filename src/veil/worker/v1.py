@@ -9,7 +9,6 @@ client can see, and the next attempt starts by deleting whatever an earlier one 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -200,7 +199,7 @@ def _store_outputs(
     """Moves the staged media to its key, writes the JSON, and returns their rows (not yet added)."""
     storage = context.storage
     staged_json = _staged(storage, json_key)
-    staged_json.write_text(json.dumps(report.to_json(), separators=(",", ":")) + "\n", encoding="utf-8")
+    staged_json.write_text(report.to_json() + "\n", encoding="utf-8")
     os.replace(staged_json, storage.path(json_key))
     expires_at = utc_now() + timedelta(seconds=context.settings.file_lifespan_s)
     rows = [_row(claim, json_key, storage.path(json_key), JSON_TYPE, expires_at)]
