@@ -96,6 +96,10 @@ def var(name: str) -> dict[str, str]:
         ({"!": [{"in": [var("status"), ["completed", "failed"]]}]}, {"task_b", "task_c"}),
         ({"==": [var("input"), None]}, set()),
         ({"!=": [var("input"), None]}, {"task_a", "task_b", "task_c", "task_d"}),
+        # The edges of what the database takes: 64-bit integers, and floats out to infinity.
+        ({"<": [var("progress"), 2**63 - 1]}, {"task_a", "task_b", "task_c", "task_d"}),
+        ({">": [var("progress"), -(2**63)]}, {"task_a", "task_b", "task_c", "task_d"}),
+        ({"<": [var("progress"), 1e308 * 10]}, {"task_a", "task_b", "task_c", "task_d"}),
     ],
 )
 def test_filters_select_the_rows_they_describe(session: Session, rule: Any, expected: set[str]) -> None:
@@ -147,6 +151,14 @@ def test_a_filter_is_one_sql_where_clause() -> None:
         ('{"==": [{"var": "status"}, {"+": [1, 2]}]}', "Expected a field"),
         ('{"!": ' * (MAX_DEPTH + 1) + '{"==": [{"var": "id"}, "a"]}' + "}" * (MAX_DEPTH + 1), "deeper than"),
         ("[" * 100_000 + "]" * 100_000, "deeper than"),
+        # What SQLite cannot bind would otherwise fail in the database, as a 500.
+        ('{"==": [{"var": "progress"}, 9223372036854775808]}', "out of range; filter numbers fit in 64 bits"),
+        ('{"in": [{"var": "progress"}, [1, -9223372036854775809]]}', "out of range"),
+        ('{"<": [0, {"var": "progress"}, 123456789012345678901234567890]}', "out of range"),
+        ('{"==": [{"var": "status"}, "\\ud800"]}', 'The text "\\ud800" holds a lone surrogate'),
+        ('{"in": ["a\\udfff", {"var": "id"}]}', "lone surrogate"),
+        ('{"in": [{"var": "status"}, ["queued", "\\udc00"]]}', "lone surrogate"),
+        ('{"<": [{"var": "created_at"}, "2025\\ud800"]}', "lone surrogate"),
     ],
 )
 def test_bad_filters_are_refused_with_a_message_under_filter(text: str, message: str) -> None:

@@ -38,6 +38,7 @@ MAX_DEPTH = 16
 """Deepest nesting of rules accepted; real filters are a few levels deep."""
 
 _MAX_VALUES = 1000
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 _COMPARISONS: dict[str, Callable[[Any, Any], ColumnElement[bool]]] = {
     "==": lambda left, right: left == right,
@@ -139,6 +140,8 @@ class _Translator:
         if isinstance(node, dict) and set(node) == {"var"}:
             return _Operand(column=self.var(node["var"]))
         if node is None or isinstance(node, str | int | float | bool | list):
+            for value in node if isinstance(node, list) else (node,):
+                _check_storable(value)
             return _Operand(value=node)
         _invalid(f'Expected a field ({{"var": "name"}}) or a value, got {_show(node)}.')
 
@@ -187,6 +190,23 @@ def _coerce(column: ColumnElement[Any], value: Any, operator: str) -> Any:
     if kind is str and isinstance(value, str):
         return value
     _invalid(f'"{operator}" compares a {_type_name(kind)} field with {_show(value)}.')
+
+
+def _check_storable(value: Any) -> None:
+    """Refuses what the database cannot take as a parameter: an integer beyond 64 bits, or text holding a
+    lone surrogate (JSON's "\\ud800" escape decodes to one; it has no UTF-8 form)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not _INT64_MIN <= value <= _INT64_MAX:
+        _invalid(f"The number {_show(value)} is out of range; filter numbers fit in 64 bits.")
+    if isinstance(value, str) and not _is_unicode(value):
+        _invalid(f"The text {_show(value)} holds a lone surrogate, which is not a Unicode character.")
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _parse_time(value: str) -> datetime:
