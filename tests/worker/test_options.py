@@ -84,7 +84,7 @@ def test_metadata_and_drawing_flags() -> None:
     [
         ("resize", {}, "unknown operation 'resize'"),
         ("anonymize", {"threshold": 2}, "threshold"),
-        ("detect", {"styles": {}}, "styles: Extra inputs are not permitted"),
+        ("detect", {"styles": {}}, "styles: unknown field 'styles'; the fields are detectors, threshold"),
     ],
 )
 def test_invalid_parameters_are_refused_with_the_field(

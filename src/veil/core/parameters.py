@@ -3,14 +3,27 @@ by the worker. Defaults here are the engine's defaults, so the API documents the
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import difflib
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 __all__ = [
     "DEFAULT_STYLE_PARAMETERS",
     "MAX_RENDER_BOXES",
     "OPERATIONS",
+    "STYLE_OPTIONS",
     "AnonymizeParameters",
     "DetectParameters",
     "DetectionsDocument",
@@ -21,6 +34,7 @@ __all__ = [
     "OutputParameters",
     "RenderParameters",
     "StyleParameters",
+    "closest_name",
 ]
 
 Label = Literal["face", "plate"]
@@ -35,8 +49,66 @@ with two faces in every frame fits."""
 _MAX_BOXES_PER_FRAME = 10_000
 
 
+def closest_name(name: str, known: Iterable[str]) -> str | None:
+    """The known name that a mistyped or outdated `name` most likely means, or None: the same name but for
+    case and dashes, one that contains it as a word or is a word of it (strength: blur_strength, color_bgr:
+    color), or else the closest spelling."""
+    wanted = name.strip().lower().replace("-", "_").replace(" ", "_")
+    names = list(known)
+    if wanted in names:
+        return wanted
+    words = set(wanted.split("_"))
+    related = [known_name for known_name in names if wanted in known_name.split("_") or known_name in words]
+    if len(related) == 1:
+        return related[0]
+    close = difflib.get_close_matches(wanted, names, n=1, cutoff=0.7)
+    return close[0] if close else None
+
+
+def _unknown_field_message(name: str, known: Iterable[str]) -> str:
+    hint = closest_name(name, known)
+    if hint is not None:
+        return f"unknown field {name!r}; did you mean {hint!r}?"
+    return f"unknown field {name!r}; the fields are {', '.join(known)}"
+
+
 class _Strict(BaseModel):
+    """Frozen, and refusing unknown fields with a hint: "unknown field 'strength'; did you mean
+    'blur_strength'?" in place of pydantic's "Extra inputs are not permitted"."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _hint_unknown_fields(cls, data: Any, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            errors = exc.errors()
+            if not any(_own_extra(error) for error in errors):
+                raise
+            known = [field.alias or name for name, field in cls.model_fields.items()]
+            details = [_hinted(error, known) if _own_extra(error) else _kept(error) for error in errors]
+            raise ValidationError.from_exception_data(exc.title, details) from None
+
+
+def _own_extra(error: Any) -> bool:
+    """An unknown field of the model being validated itself (a nested model hints its own)."""
+    return error["type"] == "extra_forbidden" and len(error["loc"]) == 1
+
+
+def _hinted(error: Any, known: list[str]) -> InitErrorDetails:
+    message = _unknown_field_message(str(error["loc"][0]), known)
+    return InitErrorDetails(
+        type=PydanticCustomError("extra_forbidden", message), loc=error["loc"], input=error["input"]
+    )
+
+
+def _kept(error: Any) -> InitErrorDetails:
+    """Another error as it was: its type, place and message."""
+    return InitErrorDetails(
+        type=PydanticCustomError(error["type"], error["msg"]), loc=error["loc"], input=error["input"]
+    )
 
 
 class StyleParameters(_Strict):
@@ -57,6 +129,11 @@ class StyleParameters(_Strict):
         default=None, description="Fill colour as #rrggbb."
     )
     soft_edge: Annotated[float, Field(ge=0.0, le=0.5)] | None = None
+
+
+STYLE_OPTIONS: tuple[str, ...] = tuple(StyleParameters.model_fields)
+"""The name of each style option, the same wherever a person writes one: the API's `styles`, `veil blur`'s
+flags and `--style` keys, the manager and the README."""
 
 
 class DetectParameters(_Strict):
