@@ -32,6 +32,7 @@ from veil.server.api.routes import (
     tasks,
     uploads,
 )
+from veil.server.body_limit import BodyLimitMiddleware
 from veil.server.problems import Problem, install_problem_handlers
 
 __all__ = ["create_app"]
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         lifespan=lifespan,
     )
     install_problem_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_json_bytes)
     # task_streams before tasks: its fixed paths (/v1/tasks/events) would otherwise match /v1/tasks/{id}.
     for module in (files, uploads, task_streams, tasks, operations, keys, blurit, license, health):
         app.include_router(module.router)

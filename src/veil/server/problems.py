@@ -116,14 +116,31 @@ def problem_response(
 
 
 def validation_errors(exc: RequestValidationError) -> dict[str, list[str]]:
-    """pydantic's error list as {dotted.field: [message, ...]}; the location kind (body, query) is dropped."""
+    """pydantic's error list as {dotted.field: [message, ...]}; the location kind (body, query) is dropped.
+    A body that is not JSON at all is reported under `body`, with where the syntax breaks."""
     errors: dict[str, list[str]] = {}
     for error in exc.errors():
+        if error.get("type") == "json_invalid":
+            errors.setdefault("body", []).append(json_syntax_error(error, exc.body))
+            continue
         location = [str(part) for part in error.get("loc", ())]
         if location and location[0] in {"body", "query", "path", "header", "cookie"}:
             location = location[1:]
         errors.setdefault(".".join(location) or "request", []).append(str(error.get("msg", "invalid")))
     return errors
+
+
+def json_syntax_error(error: Any, document: Any) -> str:
+    """What is wrong in a body that does not parse as JSON, and where: FastAPI puts the character offset
+    where parsing stopped in the error's location ("body", 26), which is no field name."""
+    reason = str(error.get("ctx", {}).get("error", "not valid JSON"))
+    location = error.get("loc", ())
+    offset = location[-1] if location and isinstance(location[-1], int) else None
+    if offset is None or not isinstance(document, str):
+        return f"The body is not valid JSON: {reason}."
+    line = document.count("\n", 0, offset) + 1
+    column = offset - (document.rfind("\n", 0, offset) + 1) + 1
+    return f"The body is not valid JSON: {reason} at line {line}, column {column} (character {offset})."
 
 
 def allowed_methods(request: Request) -> list[str]:
