@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -74,7 +76,7 @@ def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], f
 
 
 def test_metrics_count_tasks_by_status_and_what_was_processed(
-    client: TestClient, sessions: sessionmaker[Session], alice: dict[str, str]
+    client: TestClient, sessions: sessionmaker[Session], alice: dict[str, str], admin: dict[str, str]
 ) -> None:
     now = utc_now()
     with session_scope(sessions) as session:
@@ -101,7 +103,7 @@ def test_metrics_count_tasks_by_status_and_what_was_processed(
             )
     beat(sessions, "worker-1", age_s=1)
 
-    response = client.get("/metrics")
+    response = client.get("/metrics", headers=admin)
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
@@ -120,3 +122,61 @@ def test_metrics_count_tasks_by_status_and_what_was_processed(
     assert samples[("veil_files_processed_total", ())] == 4
     assert samples[("veil_frames_processed_total", ())] == 90
     assert samples[("veil_workers_alive", ())] == 1
+
+
+METRICS_TOKEN = "prometheus-scrapes-with-this"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        rate_limit="1000/minute",
+        cleanup_interval_s=3600,
+        metrics_token=SecretStr(METRICS_TOKEN),
+    )
+
+
+@pytest.mark.parametrize(
+    ("who", "status"),
+    [
+        ("nobody", 401),
+        ("a key that is not admin", 403),
+        ("an unknown key", 401),
+        ("a wrong bearer token", 401),
+        ("the token in another scheme", 401),
+        ("an admin key", 200),
+        ("the bearer token", 200),
+    ],
+)
+def test_metrics_answer_only_an_admin_key_or_the_metrics_token(
+    client: TestClient, alice: dict[str, str], admin: dict[str, str], who: str, status: int
+) -> None:
+    headers = {
+        "nobody": {},
+        "a key that is not admin": alice,
+        "an unknown key": {"x-api-key": "veil_unknown"},
+        "a wrong bearer token": {"authorization": "Bearer guess"},
+        "the token in another scheme": {"authorization": f"Basic {METRICS_TOKEN}"},
+        "an admin key": admin,
+        "the bearer token": {"authorization": f"Bearer {METRICS_TOKEN}"},
+    }[who]
+
+    response = client.get("/metrics", headers=headers)
+
+    assert response.status_code == status, response.text
+    if status == 200:
+        assert "veil_tasks" in response.text
+    else:
+        assert response.headers["content-type"] == "application/problem+json"
+        assert "veil_" not in response.text
+
+
+def test_without_a_metrics_token_no_bearer_token_reads_metrics(
+    tmp_path: Path, sessions: sessionmaker[Session], queue: RecordingQueue
+) -> None:
+    untokened = Settings(data_dir=tmp_path / "data", metrics_token=SecretStr(""), cleanup_interval_s=3600)
+    with TestClient(create_app(untokened, queue=queue)) as client:  # type: ignore[arg-type]
+        response = client.get("/metrics", headers={"authorization": "Bearer "})
+
+    assert response.status_code == 401

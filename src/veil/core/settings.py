@@ -10,7 +10,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -34,6 +34,7 @@ class Settings(BaseSettings):
         workers: worker processes `veil serve` starts; 0 starts none (run `veil worker` elsewhere).
         max_upload_bytes: largest accepted upload.
         max_json_bytes: largest request body that is not a file upload (JSON); larger ones answer 413.
+        metrics_token: a bearer token that may read `/metrics` (for Prometheus); admin keys always may.
         rate_limit: requests per key, in the `limits` notation (e.g. "600/minute").
         rate_limit_storage: where the counters live (`limits` storage URI; redis://... for several servers).
         file_lifespan_s: how long uploaded and generated files are kept when no lifespan is given.
@@ -56,6 +57,7 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=0)
     max_upload_bytes: int = Field(default=2 * 1024**3, gt=0)
     max_json_bytes: int = Field(default=1024**2, gt=0)
+    metrics_token: SecretStr | None = None
     rate_limit: str = "600/minute"
     rate_limit_storage: str = "memory://"
     file_lifespan_s: int = Field(default=7 * 24 * 3600, gt=0)

@@ -1,7 +1,9 @@
-"""What routes depend on, as `Annotated` aliases: a database session, the caller's key, storage, queue."""
+"""What routes depend on, as `Annotated` aliases: a database session, the caller's key, storage, queue, and
+who may read the metrics."""
 
 from __future__ import annotations
 
+import hmac
 import math
 import time
 from collections.abc import Iterator
@@ -23,6 +25,7 @@ from veil.server.problems import Problem
 __all__ = [
     "AdminKey",
     "CurrentKey",
+    "MetricsReader",
     "QueueDep",
     "RateLimiter",
     "SessionDep",
@@ -110,3 +113,37 @@ def _admin_key(key: CurrentKey) -> ApiKey:
 
 
 AdminKey = Annotated[ApiKey, Depends(_admin_key)]
+
+
+def _metrics_reader(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    authorization: Annotated[
+        str | None, Header(description="`Bearer <VEIL_METRICS_TOKEN>`, as Prometheus sends it.")
+    ] = None,
+    x_api_key: Annotated[str | None, Header(description="An admin key.")] = None,
+) -> None:
+    if authorization is not None and x_api_key is None:
+        if not _is_metrics_token(authorization, settings):
+            raise Problem(401, "The bearer token is not the metrics token (VEIL_METRICS_TOKEN).")
+        return
+    if x_api_key is None:
+        raise Problem(
+            401, "Send an admin key in the x-api-key header, or the metrics token as `Authorization: Bearer`."
+        )
+    _admin_key(_current_key(request, session, x_api_key))
+
+
+def _is_metrics_token(authorization: str, settings: Settings) -> bool:
+    scheme, _, credentials = authorization.partition(" ")
+    expected = settings.metrics_token.get_secret_value() if settings.metrics_token else ""
+    return (
+        bool(expected)
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(credentials.strip().encode(), expected.encode())
+    )
+
+
+MetricsReader = Annotated[None, Depends(_metrics_reader)]
+"""An admin key, or the bearer token `settings.metrics_token`: who may read `/metrics`."""

@@ -1,4 +1,5 @@
-"""Probes and monitoring, without an API key: `GET /healthz`, `GET /readyz`, `GET /metrics`."""
+"""Probes and monitoring: `GET /healthz` and `GET /readyz` without an API key; `GET /metrics` with an admin
+key or the metrics token."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from veil.core.health import check_readiness
-from veil.server.api.deps import SessionDep, SettingsDep
+from veil.server.api.deps import MetricsReader, SessionDep, SettingsDep
 from veil.server.metrics import render_metrics
 from veil.server.problems import Problem, problem_responses
 
@@ -53,8 +54,12 @@ def readyz(session: SessionDep, settings: SettingsDep) -> Ready:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics."}},
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics."},
+        **problem_responses(401, 403, 429),
+    },
 )
-def metrics(session: SessionDep) -> Response:
-    """Prometheus metrics for the whole installation, read from the database at each scrape."""
+def metrics(session: SessionDep, _: MetricsReader) -> Response:
+    """Prometheus metrics for the whole installation, read from the database at each scrape. Send an admin
+    key (x-api-key), or the token set in VEIL_METRICS_TOKEN as `Authorization: Bearer <token>`."""
     return Response(render_metrics(session), media_type=CONTENT_TYPE_LATEST)
