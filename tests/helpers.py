@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -52,3 +55,16 @@ class RecordingQueue:
 
     def enqueue_callback(self, task_id: str) -> None:
         self.callbacks.append(task_id)
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_signature_verifier() -> Callable[[str, bytes, str], bool]:
+    """`verify_veil_signature` as the README shows it to callback receivers, run as written there."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    (block,) = [block for block in blocks if "def verify_veil_signature" in block]
+    namespace: dict[str, Any] = {}
+    exec(textwrap.dedent(block), namespace)
+    verify: Callable[[str, bytes, str], bool] = namespace["verify_veil_signature"]
+    return verify

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import io
 import json
 import os
@@ -25,6 +23,7 @@ from skimage import data
 
 from tests.e2e.conftest import Service
 from tests.engine.video_factory import make_video
+from tests.helpers import readme_signature_verifier
 
 pytestmark = pytest.mark.weights
 
@@ -207,7 +206,7 @@ def test_a_signed_callback_reaches_the_receiver(
     assert received, "no callback arrived"
     sent_headers, body = received[0]
     signature = {k.lower(): v for k, v in sent_headers.items()}["x-veil-signature"]
-    assert signature == "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    assert readme_signature_verifier()(signature, body, secret), signature
     assert json.loads(body)["id"] == task["id"]
     assert json.loads(body)["status"] == "completed"
 

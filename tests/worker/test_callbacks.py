@@ -6,8 +6,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,13 +19,13 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from tests.helpers import RecordingQueue, save_image
+from tests.helpers import RecordingQueue, readme_signature_verifier, save_image
 from tests.worker.conftest import key_row, submit, task_row, upload
 from veil.core.db import session_scope
 from veil.core.models import ApiKey, Task
 from veil.core.settings import Settings
 from veil.engine.detections import Detections
-from veil.worker.callbacks import SIGNATURE_HEADER, TIMESTAMP_HEADER, deliver_callback, retry_delay_s
+from veil.worker.callbacks import SIGNATURE_HEADER, deliver_callback, retry_delay_s, sign
 from veil.worker.context import WorkerContext
 from veil.worker.tasks import run_task
 
@@ -85,9 +87,13 @@ def test_delivered_with_a_signature_that_verifies(
 
     [(headers, body)] = receiver.received
     secret = key_row(context, owner.id).callback_secret
-    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    assert hmac.compare_digest(headers[SIGNATURE_HEADER], expected)
-    assert headers[TIMESTAMP_HEADER].endswith("+00:00")
+    signed = re.fullmatch(r"t=(\d+),v1=([0-9a-f]{64})", headers[SIGNATURE_HEADER])
+    assert signed is not None, headers[SIGNATURE_HEADER]
+    sent_at, digest = signed.groups()
+    assert abs(time.time() - int(sent_at)) < 10
+    expected = hmac.new(secret.encode(), f"{sent_at}.".encode() + body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(digest, expected)
+    assert readme_signature_verifier()(headers[SIGNATURE_HEADER], body, secret)
     assert headers["Content-Type"] == "application/json"
     document = json.loads(body)
     assert (document["id"], document["status"]) == (finished_task, "completed")
@@ -165,3 +171,36 @@ def test_backoff_doubles_with_jitter_up_to_a_cap(attempt: int) -> None:
     delays = [retry_delay_s(attempt) for _ in range(50)]
     assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
     assert len(set(delays)) > 1
+
+
+BODY = b'{"id":"task_a","status":"completed"}'
+
+
+@pytest.mark.parametrize(
+    ("age_s", "change", "accepted"),
+    [
+        (0, None, True),
+        (290, None, True),
+        (310, None, False),  # a delivery recorded and replayed 5 minutes later
+        (-310, None, False),
+        (0, "body", False),
+        (0, "time", False),  # the same signature under a fresher time
+        (0, "secret", False),
+    ],
+)
+def test_the_readme_receiver_accepts_only_fresh_untouched_signatures(
+    age_s: int, change: str | None, accepted: bool
+) -> None:
+    verify = readme_signature_verifier()
+    sent_at = int(time.time()) - age_s
+    header = sign(BODY, "secret", sent_at)
+    body = BODY.replace(b"completed", b"failed") if change == "body" else BODY
+    if change == "time":
+        header = header.replace(f"t={sent_at}", f"t={sent_at + 60}")
+
+    assert verify(header, body, "other" if change == "secret" else "secret") is accepted
+
+
+@pytest.mark.parametrize("header", ["", "sha256=abc", "v1=abc", "t=,v1=abc", "t=\N{SUPERSCRIPT TWO},v1=abc"])
+def test_the_readme_receiver_refuses_a_header_without_a_time(header: str) -> None:
+    assert readme_signature_verifier()(header, BODY, "secret") is False

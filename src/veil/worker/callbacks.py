@@ -1,8 +1,10 @@
 """Delivering a finished task to its `callback_url`: one signed POST per attempt, retried with backoff.
 
-The body is the task as `GET /v1/tasks/{id}` shows it. `X-Veil-Signature: sha256=<hex>` is the
-HMAC-SHA256 of the exact body bytes under the key's callback secret; `X-Veil-Timestamp` says when it was
-sent (ISO 8601 UTC). How delivery went is kept in `Task.callback_delivery`.
+The body is the task as `GET /v1/tasks/{id}` shows it. `X-Veil-Signature: t=<unix time>,v1=<hex>` holds
+when the attempt was signed and the HMAC-SHA256, under the key's callback secret, of `"{t}."` followed by the
+exact body bytes. The time is inside what is signed, so a receiver that refuses old signatures (the README
+shows one, with 5 minutes) cannot be fed a recorded delivery again later. How delivery went is kept in
+`Task.callback_delivery`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hmac
 import json
 import logging
 import random
+import time
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Literal
@@ -26,10 +29,9 @@ from veil.core.tasks import describe_task
 from veil.core.urls import check_public_url
 from veil.worker.context import WorkerContext
 
-__all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "deliver_callback", "retry_delay_s", "sign"]
+__all__ = ["SIGNATURE_HEADER", "deliver_callback", "retry_delay_s", "sign"]
 
 SIGNATURE_HEADER = "X-Veil-Signature"
-TIMESTAMP_HEADER = "X-Veil-Timestamp"
 
 _FIRST_DELAY_S = 2.0
 _MAX_DELAY_S = 600.0
@@ -48,9 +50,11 @@ class _Message:
     secret: str
 
 
-def sign(body: bytes, secret: str) -> str:
-    """The `X-Veil-Signature` value for `body`: "sha256=" and the hex HMAC-SHA256 under `secret`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(body: bytes, secret: str, sent_at: int) -> str:
+    """The `X-Veil-Signature` value for `body` sent at `sent_at` (Unix seconds): "t=<sent_at>,v1=" and the
+    hex HMAC-SHA256 under `secret` of "<sent_at>." followed by the body."""
+    digest = hmac.new(secret.encode(), f"{sent_at}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={sent_at},v1={digest}"
 
 
 def retry_delay_s(attempt: int) -> float:
@@ -112,8 +116,7 @@ def _post(message: _Message, timeout_s: float) -> tuple[int | None, str | None]:
     headers = {
         "Content-Type": "application/json",
         "User-Agent": f"veil/{version('veil')}",
-        SIGNATURE_HEADER: sign(message.body, message.secret),
-        TIMESTAMP_HEADER: utc_now().isoformat(timespec="seconds"),
+        SIGNATURE_HEADER: sign(message.body, message.secret, int(time.time())),
     }
     try:
         response = httpx.post(message.url, content=message.body, headers=headers, timeout=timeout_s)
