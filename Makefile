@@ -24,16 +24,21 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-# The web app's browser tests drive Debian's Chromium; install it as root, else say how.
+# The web app's browser tests drive Debian's Chromium: as root, install it (without the recommended
+# packages, which a headless browser does not need), saying so first; otherwise say how.
+CHROMIUM_INSTALL := apt-get install -y --no-install-recommends chromium
+
 browser:
 	@if [ -x $(CHROMIUM) ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; \
+		echo "Installing Chromium for the browser tests ($(CHROMIUM_INSTALL))..."; \
+		$(CHROMIUM_INSTALL) || { apt-get update && $(CHROMIUM_INSTALL); }; \
 	else \
-		echo "The browser tests need Chromium at $(CHROMIUM); install it with: sudo apt-get install -y chromium"; \
+		echo "The browser tests need Chromium at $(CHROMIUM); install it with: sudo $(CHROMIUM_INSTALL)"; \
 	fi
 
-test: lint typecheck browser
+# The browser first, so that what needs installing is said and done before the long steps.
+test: browser lint typecheck
 	$(BIN)/pytest
 
 serve: install
