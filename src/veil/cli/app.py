@@ -129,8 +129,10 @@ def blur(
     mask_scale: Annotated[
         float | None, typer.Option(help="Grow each mask by this factor (1 = the box).")
     ] = None,
-    strength: Annotated[float | None, typer.Option(help="Blur sigma as a fraction of the box size.")] = None,
-    blocks: Annotated[
+    blur_strength: Annotated[
+        float | None, typer.Option(help="Blur sigma as a fraction of the box's shorter side.")
+    ] = None,
+    pixel_blocks: Annotated[
         int | None, typer.Option(help="Pixelate: blocks across the box's shorter side.")
     ] = None,
     color: Annotated[str | None, typer.Option(help="Fill colour, #RRGGBB or R,G,B.")] = None,
@@ -159,8 +161,8 @@ def blur(
     common = {
         key: str(value)
         for key, value in {
-            "method": method, "shape": shape, "mask_scale": mask_scale, "strength": strength,
-            "blocks": blocks, "color": color, "soft_edge": soft_edge,
+            "method": method, "shape": shape, "mask_scale": mask_scale, "blur_strength": blur_strength,
+            "pixel_blocks": pixel_blocks, "color": color, "soft_edge": soft_edge,
         }.items()
         if value is not None
     }  # fmt: skip

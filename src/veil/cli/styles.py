@@ -1,10 +1,12 @@
-"""Turns the command line's style flags into per-label obscuring styles."""
+"""Turns the command line's style flags into per-label obscuring styles. The options have the API's names
+(`STYLE_OPTIONS`: blur_strength, pixel_blocks, ...), as flags (`--blur-strength`) and `--style` keys."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
+from veil.core.parameters import STYLE_OPTIONS, closest_name
 from veil.engine.redactors.style import DEFAULT_STYLES, ObscureStyle, StylesByLabel
 
 __all__ = ["StyleSpecError", "build_styles", "parse_color"]
@@ -14,8 +16,8 @@ class StyleSpecError(ValueError):
     """A style flag cannot be understood; the message says which and why."""
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(ObscureStyle)}
-_ALIASES = {"strength": "blur_strength", "blocks": "pixel_blocks", "color": "color_bgr"}
+# The ObscureStyle field each option sets: the same name, but for the colour, given as text.
+_FIELDS = {option: "color_bgr" if option == "color" else option for option in STYLE_OPTIONS}
 
 
 def parse_color(text: str) -> tuple[int, int, int]:
@@ -35,11 +37,17 @@ def parse_color(text: str) -> tuple[int, int, int]:
     return (blue, green, red)
 
 
-def _convert(key: str, raw: str) -> Any:
-    name = _ALIASES.get(key, key)
-    if name not in _FIELDS:
-        known = ", ".join(sorted({*_FIELDS, *_ALIASES} - set(_ALIASES.values())))
-        raise StyleSpecError(f"unknown style setting {key!r} (known: {known})")
+def _unknown(key: str) -> StyleSpecError:
+    hint = closest_name(key, STYLE_OPTIONS)
+    if hint is not None:
+        return StyleSpecError(f"unknown style option {key!r}; did you mean {hint!r}?")
+    return StyleSpecError(f"unknown style option {key!r}; the options are {', '.join(STYLE_OPTIONS)}")
+
+
+def _convert(key: str, raw: str) -> tuple[str, Any]:
+    if key not in _FIELDS:
+        raise _unknown(key)
+    name = _FIELDS[key]
     if name == "color_bgr":
         return name, parse_color(raw)
     if name == "method" and raw not in ("blur", "pixelate", "fill"):
