@@ -15,6 +15,7 @@ from veil.cli.apikeys import apikey_app
 from veil.cli.client import task_app
 from veil.cli.doctor import run_doctor
 from veil.cli.progress import BatchProgress, print_summary
+from veil.cli.readable_help import ReadableHelpGroup
 from veil.cli.serve import serve, worker
 from veil.cli.styles import StyleSpecError, build_styles
 from veil.engine.anonymizer import DEFAULT_DETECTORS, AnonymizeOptions, Anonymizer
@@ -33,20 +34,23 @@ app = typer.Typer(
     help="Find faces and licence plates in photos and videos and obscure them, here or on a Veil server.",
     no_args_is_help=True,
     add_completion=False,
+    cls=ReadableHelpGroup,
 )
 console = Console(stderr=True)
 
 Inputs = Annotated[
-    list[Path], typer.Argument(help="Files or directories (walked recursively).", show_default=False)
+    list[Path],
+    typer.Argument(metavar="PATH...", help="Files or directories (walked recursively).", show_default=False),
 ]
 OutDir = Annotated[
-    Path, typer.Option("--output", "-o", help="Directory for the results (mirrors the inputs).")
+    Path,
+    typer.Option("--output", "-o", metavar="DIR", help="Directory for the results (mirrors the inputs)."),
 ]
 Labels = Annotated[
     str,
     typer.Option("--detectors", help="Comma-separated detectors to run (entry points of veil.detectors)."),
 ]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+DeviceOpt = Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda", help="Where detectors run.")]
 Threshold = Annotated[
     float | None,
     typer.Option("--threshold", help="Minimum score; default: each detector's measured default."),
@@ -54,19 +58,25 @@ Threshold = Annotated[
 ModelPaths = Annotated[
     list[str] | None,
     typer.Option(
-        "--model", help="DETECTOR=FILE: an ONNX file replacing that detector's weights. Repeatable."
+        "--model",
+        metavar="DETECTOR=FILE",
+        help="An ONNX file replacing that detector's weights. Repeatable.",
     ),
 ]
-Jobs = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Files processed in parallel.")]
+Jobs = Annotated[int, typer.Option("--jobs", "-j", metavar="N", min=1, help="Files processed in parallel.")]
 SkipExisting = Annotated[
     bool, typer.Option("--skip-existing", help="Skip files whose results already exist.")
 ]
 SummaryJson = Annotated[
-    Path | None, typer.Option("--summary-json", help="Also write the summary as JSON here.")
+    Path | None, typer.Option("--summary-json", metavar="FILE", help="Also write the summary as JSON here.")
 ]
 DetectEvery = Annotated[
     int | None,
-    typer.Option(min=1, help="Run detection every N video frames, tracking between (default: every ~0.3 s)."),
+    typer.Option(
+        metavar="N",
+        min=1,
+        help="Run detection every N video frames, tracking between (default: every ~0.3 s).",
+    ),
 ]
 MaxPixels = Annotated[int, typer.Option("--max-pixels", help="Refuse photos with more pixels than this.")]
 
@@ -124,8 +134,12 @@ def blur(
     device: DeviceOpt = "auto",
     threshold: Threshold = None,
     model: ModelPaths = None,
-    method: Annotated[str | None, typer.Option(help="blur, pixelate or fill, for every label.")] = None,
-    shape: Annotated[str | None, typer.Option(help="ellipse or rectangle, for every label.")] = None,
+    method: Annotated[
+        str | None, typer.Option(metavar="blur|pixelate|fill", help="How every label is obscured.")
+    ] = None,
+    shape: Annotated[
+        str | None, typer.Option(metavar="ellipse|rectangle", help="Mask shape for every label.")
+    ] = None,
     mask_scale: Annotated[
         float | None, typer.Option(help="Grow each mask by this factor (1 = the box).")
     ] = None,
@@ -135,13 +149,16 @@ def blur(
     pixel_blocks: Annotated[
         int | None, typer.Option(help="Pixelate: blocks across the box's shorter side.")
     ] = None,
-    color: Annotated[str | None, typer.Option(help="Fill colour, #RRGGBB or R,G,B.")] = None,
+    color: Annotated[str | None, typer.Option(metavar="COLOR", help="Fill colour, #RRGGBB or R,G,B.")] = None,
     soft_edge: Annotated[
         float | None, typer.Option(help="Feathered border, fraction of the box size.")
     ] = None,
     style: Annotated[
         list[str] | None,
-        typer.Option(help="Per-label style, e.g. plate:method=fill,color=#000000. Repeatable."),
+        typer.Option(
+            metavar="LABEL:OPTIONS",
+            help="Style options for one label, e.g. plate:method=fill or face:blur_strength=1. Repeatable.",
+        ),
     ] = None,
     draw: Annotated[bool, typer.Option("--draw", help="Outline boxes with label and score instead.")] = False,
     keep_metadata: Annotated[

@@ -199,8 +199,10 @@ ApiKeyOpt = Annotated[
     str, typer.Option("--api-key", envvar="VEIL_API_KEY", help="Your API key.", show_default=False)
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
-Interval = Annotated[float, typer.Option("--interval", min=0.05, help="Seconds between polls.")]
-TaskIds = Annotated[list[str], typer.Argument(metavar="ID", help="Task ids.", show_default=False)]
+Interval = Annotated[
+    float, typer.Option("--interval", metavar="SECONDS", min=0.05, help="Seconds between polls.")
+]
+TaskIds = Annotated[list[str], typer.Argument(metavar="ID...", help="Task ids.", show_default=False)]
 
 
 @contextmanager
@@ -249,12 +251,19 @@ def _submit_one(
 def submit(
     inputs: Annotated[
         list[Path],
-        typer.Argument(exists=True, metavar="FILE|DIR", help="Photos, videos, or directories (recursive)."),
+        typer.Argument(
+            exists=True, metavar="FILE|DIR...", help="Photos, videos, or directories (recursive)."
+        ),
     ],
-    operation: Annotated[str, typer.Option(help="anonymize or detect.")] = "anonymize",
+    operation: Annotated[
+        str, typer.Option(metavar="anonymize|detect", help="What the server does.")
+    ] = "anonymize",
     param: Annotated[
         list[str] | None,
-        typer.Option(help='KEY=VALUE operation parameter, JSON values allowed (e.g. detectors=["face"]).'),
+        typer.Option(
+            metavar="KEY=VALUE",
+            help='An operation parameter; JSON values allowed (e.g. detectors=["face"]). Repeatable.',
+        ),
     ] = None,
     callback_url: Annotated[
         str | None, typer.Option(help="Receives a signed POST of the task when it ends.")
@@ -344,7 +353,9 @@ def show_status(
 @task_app.command()
 def download(
     task_ids: TaskIds,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the files.")] = Path("."),
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="DIR", help="Directory for the files.")
+    ] = Path("."),
     url: UrlOpt = DEFAULT_URL,
     api_key: ApiKeyOpt = "",
 ) -> None:
@@ -365,10 +376,12 @@ def list_tasks(
     operation: Annotated[str | None, typer.Option(help="Only tasks of this operation.")] = None,
     filter_: Annotated[
         str | None,
-        typer.Option("--filter", help='JSON Logic, e.g. {"==": [{"var": "status"}, "failed"]}.'),
+        typer.Option(
+            "--filter", metavar="JSON", help='JSON Logic, e.g. {"==": [{"var": "status"}, "failed"]}.'
+        ),
     ] = None,
-    page: Annotated[int, typer.Option(min=1)] = 1,
-    page_size: Annotated[int, typer.Option(min=1)] = 20,
+    page: Annotated[int, typer.Option(metavar="N", min=1)] = 1,
+    page_size: Annotated[int, typer.Option(metavar="N", min=1)] = 20,
     as_json: AsJson = False,
     url: UrlOpt = DEFAULT_URL,
     api_key: ApiKeyOpt = "",

@@ -199,7 +199,8 @@ def serve(
         int | None, typer.Option(help="Port (default: VEIL_PORT, else 8000).", min=0, max=65535)
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="Worker processes to start (default: VEIL_WORKERS, else 1).", min=0)
+        int | None,
+        typer.Option(metavar="N", help="Worker processes to start (default: VEIL_WORKERS, else 1).", min=0),
     ] = None,
 ) -> None:
     """Run the task server: HTTP API in the foreground, plus supervised worker processes."""
@@ -242,7 +243,9 @@ def _stop_when_orphaned(parent_pid: int) -> None:
 
 
 def worker(
-    concurrency: Annotated[int, typer.Option(min=1, help="Tasks run at once, each in a child process.")] = 1,
+    concurrency: Annotated[
+        int, typer.Option(metavar="N", min=1, help="Tasks run at once, each in a child process.")
+    ] = 1,
     parent_pid: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
     """Run a worker in the foreground: it takes tasks from the broker and runs them."""
