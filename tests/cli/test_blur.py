@@ -97,8 +97,11 @@ def test_bad_file_fails_alone_with_a_reason(
     assert result.exit_code == 1
     assert (out / "good.png").is_file() and (out / "good.png.json").is_file()
     assert not (out / name).exists() and not (out / f"{name}.json").exists()
-    failed_line = next(line for line in result.output.splitlines() if "failed" in line and name in line)
-    assert reason in failed_line.lower()
+    failed_lines = [line for line in result.output.splitlines() if "failed" in line and name in line]
+    assert failed_lines, result.output
+    for line in failed_lines:
+        assert reason in line.lower()
+        assert line.count(name) == 1, f"the file is named once: {line}"
 
 
 def test_output_inside_input_is_refused(photos: Path, one_face: Detections) -> None:

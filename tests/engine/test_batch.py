@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from veil.engine.batch import FileJob, plan_jobs, run_jobs, summarize
-from veil.engine.errors import CorruptMediaError, OutputError
+from veil.engine.errors import CorruptMediaError, OutputError, UnsupportedMediaError, VeilError
 from veil.engine.report import MediaInfo, Report
 
 
@@ -88,3 +88,28 @@ def test_failure_of_one_file_keeps_the_others_and_leaves_no_partial_output(tmp_p
         {"path": str((tmp_path / "in" / "bad.jpg").resolve()), "reason": "truncated JPEG"}
     ]
     assert [s["path"].endswith("doc.pdf") for s in summary["skipped"]] == [True]
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (CorruptMediaError("{name}: the image is truncated or damaged"), "failed"),
+        (CorruptMediaError("{path}: the image is truncated or damaged"), "failed"),
+        (UnsupportedMediaError("{name}: the image is truncated or damaged"), "unsupported"),
+    ],
+)
+def test_an_outcome_gives_the_reason_without_naming_the_file_again(
+    tmp_path: Path, error: VeilError, status: str
+) -> None:
+    """The summary shows each failed or skipped file next to its path, so the reason leaves the name out."""
+    source = _touch(tmp_path / "in" / "bad.jpg").resolve()
+
+    def process(job: FileJob) -> Report:
+        raise type(error)(str(error).format(name=job.source.name, path=job.source))
+
+    (outcome,) = run_jobs(plan_jobs([source], tmp_path / "out"), process)
+    summary = summarize([outcome])
+
+    assert outcome.status == status
+    listed = summary["failures"] if status == "failed" else summary["skipped"]
+    assert listed == [{"path": str(source), "reason": "the image is truncated or damaged"}]

@@ -135,12 +135,21 @@ def _run_one(job: FileJob, process: Process, skip_existing: bool) -> FileOutcome
     try:
         report = _process_atomically(job, process)
     except UnsupportedMediaError as exc:
-        return FileOutcome(job, "unsupported", error=str(exc))
+        return FileOutcome(job, "unsupported", error=_reason(exc, job))
     except (MediaError, VeilError) as exc:
-        return FileOutcome(job, "failed", error=str(exc))
+        return FileOutcome(job, "failed", error=_reason(exc, job))
     except OSError as exc:
         return FileOutcome(job, "failed", error=f"cannot write output: {exc.strerror or exc}")
     return FileOutcome(job, "done", report)
+
+
+def _reason(exc: VeilError, job: FileJob) -> str:
+    """The error without the file's name in front ("a.jpg: the file is empty" gives "the file is empty"):
+    an outcome is shown next to its path, which would otherwise name the file twice."""
+    message = str(exc)
+    for named in (f"{job.source}: ", f"{job.source.name}: "):
+        message = message.removeprefix(named)
+    return message
 
 
 def _finished(job: FileJob) -> bool:

@@ -8,6 +8,9 @@ VeilError
 ├── OutputError                the output cannot be written where asked
 ├── SizeMismatchError          given boxes were made for media of another size
 └── ModelError                 a detector cannot be loaded or run
+
+An error about one input file starts with its name ("a.jpg: the file is empty"); a batch, which shows each
+outcome next to the file's path, keeps only the reason.
 """
 
 from __future__ import annotations
