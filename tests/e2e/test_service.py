@@ -191,13 +191,19 @@ def receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
     server.server_close()
 
 
-def test_a_signed_callback_reaches_the_receiver(
+def test_a_signed_callback_reaches_the_receiver_and_no_secret_reaches_the_log(
     service: Service, receiver: tuple[str, list[tuple[dict[str, str], bytes]]]
 ) -> None:
+    """GIVEN a key, a callback URL with a token in its query string and the key's callback secret
+    WHEN a task calls back
+    THEN the receiver gets a signature that verifies, and the server's log holds none of the three."""
     url, received = receiver
+    token = "tok-e2e-4f2a9d"
     headers, secret = service.new_key("hooked")
     file = upload(service, headers, "cb.jpg", astronaut_jpeg())
-    task = submit(service, headers, {"operation": "detect", "input": file["id"], "callback_url": url})
+    task = submit(
+        service, headers, {"operation": "detect", "input": file["id"], "callback_url": f"{url}?token={token}"}
+    )
     service.wait_for_task(headers, task["id"])
 
     deadline = time.monotonic() + 20
@@ -209,6 +215,21 @@ def test_a_signed_callback_reaches_the_receiver(
     assert readme_signature_verifier()(signature, body, secret), signature
     assert json.loads(body)["id"] == task["id"]
     assert json.loads(body)["status"] == "completed"
+    log = wait_for_log(service, "veil.deliver_callback", "succeeded")
+    for leaked in (token, headers["x-api-key"], secret):
+        assert leaked not in log
+    assert "/hook?[redacted]" in log, "the delivery was logged, without its query string"
+
+
+def wait_for_log(service: Service, *words: str, timeout_s: float = 20.0) -> str:
+    """The server's log once a line holds all of `words`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        log = (service.data_dir / "serve.log").read_text()
+        if any(all(word in line for word in words) for line in log.splitlines()):
+            return log
+        assert time.monotonic() < deadline, f"no log line with {words} in {timeout_s} s"
+        time.sleep(0.2)
 
 
 def test_a_worker_killed_mid_video_loses_nothing(

@@ -3,16 +3,20 @@
     time=2025-01-31T12:00:00.123Z level=warning logger=veil.cli.serve msg="worker exited" slot=0 pid=4242
 
 Fields given with `extra={...}` become keys of their own, so lines can be searched and parsed without
-regular expressions. Nothing here ever receives an API key: callers log key ids and names, not secrets.
+regular expressions. Callers log key ids and names, not secrets; as a second line of defence each field and
+traceback goes through `redact` before it is quoted and written: the query string of any URL or request
+target (callback URLs carry tokens there; httpx and uvicorn log them), anything shaped like an API key and
+any long hex string (callback secrets, key hashes) become `[redacted]`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from datetime import UTC, datetime
 
-__all__ = ["KeyValueFormatter", "configure_logging"]
+__all__ = ["KeyValueFormatter", "configure_logging", "redact"]
 
 # Attributes every LogRecord has; whatever else a record carries came from `extra=`.
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -20,8 +24,23 @@ _STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", 
 _IGNORED_ATTRIBUTES = frozenset({"color_message"})
 
 
+REDACTED = "[redacted]"
+# A query string after a path (`/hook?token=...`, `GET /v1/tasks?filter=...`): up to white space, a quote,
+# an angle bracket or a fragment. Prose question marks do not follow a path, so they stay.
+_QUERY = re.compile(r"""(/[^\s?#"'<>]*)\?[^\s#"'<>]*""")
+_API_KEY = re.compile(r"veil_[A-Za-z0-9_-]{16,}")
+_LONG_HEX = re.compile(r"\b[0-9a-fA-F]{32,}\b")
+
+
+def redact(text: str) -> str:
+    """`text` without URL query strings, API keys or long hex strings (callback secrets)."""
+    text = _QUERY.sub(rf"\1?{REDACTED}", text)
+    text = _API_KEY.sub(f"veil_{REDACTED}", text)
+    return _LONG_HEX.sub(REDACTED, text)
+
+
 def _value(value: object) -> str:
-    text = str(value)
+    text = redact(str(value))
     if not text or any(char in text for char in ' ="\n\t'):
         return json.dumps(text, ensure_ascii=False)
     return text
@@ -43,7 +62,7 @@ class KeyValueFormatter(logging.Formatter):
                 fields[name] = value
         line = " ".join(f"{name}={_value(value)}" for name, value in fields.items())
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "\n" + redact(self.formatException(record.exc_info))
         return line
 
 

@@ -25,11 +25,15 @@ _MIGRATIONS = Path(__file__).with_name("migrations")
 def create_db_engine(url: str) -> Engine:
     """An engine for `url`; for SQLite, creates the folder and sets WAL, busy timeout and foreign keys."""
     parsed = make_url(url)
+    # Statement parameters stay out of error messages, which end up in logs: they hold callback URLs and
+    # callback secrets.
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
+    )
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
 
