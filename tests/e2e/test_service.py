@@ -24,6 +24,7 @@ from skimage import data
 from tests.e2e.conftest import Service
 from tests.engine.video_factory import make_video
 from tests.helpers import readme_signature_verifier
+from tests.photo_factory import damaged_pixels_png
 
 pytestmark = pytest.mark.weights
 
@@ -150,10 +151,13 @@ def test_a_bad_json_logic_filter_is_a_clear_422(service: Service, alice: dict[st
 def test_a_corrupt_upload_fails_its_own_task_and_others_go_on(
     service: Service, alice: dict[str, str]
 ) -> None:
-    truncated = astronaut_jpeg()[:2000]
-    bad = submit(
-        service, alice, {"operation": "detect", "input": upload(service, alice, "cut.jpg", truncated)["id"]}
+    """A photo cut short is refused at upload; one whose damage only decoding shows fails its own task."""
+    cut = httpx.post(
+        f"{service.url}/v1/files", headers=alice, files={"file": ("cut.jpg", astronaut_jpeg()[:2000])}
     )
+    assert cut.status_code == 422 and "cut short" in cut.json()["detail"]
+    damaged = upload(service, alice, "damaged.png", damaged_pixels_png())
+    bad = submit(service, alice, {"operation": "detect", "input": damaged["id"]})
     good = submit(
         service,
         alice,

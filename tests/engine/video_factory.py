@@ -118,10 +118,21 @@ def make_video(
     return Clip(path, frames, pts_ms, av.Codec(audio, "w").name if audio else None)
 
 
-def make_audio_only(path: Path) -> Path:
-    """An .m4a file with one AAC stream and no video."""
-    with av.open(str(path), "w", format="mp4") as container:
-        _write_audio(container, container.add_stream("aac", rate=48000, layout="mono"), 1.0)
+def make_audio_only(
+    path: Path, container_format: str = "mp4", codec: str = "aac", cover: bool = False
+) -> Path:
+    """A file with one audio stream (1 s) and no video: by default an .m4a with AAC. With `cover`, it also
+    holds a still cover picture (a JPEG stream marked as attached picture), as music files do."""
+    with av.open(str(path), "w", format=container_format) as container:
+        sound = container.add_stream(codec, rate=48000, layout="mono")
+        if cover:
+            picture = container.add_stream("mjpeg", rate=1)
+            picture.width, picture.height, picture.pix_fmt = 64, 64, "yuvj420p"
+            picture.disposition = av.stream.Disposition.attached_pic
+            still = av.VideoFrame.from_ndarray(upright_frame(0, 64, 64), format="bgr24")
+            container.mux(picture.encode(still.reformat(format="yuvj420p")))
+            container.mux(picture.encode())
+        _write_audio(container, sound, 1.0)
     return path
 
 

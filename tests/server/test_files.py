@@ -15,8 +15,9 @@ from PIL import Image
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.engine.video_factory import make_video
+from tests.engine.video_factory import make_audio_only, make_video
 from tests.helpers import noise_image
+from tests.photo_factory import png_bomb
 from veil.core.db import session_scope
 from veil.core.models import StoredFile, utc_now
 from veil.core.settings import Settings
@@ -132,6 +133,49 @@ def test_content_that_is_no_photo_or_video_is_refused_with_415(
     assert body["title"] == "Unsupported Media Type"
     assert "The content is text" in body["errors"]["file"][0]
     assert stored_files(settings) == []
+
+
+def test_a_photo_declaring_more_pixels_than_the_limit_is_refused_with_422_and_not_kept(
+    client: TestClient, alice: dict[str, str], settings: Settings
+) -> None:
+    bomb = png_bomb(12_000)  # 410 KB of PNG: 432 MB once decoded
+
+    body = problem(upload(client, alice, "bomb.png", bomb), 422)
+
+    assert body["detail"] == (
+        "The photo is 12000x12000 pixels (144,000,000), over the limit of 100,000,000 pixels; "
+        "send a smaller one."
+    )
+    assert body["errors"] == {"file": [body["detail"]]}
+    assert stored_files(settings) == []
+    assert client.get("/v1/files", headers=alice).json()["count"] == 0
+
+
+@pytest.mark.parametrize(
+    ("make", "refusal"),
+    [
+        (
+            lambda folder: make_audio_only(folder / "sound.m4a"),
+            "The file holds audio only and no video stream",
+        ),
+        (
+            lambda folder: _cut_in_half(make_video(folder / "clip.mkv", frames=100, audio=None).path),
+            "The video is cut short: it declares 4.0 s",
+        ),
+    ],
+)
+def test_a_video_no_worker_could_process_is_refused_at_upload_saying_why(
+    client: TestClient, alice: dict[str, str], settings: Settings, tmp_path: Path, make: Any, refusal: str
+) -> None:
+    body = problem(upload(client, alice, "clip.bin", make(tmp_path).read_bytes()), 422)
+
+    assert body["detail"].startswith(refusal)
+    assert stored_files(settings) == []
+
+
+def _cut_in_half(path: Path) -> Path:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return path
 
 
 @pytest.mark.parametrize("size", [20_000, 200_000])  # within and beyond what Content-Length alone refuses

@@ -1,35 +1,37 @@
-"""Media types come from the content, never the name; properties come from headers, never from decoding."""
+"""Media types come from the content, never the name; properties come from headers, never from decoding;
+what no worker could process (too many pixels, no video stream, a file cut short) is refused from them."""
 
 from __future__ import annotations
 
-import io
+import subprocess
+import sys
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
+import av
+import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile, WebPImagePlugin
 
-from tests.engine.video_factory import make_video
-from tests.helpers import noise_image
-from veil.core.errors import UnsupportedMediaTypeError
-from veil.core.probe import SNIFF_BYTES, media_properties, sniff_media_type
+from tests.engine.video_factory import make_audio_only, make_video
+from tests.photo_factory import damaged_pixels_png, declaring, photo_bytes, png_bomb
+from veil.core.errors import UnprocessableMediaError, UnsupportedMediaTypeError
+from veil.core.probe import SNIFF_BYTES, inspect_upload, media_properties, sniff_media_type
 
-
-def image_bytes(image_format: str, width: int = 64, height: int = 48, **save_args: object) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(noise_image(width, height)).save(buffer, format=image_format, **save_args)
-    return buffer.getvalue()
+image_bytes = photo_bytes
+PHOTO_FORMATS = [("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp"), ("BMP", "image/bmp"),
+                 ("TIFF", "image/tiff")]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("image_format", "media_type"),
-    [
-        ("JPEG", "image/jpeg"),
-        ("PNG", "image/png"),
-        ("WEBP", "image/webp"),
-        ("BMP", "image/bmp"),
-        ("TIFF", "image/tiff"),
-    ],
-)
+def stored(tmp_path: Path, data: bytes) -> tuple[Path, str]:
+    """`data` written to a file with a name that says nothing, and its type as sniffed."""
+    path = tmp_path / "upload.bin"
+    path.write_bytes(data)
+    return path, sniff_media_type(data[:SNIFF_BYTES])
+
+
+@pytest.mark.parametrize(("image_format", "media_type"), PHOTO_FORMATS)
 def test_photos_are_typed_and_measured(tmp_path: Path, image_format: str, media_type: str) -> None:
     data = image_bytes(image_format)
     path = tmp_path / "upload.bin"  # the name says nothing
@@ -37,6 +39,7 @@ def test_photos_are_typed_and_measured(tmp_path: Path, image_format: str, media_
 
     assert sniff_media_type(data[:SNIFF_BYTES]) == media_type
     assert media_properties(path, media_type) == {"size": len(data), "width": 64, "height": 48}
+    assert inspect_upload(path, media_type) == {"size": len(data), "width": 64, "height": 48}
 
 
 def test_a_photo_turned_by_exif_reports_the_size_it_is_shown_at(tmp_path: Path) -> None:
@@ -44,7 +47,7 @@ def test_a_photo_turned_by_exif_reports_the_size_it_is_shown_at(tmp_path: Path) 
     exif[0x0112] = 6  # rotate 90 degrees clockwise to show
     path = tmp_path / "portrait.jpg"
     path.write_bytes(image_bytes("JPEG", 64, 48, exif=exif.tobytes()))
-    properties = media_properties(path, "image/jpeg")
+    properties = inspect_upload(path, "image/jpeg")
 
     assert (properties["width"], properties["height"]) == (48, 64)
 
@@ -66,7 +69,8 @@ def test_videos_are_typed_and_measured(
     path = make_video(tmp_path / name, frames=10, fps=25, audio=None, codec=codec).path
 
     assert sniff_media_type(path.read_bytes()[:SNIFF_BYTES]) == media_type
-    properties = media_properties(path, media_type)
+    properties = inspect_upload(path, media_type)
+    assert properties == media_properties(path, media_type)
     assert properties["size"] == path.stat().st_size
     assert (properties["width"], properties["height"], properties["fps"]) == (320, 240, 25.0)
     assert properties["duration"] == pytest.approx(0.4, abs=0.05)
@@ -105,8 +109,260 @@ def test_text_cut_inside_a_character_is_still_text() -> None:
     ("media_type", "content"),
     [("image/jpeg", b"\xff\xd8\xff\xe0" + bytes(100)), ("video/mp4", b"\0\0\0\x18ftypisom" + bytes(100))],
 )
-def test_a_corrupt_file_reports_its_size_only(tmp_path: Path, media_type: str, content: bytes) -> None:
+def test_a_file_with_unreadable_headers_is_refused_saying_so(
+    tmp_path: Path, media_type: str, content: bytes
+) -> None:
     path = tmp_path / "broken"
     path.write_bytes(content)
 
+    with pytest.raises(UnprocessableMediaError, match=r"cannot be read.*damaged or cut short"):
+        inspect_upload(path, media_type)
+    # A file Veil wrote itself is not refused: it reports what it can, its size.
     assert media_properties(path, media_type) == {"size": len(content)}
+
+
+@pytest.mark.parametrize(
+    ("image_format", "save_args"),
+    [
+        ("PNG", {}),
+        ("JPEG", {}),
+        ("JPEG", {"progressive": True}),
+        ("BMP", {}),
+        ("TIFF", {}),
+        ("WEBP", {"lossless": False}),
+        ("WEBP", {"lossless": True}),
+        ("WEBP", {"exif": Image.Exif().tobytes()}),  # the extended format (VP8X chunk first)
+    ],
+)
+def test_a_photo_declaring_too_many_pixels_is_refused_from_its_header(
+    tmp_path: Path, image_format: str, save_args: dict[str, Any]
+) -> None:
+    path, media_type = stored(tmp_path, declaring(image_format, 12_000, 12_000, **save_args))
+
+    with pytest.raises(UnprocessableMediaError, match=r"12000x12000 pixels \(144,000,000\), over the limit"):
+        inspect_upload(path, media_type)
+
+
+def test_a_real_png_bomb_is_refused_without_decoding_it(tmp_path: Path) -> None:
+    path, media_type = stored(tmp_path, png_bomb(12_000))
+
+    with pytest.raises(UnprocessableMediaError, match="12000x12000"):
+        inspect_upload(path, media_type)
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG", "TIFF"])
+def test_a_photo_over_pillows_warning_size_but_under_the_limit_is_read_from_its_header(
+    tmp_path: Path, image_format: str
+) -> None:
+    """Pillow warns (an error under this suite's warnings filter) above 89,478,485 pixels; the limit: 10^8."""
+    path, media_type = stored(tmp_path, declaring(image_format, 10_000, 9_000))
+
+    assert inspect_upload(path, media_type) == {"size": path.stat().st_size, "width": 10_000, "height": 9_000}
+
+
+@pytest.mark.parametrize(
+    ("image_format", "media_type", "turned"),
+    [
+        ("JPEG", "image/jpeg", True),
+        ("PNG", "image/png", True),
+        ("PNG", "image/png", False),
+        ("WEBP", "image/webp", True),
+        ("WEBP", "image/webp", False),
+        ("TIFF", "image/tiff", True),
+        ("BMP", "image/bmp", False),
+    ],
+)
+def test_no_pixel_is_decoded_to_read_a_photo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image_format: str, media_type: str, turned: bool
+) -> None:
+    """BMP holds no EXIF; a PNG without EXIF before its pixels is where Pillow's getexif() decodes them."""
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("pixels decoded, or a WebP handed to Pillow")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
+    monkeypatch.setattr(WebPImagePlugin.WebPImageFile, "_open", refuse)
+    path = tmp_path / "photo"
+    path.write_bytes(image_bytes(image_format, 64, 48, **({"exif": _turned_exif()} if turned else {})))
+
+    properties = inspect_upload(path, media_type)
+
+    assert (properties["width"], properties["height"]) == ((48, 64) if turned else (64, 48))
+
+
+def _turned_exif() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter
+    return exif.tobytes()
+
+
+@pytest.mark.parametrize(("image_format", "media_type"), PHOTO_FORMATS)
+def test_a_photo_cut_short_is_refused_saying_so(tmp_path: Path, image_format: str, media_type: str) -> None:
+    data = image_bytes(image_format, 200, 150)
+    path = tmp_path / "photo"
+    path.write_bytes(data[: len(data) * 3 // 5])
+
+    with pytest.raises(UnprocessableMediaError, match="The photo is cut short"):
+        inspect_upload(path, media_type)
+
+
+@pytest.mark.parametrize(
+    ("image_format", "media_type", "after"),
+    [
+        ("JPEG", "image/jpeg", bytes(range(256)) * 400),  # a phone's motion photo: a video after the picture
+        ("PNG", "image/png", b"\0" * 100_000),
+    ],
+)
+def test_data_after_a_whole_photo_is_no_reason_to_refuse_it(
+    tmp_path: Path, image_format: str, media_type: str, after: bytes
+) -> None:
+    path = tmp_path / "photo"
+    path.write_bytes(image_bytes(image_format) + after)
+
+    assert inspect_upload(path, media_type)["width"] == 64
+
+
+def test_damaged_picture_data_behind_whole_headers_is_left_to_the_worker(tmp_path: Path) -> None:
+    """Only decoding tells, and the API never decodes: the task that reads the photo fails with the reason."""
+    path, media_type = stored(tmp_path, damaged_pixels_png())
+
+    assert inspect_upload(path, media_type) == {"size": path.stat().st_size, "width": 64, "height": 48}
+
+
+@pytest.mark.parametrize(
+    ("image_format", "save_args"),
+    [("PNG", {}), ("WEBP", {}), ("TIFF", {})],
+)
+def test_an_animated_or_multi_page_photo_is_refused(
+    tmp_path: Path, image_format: str, save_args: dict[str, Any]
+) -> None:
+    second = Image.fromarray(np.zeros((48, 64, 3), np.uint8))
+    path, media_type = stored(
+        tmp_path, image_bytes(image_format, save_all=True, append_images=[second], **save_args)
+    )
+
+    with pytest.raises(UnprocessableMediaError, match="animated or has several pages"):
+        inspect_upload(path, media_type)
+
+
+def test_a_multi_picture_jpeg_counts_as_one_photo(tmp_path: Path) -> None:
+    """MPO (phone cameras): the engine keeps the first picture and drops the others on purpose."""
+    second = Image.fromarray(np.zeros((48, 64, 3), np.uint8))
+    path, media_type = stored(tmp_path, image_bytes("MPO", save_all=True, append_images=[second]))
+
+    assert inspect_upload(path, media_type)["width"] == 64
+
+
+def faststart(clip: Path) -> Path:
+    """The clip remuxed with its index (moov) first, as streaming services write MP4."""
+    out = clip.with_name(f"faststart-{clip.name}")
+    with av.open(str(clip)) as source, av.open(str(out), "w", options={"movflags": "+faststart"}) as target:
+        streams = {stream.index: target.add_stream_from_template(stream) for stream in source.streams}
+        for packet in source.demux():
+            if packet.dts is not None:
+                packet.stream = streams[packet.stream.index]
+                target.mux(packet)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "index_first", "refusal"),
+    [
+        ("clip.mp4", "libx264", True, "The video is cut short: it ends inside its last packet"),
+        ("clip.mp4", "libx264", False, r"The video cannot be read: .* damaged or cut short"),
+        (
+            "clip.mkv",
+            "libx264",
+            False,
+            r"The video is cut short: it declares 4.0 s, the file holds [12].\d s",
+        ),
+        ("clip.webm", "libvpx-vp9", False, r"The video is cut short: it declares 4.0 s"),
+        ("clip.avi", "mpeg4", False, "The video is cut short"),
+    ],
+)
+def test_a_video_cut_short_is_refused_saying_so(
+    tmp_path: Path, name: str, codec: str, index_first: bool, refusal: str
+) -> None:
+    clip = make_video(tmp_path / name, frames=100, audio=None, codec=codec).path
+    whole = (faststart(clip) if index_first else clip).read_bytes()
+    path, media_type = stored(tmp_path, whole[: len(whole) // 2])
+
+    with pytest.raises(UnprocessableMediaError, match=refusal):
+        inspect_upload(path, media_type)
+
+
+def test_a_video_cut_in_its_last_packet_is_refused(tmp_path: Path) -> None:
+    clip = faststart(make_video(tmp_path / "clip.mp4", frames=100).path)
+    path, media_type = stored(tmp_path, clip.read_bytes()[:-100])
+
+    with pytest.raises(UnprocessableMediaError, match="ends inside its last packet"):
+        inspect_upload(path, media_type)
+
+
+@pytest.mark.parametrize(
+    ("name", "container_format", "codec", "cover", "holds"),
+    [
+        ("sound.m4a", "mp4", "aac", False, "audio only"),
+        ("sound.mka", "matroska", "aac", False, "audio only"),
+        ("sound.webm", "webm", "libopus", False, "audio only"),
+        ("song.m4a", "mp4", "aac", True, "only a still cover picture"),
+    ],
+)
+def test_a_file_with_no_video_stream_is_refused_saying_what_it_holds(
+    tmp_path: Path, name: str, container_format: str, codec: str, cover: bool, holds: str
+) -> None:
+    made = make_audio_only(tmp_path / name, container_format, codec, cover)
+    path, media_type = stored(tmp_path, made.read_bytes())
+    assert media_type.startswith("video/")  # its container is a video's
+
+    with pytest.raises(UnprocessableMediaError, match=f"The file holds {holds} and no video stream"):
+        inspect_upload(path, media_type)
+
+
+def test_a_video_with_frames_over_the_pixel_limit_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("veil.core.probe.MAX_PIXELS", 320 * 240 - 1)
+    clip = make_video(tmp_path / "clip.mp4", frames=5, audio=None).path
+
+    with pytest.raises(
+        UnprocessableMediaError, match=r"frames are 320x240 pixels \(76,800\), over the limit"
+    ):
+        inspect_upload(clip, "video/mp4")
+
+
+_PEAK_GROWTH_MIB = """
+import sys
+from pathlib import Path
+from veil.core.probe import inspect_upload
+def kib(field):
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field))
+    return int(line.split()[1])
+Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts again from the resident size
+before = kib("VmRSS")
+inspect_upload(Path(sys.argv[1]), "video/mp4")
+print((kib("VmHWM") - before) // 1024)
+"""
+
+
+def test_reading_a_video_decodes_no_frame(tmp_path: Path) -> None:
+    """GIVEN a short H.264 clip of 4,000 x 4,000 frames (24 MB each once decoded)
+    WHEN its upload is inspected, in a process of its own
+    THEN that process's peak grows by less than one decoded frame (FFmpeg's probing would decode one)."""
+    side = 4000
+    path = tmp_path / "large.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        stream.width = stream.height = side
+        stream.pix_fmt, stream.time_base = "yuv420p", Fraction(1, 25)
+        frame = av.VideoFrame.from_ndarray(np.zeros((side, side, 3), np.uint8), format="bgr24")
+        for index in range(4):
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+    growth_mib = subprocess.run(
+        [sys.executable, "-c", _PEAK_GROWTH_MIB, str(path)], capture_output=True, text=True, check=True
+    ).stdout
+
+    assert int(growth_mib) < side * side * 1.5 / 2**20 * 0.8

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import RecordingQueue
+from tests.photo_factory import png_bomb
 from tests.server.test_files import image_bytes, problem
 from veil.core import uploads
 from veil.core.db import session_scope
@@ -165,6 +166,21 @@ def test_content_that_is_no_photo_is_refused_and_nothing_is_kept(
     body = problem(patch(client, alice, location, 0, content), 415)
 
     assert "PDF" in body["detail"] or "not a photo" in body["detail"]
+    assert upload_files(settings) == []
+    assert client.head(location, headers={**alice, **TUS}).status_code == 404
+    assert client.get("/v1/files", headers=alice).json()["count"] == 0
+
+
+def test_a_photo_over_the_pixel_limit_is_refused_when_complete_and_nothing_is_kept(
+    client: TestClient, alice: dict[str, str], settings: Settings
+) -> None:
+    bomb = png_bomb(12_000)
+    location = create(client, alice, len(bomb), "bomb.png")
+    assert patch(client, alice, location, 0, bomb[:100_000]).status_code == 204
+
+    body = problem(patch(client, alice, location, 100_000, bomb[100_000:]), 422)
+
+    assert "12000x12000 pixels" in body["detail"]
     assert upload_files(settings) == []
     assert client.head(location, headers={**alice, **TUS}).status_code == 404
     assert client.get("/v1/files", headers=alice).json()["count"] == 0

@@ -16,6 +16,7 @@ from sqlalchemy import update
 
 from tests.engine.video_factory import make_video
 from tests.helpers import FACE_BOX, RecordingQueue, load_rgb, save_image, validate_report
+from tests.photo_factory import damaged_pixels_png
 from tests.worker.conftest import generated, key_row, submit, task_row, upload
 from veil.core.db import session_scope
 from veil.core.models import ApiKey, Task, utc_now
@@ -237,8 +238,8 @@ def _cancel_at(index: int, at: int, context: WorkerContext, owner: ApiKey, task_
 def test_corrupt_input_fails_with_a_clear_detail(
     context: WorkerContext, owner: ApiKey, tmp_path: Path, queue: RecordingQueue, one_face: Detections
 ) -> None:
-    damaged = tmp_path / "broken.jpg"
-    damaged.write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4)
+    damaged = tmp_path / "broken.png"
+    damaged.write_bytes(damaged_pixels_png())  # whole headers, so the upload is taken; decoding fails
     source = upload(context, owner, damaged)
     task_id = submit(context, owner, source.id, callback_url="http://127.0.0.1:9/hook")
     run_task(context, task_id)
@@ -246,7 +247,7 @@ def test_corrupt_input_fails_with_a_clear_detail(
     task = task_row(context, task_id)
     assert task.status == "failed"
     assert task.error is not None and task.error["title"] == "Corrupt media"
-    assert task.error["detail"].startswith("broken.jpg: ")
+    assert task.error["detail"].startswith("broken.png: ")
     assert str(context.settings.storage_dir) not in task.error["detail"]
     assert generated(context, task_id) == []
     assert _stored_tree(context, owner, task_id) == []

@@ -5,12 +5,23 @@ problems (`veil.server.problems`) and the CLI into one-line messages.
     ├── NotFoundError      a resource is missing or belongs to another key (both answer 404)
     ├── ConflictError      the resource is in a state that forbids the request
     └── InvalidInputError  named fields are wrong: {field: [message, ...]}
-        └── UnsupportedMediaTypeError  an upload's content is no photo or video Veil handles
+        └── MediaRefusedError  an upload's content is refused; its message says why
+            ├── UnsupportedMediaTypeError  no photo or video Veil handles (415)
+            └── UnprocessableMediaError    a photo or video Veil cannot process: too many pixels, no video
+                                           stream, cut short or damaged (422)
 """
 
 from __future__ import annotations
 
-__all__ = ["ConflictError", "InvalidInputError", "NotFoundError", "ServiceError", "UnsupportedMediaTypeError"]
+__all__ = [
+    "ConflictError",
+    "InvalidInputError",
+    "MediaRefusedError",
+    "NotFoundError",
+    "ServiceError",
+    "UnprocessableMediaError",
+    "UnsupportedMediaTypeError",
+]
 
 
 class ServiceError(Exception):
@@ -33,11 +44,9 @@ class InvalidInputError(ServiceError):
         super().__init__(f"The request has invalid fields: {fields}.")
 
 
-class UnsupportedMediaTypeError(InvalidInputError):
-    """The content (never the name) is of a type Veil cannot process; answered as 415.
-
-    `detail` says what the content looks like; it is also the message for the `file` field.
-    """
+class MediaRefusedError(InvalidInputError):
+    """An upload's content is refused. `detail` says why, for a person; it is also the message for the
+    `file` field."""
 
     def __init__(self, detail: str) -> None:
         super().__init__({"file": [detail]})
@@ -45,3 +54,12 @@ class UnsupportedMediaTypeError(InvalidInputError):
 
     def __str__(self) -> str:
         return self.detail
+
+
+class UnsupportedMediaTypeError(MediaRefusedError):
+    """The content (never the name) is of a type Veil cannot process; answered as 415."""
+
+
+class UnprocessableMediaError(MediaRefusedError):
+    """A photo or video Veil handles, that it still cannot process: more pixels than the limit, no video
+    stream, or cut short or damaged; told from headers and container structure, never from decoding."""

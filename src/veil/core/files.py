@@ -20,7 +20,7 @@ from veil.core.errors import ConflictError, NotFoundError
 from veil.core.ids import new_id
 from veil.core.listing import Listing, fetch_page, visible_to
 from veil.core.models import ApiKey, StoredFile, Task, utc_now
-from veil.core.probe import SNIFF_BYTES, media_properties, sniff_media_type
+from veil.core.probe import SNIFF_BYTES, inspect_upload, sniff_media_type
 from veil.core.schemas import FileListQuery, FileProperties, FilePublic, FilesPublic
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage
@@ -80,10 +80,12 @@ async def store_upload(
     chunks: AsyncIterator[bytes],
 ) -> FilePublic:
     """Streams an upload to storage and records it; the type is told from the first bytes, so content
-    Veil cannot process is refused before anything is written.
+    Veil cannot process is refused before anything is written, and the headers once it is stored.
 
     Raises:
         UnsupportedMediaTypeError: the content is no photo or video Veil handles.
+        UnprocessableMediaError: a photo or video no worker could process (see `inspect_upload`); nothing
+            is kept.
         UploadTooLargeError: more than `settings.max_upload_bytes` arrived (nothing is kept).
         StorageFullError: the disk is full (nothing is kept).
     """
@@ -115,6 +117,8 @@ def store_stored_bytes(
     Raises:
         UnsupportedMediaTypeError: the content is no photo or video Veil handles (`source_key` is kept;
             the caller decides what to do with it).
+        UnprocessableMediaError: a photo or video no worker could process (see `inspect_upload`); the
+            bytes are deleted.
     """
     with storage.path(source_key).open("rb") as source:
         head = source.read(SNIFF_BYTES)
@@ -143,7 +147,7 @@ def _new_upload(*, owner: ApiKey, filename: str | None, media_type: str, setting
 
 
 def _record_upload(session: Session, storage: LocalStorage, record: StoredFile) -> None:
-    record.properties = media_properties(storage.path(record.storage_key), record.media_type)
+    record.properties = inspect_upload(storage.path(record.storage_key), record.media_type)
     session.add(record)
     session.commit()
 

@@ -1,8 +1,10 @@
 """What an uploaded file is, told from its content (never its name), and what can be read of it cheaply.
 
 `sniff_media_type` looks at the first bytes only, so an upload can be refused before it is stored.
-`media_properties` reads headers and container metadata without decoding pixels; when the file is
-corrupt it reports the size alone, and the task that later reads the file fails with a clear error.
+`inspect_upload` then reads headers and container structure, never decoding a pixel (the API process must
+not: a small PNG can declare 12,000 x 12,000 pixels), and refuses what the workers could not process: more
+pixels than the engine's limit, a file with no video stream, one cut short or damaged. `media_properties`
+reads the same headers leniently, for files Veil wrote itself.
 """
 
 from __future__ import annotations
@@ -13,12 +15,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import av
-from PIL import Image
+from veil.core.errors import MediaRefusedError, UnprocessableMediaError, UnsupportedMediaTypeError
+from veil.core.photo_probe import check_photo_complete, read_photo_header
+from veil.core.video_probe import check_video_complete, read_video_header
+from veil.engine.media.image import DEFAULT_MAX_PIXELS
 
-from veil.core.errors import UnsupportedMediaTypeError
+__all__ = [
+    "IMAGE_TYPES",
+    "MAX_PIXELS",
+    "SNIFF_BYTES",
+    "VIDEO_TYPES",
+    "inspect_upload",
+    "media_properties",
+    "sniff_media_type",
+]
 
-__all__ = ["IMAGE_TYPES", "SNIFF_BYTES", "VIDEO_TYPES", "media_properties", "sniff_media_type"]
+MAX_PIXELS = DEFAULT_MAX_PIXELS
+"""Most pixels of a photo, or of one video frame, accepted: the limit the engine applies to photos."""
 
 SNIFF_BYTES = 4096
 """How many leading bytes `sniff_media_type` wants; fewer are fine for a shorter file."""
@@ -65,9 +78,6 @@ _KNOWN_OTHERS = (
     (b"PK\x03\x04", "a ZIP archive"),
     (b"\x1f\x8b", "a gzip archive"),
 )
-# EXIF orientations that turn the picture a quarter, so a viewer shows it with width and height swapped.
-_QUARTER_TURNS = frozenset({5, 6, 7, 8})
-_EXIF_ORIENTATION = 0x0112
 
 
 def sniff_media_type(head: bytes) -> str:
@@ -87,40 +97,42 @@ def sniff_media_type(head: bytes) -> str:
     )
 
 
-def media_properties(path: Path, media_type: str) -> dict[str, Any]:
-    """`size` in bytes, plus what headers tell without decoding: `width`, `height` (photos as shown after
-    EXIF orientation, videos as coded), and for videos `duration` (s), `fps` and `frame_count` when the
-    container records them. A file that cannot be read reports its size alone."""
+def inspect_upload(path: Path, media_type: str) -> dict[str, Any]:
+    """The properties of an upload (see `media_properties`), once its headers and structure show that a
+    worker can process it; nothing is decoded.
+
+    Raises:
+        UnprocessableMediaError: more than `MAX_PIXELS` pixels (photo, or video frame), no video stream in a
+            video container, a file cut short, or headers that cannot be read; the message says which.
+    """
     properties: dict[str, Any] = {"size": path.stat().st_size}
-    reader = _image_properties if media_type in IMAGE_TYPES else _video_properties
-    try:
-        properties.update(reader(path))
-    except Exception as exc:  # any reader failure means "corrupt": the task reading it reports why
-        log.info("could not read properties of %s (%s): %s", path.name, media_type, exc)
+    if media_type in IMAGE_TYPES:
+        header = read_photo_header(path, media_type, MAX_PIXELS)
+        if header.several_pictures:
+            raise UnprocessableMediaError(
+                "The photo is animated or has several pages; Veil processes still, single photos."
+            )
+        check_photo_complete(path, media_type)
+        properties.update(width=header.width, height=header.height)
+    else:
+        properties.update(read_video_header(path, MAX_PIXELS).properties())
+        check_video_complete(path)
     return properties
 
 
-def _image_properties(path: Path) -> dict[str, Any]:
-    with Image.open(path) as image:  # reads the header; pixels are decoded only on access
-        width, height = image.size
-        if image.getexif().get(_EXIF_ORIENTATION) in _QUARTER_TURNS:
-            width, height = height, width
-    return {"width": width, "height": height}
-
-
-def _video_properties(path: Path) -> dict[str, Any]:
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        properties: dict[str, Any] = {
-            "width": stream.codec_context.width,
-            "height": stream.codec_context.height,
-        }
-        if container.duration is not None and container.duration > 0:
-            properties["duration"] = round(container.duration / av.time_base, 3)
-        if stream.average_rate:
-            properties["fps"] = round(float(stream.average_rate), 3)
-        if stream.frames > 0:
-            properties["frame_count"] = stream.frames
+def media_properties(path: Path, media_type: str) -> dict[str, Any]:
+    """`size` in bytes, plus what headers tell without decoding: `width`, `height` (photos as shown after
+    EXIF orientation, videos as coded), and for videos `duration` (s), `fps` and `frame_count` when the
+    container records them. For files Veil wrote: one whose headers cannot be read reports its size alone."""
+    properties: dict[str, Any] = {"size": path.stat().st_size}
+    try:
+        if media_type in IMAGE_TYPES:
+            header = read_photo_header(path, media_type, MAX_PIXELS)
+            properties.update(width=header.width, height=header.height)
+        else:
+            properties.update(read_video_header(path, MAX_PIXELS).properties())
+    except MediaRefusedError as exc:
+        log.info("could not read properties of %s (%s): %s", path.name, media_type, exc)
     return properties
 
 

@@ -18,7 +18,13 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from veil.core.errors import ConflictError, InvalidInputError, NotFoundError, UnsupportedMediaTypeError
+from veil.core.errors import (
+    ConflictError,
+    InvalidInputError,
+    MediaRefusedError,
+    NotFoundError,
+    UnsupportedMediaTypeError,
+)
 from veil.core.files import file_public, get_file, safe_filename, store_stored_bytes
 from veil.core.ids import new_id
 from veil.core.models import ApiKey, Upload, utc_now
@@ -152,6 +158,8 @@ async def append_to_upload(
             appending to it.
         UploadTooLargeError: the chunks go past the announced length (nothing of them is kept).
         UnsupportedMediaTypeError: the content is no photo or video; the upload and its bytes are deleted.
+        UnprocessableMediaError: the complete upload is a photo or video no worker could process (too
+            many pixels, no video stream, cut short); the upload and its bytes are deleted.
         StorageFullError: the disk is full (nothing of the chunks is kept).
     """
     # Taken before the offset is read, so two requests of this process never both append at one offset.
@@ -214,7 +222,7 @@ def _commit_bytes(
                 filename=upload.filename,
                 source_key=upload.storage_key,
             )
-        except UnsupportedMediaTypeError:
+        except MediaRefusedError:
             _discard(session, storage, upload)
             raise
         upload.file_id = stored.id
