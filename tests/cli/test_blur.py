@@ -179,10 +179,12 @@ def test_model_override_errors_are_clear(photos: Path, tmp_path: Path, spec: str
 def test_summary_json_has_blurit_counts(photos: Path, tmp_path: Path, one_face: Detections) -> None:
     summary = tmp_path / "summary.json"
     args = ["blur", str(photos), "-o", str(tmp_path / "out"), "--summary-json", str(summary)]
-    assert runner.invoke(app, args).exit_code == 0
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "found in photos: 2 faces" in result.output and "found in videos" not in result.output
     document = json.loads(summary.read_text())
     assert document["nb_files"] == {"IMAGE": 2, "VIDEO": 0}
     assert document["size"]["IMAGE"] == sum(p.stat().st_size for p in photos.rglob("*.png"))
-    assert document["detections"] == {"face": 2}
+    assert document["detections"] == {"IMAGE": {"face": 2}, "VIDEO": {}}
     assert [Path(s["path"]).name for s in document["skipped"]] == ["notes.txt"]
     assert document["failures"] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import av
@@ -43,8 +44,12 @@ def test_blur_video_tree(tmp_path: Path, square_faces: None) -> None:
     (tmp_path / "in" / "cams").mkdir(parents=True)
     clip = make_video(tmp_path / "in" / "cams" / "door.mp4", frames=40)
     out = tmp_path / "out"
-    result = runner.invoke(app, ["blur", str(tmp_path / "in"), "-o", str(out)])
+    summary = tmp_path / "summary.json"
+    result = runner.invoke(
+        app, ["blur", str(tmp_path / "in"), "-o", str(out), "--summary-json", str(summary)]
+    )
     assert result.exit_code == 0, result.output
+    assert json.loads(summary.read_text())["detections"] == {"IMAGE": {}, "VIDEO": {"face": 1}}
     written = out / "cams" / "door.mp4"
     assert _summary(written) == _summary(clip.path)
     assert _summary(written)[1] == ["audio", "video"]
@@ -54,7 +59,9 @@ def test_blur_video_tree(tmp_path: Path, square_faces: None) -> None:
     assert len(document["frames"]) == 40
     sources = {d["source"] for frame in document["frames"] for d in frame["detections"]}
     assert sources == {"detected", "tracked"}
-    assert "VIDEO" in result.output and "face: 1" in result.output
+    assert "VIDEO" in result.output
+    assert "found in videos: 1 face track (each followed across frames)" in result.output
+    assert "found in photos" not in result.output
 
 
 def test_no_audio_drops_the_audio_track(tmp_path: Path, square_faces: None) -> None:

@@ -72,6 +72,12 @@ def _human_bytes(count: int) -> str:
     raise AssertionError("unreachable")
 
 
+def _counted(counts: dict[str, int], noun: str) -> str:
+    """ "2 faces, 1 plate" (noun ""), or "1 face track, 3 plate tracks" (noun " track"); "nothing"."""
+    parts = [f"{count} {label}{noun}{'' if count == 1 else 's'}" for label, count in counts.items()]
+    return ", ".join(parts) or "nothing"
+
+
 def print_summary(console: Console, summary: dict[str, Any]) -> None:
     """Prints files and bytes per media type, detections per label, then skipped and failed files."""
     table = Table(title="Veil summary", show_header=True)
@@ -81,8 +87,12 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
     table.add_row("files", str(summary["nb_files"]["IMAGE"]), str(summary["nb_files"]["VIDEO"]))
     table.add_row("size", _human_bytes(summary["size"]["IMAGE"]), _human_bytes(summary["size"]["VIDEO"]))
     console.print(table)
-    found = ", ".join(f"{label}: {count}" for label, count in summary["detections"].items()) or "none"
-    console.print(f"detections: {found}")
+    photos, videos = summary["detections"]["IMAGE"], summary["detections"]["VIDEO"]
+    if summary["nb_files"]["IMAGE"]:
+        console.print(f"found in photos: {_counted(photos, '')}")
+    if summary["nb_files"]["VIDEO"]:
+        # A face seen in 300 frames is one track, not 300 boxes; saying "tracks" keeps the numbers honest.
+        console.print(f"found in videos: {_counted(videos, ' track')} (each followed across frames)")
     if summary["already_done"]:
         console.print(f"already done (skipped): {summary['already_done']}")
     for item in summary["skipped"]:

@@ -188,11 +188,12 @@ def _write_json_atomically(path: Path, document: str) -> None:
 
 
 def summarize(outcomes: Iterable[FileOutcome]) -> dict[str, Any]:
-    """Counts in the shape of a BlurIt task result: files and bytes per IMAGE and VIDEO, detections per
-    label, and one line per failed or skipped file."""
+    """Counts in the shape of a BlurIt task result: files, bytes and detections per label, each per IMAGE
+    and VIDEO (on video a detection is a track: one object followed across frames counts once), and one line
+    per failed or skipped file."""
     nb_files: Counter[str] = Counter({"IMAGE": 0, "VIDEO": 0})
     size: Counter[str] = Counter({"IMAGE": 0, "VIDEO": 0})
-    detections: Counter[str] = Counter()
+    detections: dict[str, Counter[str]] = {"IMAGE": Counter(), "VIDEO": Counter()}
     failures: list[dict[str, str]] = []
     skipped: list[dict[str, str]] = []
     existing = 0
@@ -201,7 +202,7 @@ def summarize(outcomes: Iterable[FileOutcome]) -> dict[str, Any]:
             kind = outcome.job.kind.upper()
             nb_files[kind] += 1
             size[kind] += outcome.size_bytes
-            detections.update(outcome.report.counts_by_label())
+            detections[kind].update(outcome.report.counts_by_label())
         elif outcome.status == "failed":
             failures.append({"path": str(outcome.job.source), "reason": outcome.error or "unknown error"})
         elif outcome.status == "unsupported":
@@ -211,7 +212,7 @@ def summarize(outcomes: Iterable[FileOutcome]) -> dict[str, Any]:
     return {
         "nb_files": dict(nb_files),
         "size": dict(size),
-        "detections": dict(sorted(detections.items())),
+        "detections": {kind: dict(sorted(counts.items())) for kind, counts in detections.items()},
         "already_done": existing,
         "skipped": skipped,
         "failures": failures,
