@@ -1,0 +1,138 @@
+"""API memory under decompression bombs: peak RSS of the API process during concurrent uploads of a small PNG
+that declares a huge picture.
+
+Starts `veil serve --workers 0` on a fresh data dir under /tmp (the API alone, in the `veil serve` process),
+generates a PNG of one colour that declares `--side` x `--side` pixels (a few hundred KB), and has
+`--clients` clients upload it at the same time. Reports the API's resident memory before and its peak
+(VmHWM) after, the time the uploads took and the answers they got.
+
+    .venv/bin/python bench/upload_memory.py --clients 4 --side 12000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy.orm import sessionmaker
+
+from veil.core.db import create_db_engine, migrate, session_scope
+from veil.core.keys import create_api_key
+
+VEIL = str(Path(sys.executable).with_name("veil"))
+
+
+def png_bomb(side: int) -> bytes:
+    """A valid RGB PNG of `side` x `side` black pixels: zlib shrinks each row of zeros to a few bytes."""
+    row = b"\0" + bytes(side * 3)  # filter type 0, then the pixels
+    compressor = zlib.compressobj(9)
+    data = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", side, side, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """VmRSS (now) and VmHWM (peak) of a process, KiB."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            fields[name] = int(value.split()[0])
+    return fields
+
+
+def wait_healthy(url: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise SystemExit(f"the server at {url} did not start")
+
+
+async def upload_all(url: str, headers: dict[str, str], data: bytes, clients: int) -> list[int]:
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300) as client:
+        responses = await asyncio.gather(
+            *(client.post("/v1/files", files={"file": (f"bomb{i}.png", data)}) for i in range(clients))
+        )
+    return [response.status_code for response in responses]
+
+
+def run(clients: int, side: int, data_dir: Path) -> dict[str, Any]:
+    data = png_bomb(side)
+    env = {**os.environ, "VEIL_DATA_DIR": str(data_dir), "VEIL_RATE_LIMIT": "1000000/minute"}
+    database_url = f"sqlite:///{data_dir / 'veil.db'}"
+    migrate(database_url)
+    with session_scope(sessionmaker(create_db_engine(database_url))) as session:
+        headers = {"x-api-key": create_api_key(session, name="bench").secret}
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with (data_dir / "serve.log").open("wb") as log:
+        server = subprocess.Popen(
+            [VEIL, "serve", "--port", str(port), "--workers", "0"], env=env, stdout=log, stderr=log
+        )
+    try:
+        wait_healthy(url)
+        before = memory_kib(server.pid)
+        began = time.perf_counter()
+        statuses = asyncio.run(upload_all(url, headers, data, clients))
+        elapsed_s = time.perf_counter() - began
+        after = memory_kib(server.pid)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    return {
+        "png_bytes": len(data),
+        "declared_pixels": f"{side}x{side}",
+        "clients": clients,
+        "rss_before_mib": before["VmRSS"] / 1024,
+        "peak_rss_mib": after["VmHWM"] / 1024,
+        "peak_growth_mib": (after["VmHWM"] - before["VmRSS"]) / 1024,
+        "uploads_s": elapsed_s,
+        "statuses": dict(Counter(statuses)),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--side", type=int, default=12000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="veil-upload-memory-") as folder:
+        result = run(args.clients, args.side, Path(folder))
+    for name, value in result.items():
+        print(f"{name:>18}: {value:.1f}" if isinstance(value, float) else f"{name:>18}: {value}")
+
+
+if __name__ == "__main__":
+    main()
