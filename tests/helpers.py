@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -68,3 +71,19 @@ def readme_signature_verifier() -> Callable[[str, bytes, str], bool]:
     exec(textwrap.dedent(block), namespace)
     verify: Callable[[str, bytes, str], bool] = namespace["verify_veil_signature"]
     return verify
+
+
+@contextmanager
+def umask(mask: int) -> Iterator[None]:
+    """The process umask set to `mask` for the block."""
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def modes_below(root: Path) -> dict[str, int]:
+    """{path relative to `root` ("." for root itself): permission bits} of every folder and file below it."""
+    paths = [root, *root.rglob("*")]
+    return {str(path.relative_to(root)): stat.S_IMODE(path.lstat().st_mode) for path in paths}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 from typer.testing import CliRunner
 
 from veil.cli.app import app
-from veil.core.db import create_db_engine
+from veil.core.db import create_db_engine, migrate
 from veil.core.keys import find_api_key, hash_key
 from veil.core.models import ApiKey
 from veil.core.settings import Settings
@@ -17,6 +18,13 @@ from veil.core.settings import Settings
 runner = CliRunner(env={"COLUMNS": "200"})
 SECRET = re.compile(r"API key:\s+(veil_\S+)")
 CALLBACK_SECRET = re.compile(r"callback secret:\s+([0-9a-f]{64})")
+
+
+@pytest.fixture(autouse=True)
+def installation(veil_env: Settings) -> Settings:
+    """An installation as `veil serve` leaves it: its database exists (`veil apikey` makes none)."""
+    migrate(veil_env.database_url)
+    return veil_env
 
 
 def _keys(settings: Settings) -> list[ApiKey]:
@@ -77,10 +85,12 @@ def test_list_shows_keys_and_counters_but_no_secret(veil_env: Settings) -> None:
 
     assert result.exit_code == 0, result.output
     alice, ops = _keys(veil_env)
-    lines = {line.split("│")[2].strip(): line for line in result.stdout.splitlines() if "key_" in line}
-    assert set(lines) == {"alice", "ops"}
-    assert alice.id in lines["alice"] and alice.prefix in lines["alice"] and " no " in lines["alice"]
-    assert ops.id in lines["ops"] and " yes " in lines["ops"]
+    lines = result.stdout.splitlines()
+    rows = {line.split()[1]: (line, lines[number + 1]) for number, line in enumerate(lines) if "key_" in line}
+    assert set(rows) == {"alice", "ops"}
+    assert rows["alice"][0].split()[0] == alice.id and rows["alice"][1].split()[0] == f"{alice.prefix}…"
+    assert "(admin)" not in rows["alice"][1]
+    assert rows["ops"][0].split()[0] == ops.id and rows["ops"][1].split()[:2] == [f"{ops.prefix}…", "(admin)"]
     assert _secret(first) not in result.stdout
     assert alice.callback_secret not in result.stdout and alice.key_hash not in result.stdout
 
@@ -95,8 +105,9 @@ def test_revoke_refuses_the_key_from_then_on(veil_env: Settings) -> None:
     [revoked] = _keys(veil_env)
     assert revoked.revoked_at is not None
     assert _find(veil_env, _secret(output)) is None
-    listing = runner.invoke(app, ["apikey", "list"]).stdout
-    assert revoked.revoked_at.isoformat(timespec="seconds").replace("+00:00", "Z") in listing
+    listing = runner.invoke(app, ["apikey", "list"]).stdout.splitlines()
+    second_line = listing[next(number for number, line in enumerate(listing) if key.id in line) + 1]
+    assert second_line.split()[-1] == revoked.revoked_at.date().isoformat()
 
 
 def test_revoke_an_unknown_key_fails(veil_env: Settings) -> None:
@@ -104,3 +115,32 @@ def test_revoke_an_unknown_key_fails(veil_env: Settings) -> None:
 
     assert result.exit_code == 1
     assert "no API key with id key_doesnotexist" in result.stderr
+
+
+def test_list_fits_80_columns_without_cutting_ids_or_prefixes(veil_env: Settings) -> None:
+    """GIVEN keys with a long name, a revoked one and large usage counters
+    WHEN `veil apikey list` prints in an 80-column terminal
+    THEN no line is wider, every id and prefix is whole on its line, and byte counts read as sizes."""
+    _create("--name", "the newsroom's photo desk, second floor, night shift")
+    _create("--name", "ops", "--admin")
+    first, second = _keys(veil_env)
+    assert runner.invoke(app, ["apikey", "revoke", second.id]).exit_code == 0
+    engine = create_db_engine(veil_env.database_url)
+    with engine.begin() as connection:
+        counters = {
+            "files_processed": 123_456,
+            "bytes_processed": 12_345_678_901,
+            "frames_processed": 9_876_543,
+        }
+        connection.execute(update(ApiKey).where(ApiKey.id == first.id).values(**counters))
+    engine.dispose()
+
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(app, ["apikey", "list"])
+
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, result.stdout
+    words = [line.split() for line in lines]
+    for key in (first, second):
+        assert any(key.id in line for line in words) and any(f"{key.prefix}…" in line for line in words)
+    assert "12.3 GB" in result.stdout and "123456" in result.stdout and "9876543" in result.stdout

@@ -79,6 +79,8 @@ def test_serve_makes_an_admin_key_restarts_a_killed_worker_and_stops_cleanly(
     THEN it printed a working admin key, started a new worker, and exited 0 leaving no worker behind."""
     process, url, stdout, stderr = server
     _until(lambda: _healthy(url), 15, "/healthz")
+    data = stderr.parent / "data"
+    assert f"data directory: {data}  database: sqlite:///{data / 'veil.db'}\n" in stderr.read_text()
 
     match = ADMIN_KEY.search(stdout.read_text())
     assert match is not None, stdout.read_text()

@@ -15,7 +15,15 @@ import pytest
 from sqlalchemy import update
 
 from tests.engine.video_factory import make_video
-from tests.helpers import FACE_BOX, RecordingQueue, load_rgb, save_image, validate_report
+from tests.helpers import (
+    FACE_BOX,
+    RecordingQueue,
+    load_rgb,
+    modes_below,
+    save_image,
+    umask,
+    validate_report,
+)
 from tests.photo_factory import damaged_pixels_png
 from tests.worker.conftest import generated, key_row, submit, task_row, upload
 from veil.core.db import session_scope
@@ -102,6 +110,30 @@ def test_video_counts_its_frames(
     assert media.media_type == "video/mp4"
     assert media.properties["frame_count"] == 12
     assert key_row(context, owner.id).frames_processed == 12
+
+
+@pytest.mark.parametrize("kind", ["photo", "video"])
+def test_outputs_in_storage_are_owner_only_whatever_the_umask(
+    context: WorkerContext, owner: ApiKey, tmp_path: Path, one_face: Detections, kind: str
+) -> None:
+    """GIVEN a umask that lets everyone read new files
+    WHEN an anonymize task stores its outputs (media written by the engine, and the JSON report)
+    THEN every stored file is 0600 and every folder 0700."""
+    with umask(0o000):
+        source = tmp_path / "photo.png" if kind == "photo" else tmp_path / "clip.mp4"
+        if kind == "photo":
+            save_image(source)
+        else:
+            make_video(source, frames=4, audio=None)
+        task_id = submit(context, owner, upload(context, owner, source).id)
+        run_task(context, task_id)
+
+    assert task_row(context, task_id).status == "completed"
+    assert len(generated(context, task_id)) == 2
+    modes = modes_below(context.storage.root)
+    files = {name for name in modes if (context.storage.root / name).is_file()}
+    assert {modes[name] for name in files} == {0o600}, modes
+    assert {mode for name, mode in modes.items() if name not in files} == {0o700}, modes
 
 
 def test_a_name_without_extension_is_typed_from_content(

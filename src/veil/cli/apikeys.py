@@ -12,12 +12,15 @@ from datetime import datetime
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from veil.cli.installation import announce_installation, require_database
+from veil.cli.progress import human_bytes
 from veil.core.db import create_db_engine, migrate, session_scope
 from veil.core.keys import create_api_key, revoke_api_key
 from veil.core.models import ApiKey
@@ -33,9 +36,13 @@ apikey_app = typer.Typer(
 
 @contextmanager
 def _database() -> Iterator[Session]:
-    """A session on the configured database, brought to the newest schema first (a fresh machine may
-    make its keys before it ever ran `veil serve`)."""
-    url = get_settings().database_url
+    """A session on the installation's database, brought to the newest schema first. Says which
+    installation it is, and ends the command where there is no Veil database rather than make an empty one
+    that the server would not use."""
+    settings = get_settings()
+    announce_installation(settings)
+    require_database(settings)
+    url = settings.database_url
     migrate(url)
     engine = create_db_engine(url)
     try:
@@ -62,22 +69,32 @@ def create(
     )
 
 
-def _when(moment: datetime | None) -> str:
-    return "" if moment is None else moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+def _day(moment: datetime | None) -> str:
+    return "" if moment is None else moment.date().isoformat()
+
+
+def _keys_table() -> Table:
+    """Two lines per key, so that a listing fits 80 columns without cutting ids or prefixes, which are
+    copied from it: id over prefix, name over "(admin)", created over revoked; the name wraps."""
+    table = Table(box=box.SIMPLE_HEAD)
+    table.add_column("id\nprefix", no_wrap=True)
+    table.add_column("name", overflow="fold", ratio=1)
+    table.add_column("created\nrevoked", no_wrap=True)
+    for column in ("files", "bytes", "frames"):
+        table.add_column(column, justify="right", no_wrap=True)
+    return table
 
 
 @apikey_app.command("list")
 def list_keys() -> None:
     """List every key, with its usage counters; secrets are never shown."""
-    table = Table(show_header=True)
-    for column in ("id", "name", "prefix", "admin", "created", "revoked", "files", "bytes", "frames"):
-        table.add_column(column, no_wrap=column in ("id", "prefix", "created", "revoked"))
+    table = _keys_table()
     with _database() as session:
         for key in session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)):
             table.add_row(
-                key.id, escape(key.name), f"{key.prefix}…", "yes" if key.is_admin else "no",
-                _when(key.created_at), _when(key.revoked_at),
-                str(key.files_processed), str(key.bytes_processed), str(key.frames_processed),
+                f"{key.id}\n{key.prefix}…", escape(key.name) + ("\n(admin)" if key.is_admin else ""),
+                f"{_day(key.created_at)}\n{_day(key.revoked_at)}",
+                str(key.files_processed), human_bytes(key.bytes_processed), str(key.frames_processed),
             )  # fmt: skip
     Console().print(table)
 

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from veil.engine.batch import FileJob, FileOutcome
 
-__all__ = ["BatchProgress", "FileBar", "print_summary"]
+__all__ = ["BatchProgress", "FileBar", "human_bytes", "print_summary"]
 
 
 class BatchProgress:
@@ -63,7 +63,8 @@ class FileBar:
         self._progress.remove_task(self._task)
 
 
-def _human_bytes(count: int) -> str:
+def human_bytes(count: int) -> str:
+    """"512 B", "1.2 kB", "3.4 GB": decimal units, as file managers show sizes."""
     size = float(count)
     for unit in ("B", "kB", "MB", "GB"):
         if size < 1000 or unit == "GB":
@@ -85,7 +86,7 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
     table.add_column("IMAGE", justify="right")
     table.add_column("VIDEO", justify="right")
     table.add_row("files", str(summary["nb_files"]["IMAGE"]), str(summary["nb_files"]["VIDEO"]))
-    table.add_row("size", _human_bytes(summary["size"]["IMAGE"]), _human_bytes(summary["size"]["VIDEO"]))
+    table.add_row("size", human_bytes(summary["size"]["IMAGE"]), human_bytes(summary["size"]["VIDEO"]))
     console.print(table)
     photos, videos = summary["detections"]["IMAGE"], summary["detections"]["VIDEO"]
     if summary["nb_files"]["IMAGE"]:

@@ -24,6 +24,7 @@ import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from veil.cli.installation import announce_installation
 from veil.cli.logs import configure_logging
 from veil.core.db import create_db_engine, migrate, session_scope
 from veil.core.keys import create_api_key
@@ -206,6 +207,7 @@ def serve(
     """Run the task server: HTTP API in the foreground, plus supervised worker processes."""
     configure_logging()
     settings = get_settings()
+    announce_installation(settings)
     force = threading.Event()
     _install_stop_handlers(force)
     count = settings.workers if workers is None else workers
@@ -250,9 +252,12 @@ def worker(
 ) -> None:
     """Run a worker in the foreground: it takes tasks from the broker and runs them."""
     configure_logging()
-    if parent_pid is not None:
+    settings = get_settings()
+    if parent_pid is None:
+        announce_installation(settings)  # `veil serve` said it already for the workers it starts
+    else:
         _stop_when_orphaned(parent_pid)
-    create_worker_app(get_settings()).worker_main(
+    create_worker_app(settings).worker_main(
         [
             "worker",
             # prefork even for one task at a time: only a child process can be stopped at the time limit.

@@ -1,7 +1,8 @@
 """Where file bytes live: a folder on local disk, addressed by relative keys.
 
 Writes go to a temporary name and are renamed when complete, so a reader never sees half a file and a
-retried task simply replaces what an interrupted attempt left.
+retried task simply replaces what an interrupted attempt left. Folders are created 0700 and files 0600,
+whatever the umask: storage holds every key's media.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from veil.core.owner_only import create_file, make_dirs, open_new, restrict
 
 __all__ = ["LocalStorage", "StorageFullError", "UploadTooLargeError"]
 
@@ -39,8 +42,22 @@ class LocalStorage:
 
     def _staging(self, key: str) -> tuple[Path, Path]:
         final = self.path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(final.parent)
         return final, final.with_name(f".{final.name}.partial-{os.getpid()}")
+
+    def staging_path(self, key: str) -> Path:
+        """A hidden name beside `key`, with its suffix (encoders pick the format by it), for a writer that
+        makes the file itself; `commit` then moves it to `key`."""
+        final = self.path(key)
+        make_dirs(final.parent)
+        return final.with_name(f".{final.stem}.partial{final.suffix}")
+
+    def commit(self, staged: Path, key: str) -> Path:
+        """Makes the file written at `staged` owner-only and renames it to `key`; returns its path."""
+        final = self.path(key)
+        restrict(staged)
+        os.replace(staged, final)
+        return final
 
     async def save_stream(self, key: str, chunks: AsyncIterator[bytes], max_bytes: int) -> int:
         """Writes the chunks under `key`; returns the size.
@@ -52,7 +69,7 @@ class LocalStorage:
         final, staging = self._staging(key)
         size = 0
         try:
-            with _disk_full_as_error(), staging.open("wb") as out:
+            with _disk_full_as_error(), open_new(staging) as out:
                 async for chunk in chunks:
                     size += len(chunk)
                     if size > max_bytes:
@@ -67,8 +84,8 @@ class LocalStorage:
         """Copies `source` under `key`; returns the size."""
         final, staging = self._staging(key)
         try:
-            with _disk_full_as_error():
-                shutil.copyfile(source, staging)
+            with _disk_full_as_error(), open_new(staging) as out, source.open("rb") as data:
+                shutil.copyfileobj(data, out)
             os.replace(staging, final)
         finally:
             staging.unlink(missing_ok=True)
@@ -86,8 +103,7 @@ class LocalStorage:
             StorageFullError: the disk is full; the file is cut back to `offset`.
         """
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
+        create_file(path)
         written = 0
         with path.open("r+b") as out:
             out.truncate(offset)
@@ -107,7 +123,7 @@ class LocalStorage:
     def move(self, source_key: str, key: str) -> int:
         """Renames the file `source_key` to `key` (same disk, so no copy); returns its size."""
         source, final = self.path(source_key), self.path(key)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(final.parent)
         os.replace(source, final)
         _remove_empty_parents(source.parent, self.root)
         return final.stat().st_size

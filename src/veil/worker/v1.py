@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from veil.core.errors import UnsupportedMediaTypeError
 from veil.core.files import safe_filename
 from veil.core.models import StoredFile, Task, utc_now
+from veil.core.owner_only import make_dirs
 from veil.core.probe import SNIFF_BYTES, media_properties, sniff_media_type
 from veil.core.storage import LocalStorage
 from veil.core.tasks import find_output_media
@@ -80,7 +81,7 @@ def run_v1_task(context: WorkerContext, claim: Claim, ticker: Ticker) -> Finishe
         with _engine_input(storage, source, prefix, name) as input_path:
             report = process(
                 input_path,
-                None if media_key is None else _staged(storage, media_key),
+                None if media_key is None else storage.staging_path(media_key),
                 lambda done, total: ticker.progress(done / total if total else 0.0),
             )
         ticker.check()
@@ -177,7 +178,7 @@ def _engine_input(storage: LocalStorage, source: StoredFile, prefix: str, name: 
         yield stored
         return
     link = storage.path(f"{prefix}/.input{Path(name).suffix}")
-    link.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(link.parent)
     link.unlink(missing_ok=True)
     os.symlink(stored, link)
     try:
@@ -186,26 +187,18 @@ def _engine_input(storage: LocalStorage, source: StoredFile, prefix: str, name: 
         link.unlink(missing_ok=True)
 
 
-def _staged(storage: LocalStorage, key: str) -> Path:
-    """A hidden name beside `key` with its suffix, so encoders still pick the format by suffix."""
-    final = storage.path(key)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    return final.with_name(f".{final.stem}.partial{final.suffix}")
-
-
 def _store_outputs(
     context: WorkerContext, claim: Claim, report: Report, media_key: str | None, json_key: str
 ) -> list[StoredFile]:
     """Moves the staged media to its key, writes the JSON, and returns their rows (not yet added)."""
     storage = context.storage
-    staged_json = _staged(storage, json_key)
+    staged_json = storage.staging_path(json_key)
     staged_json.write_text(report.to_json() + "\n", encoding="utf-8")
-    os.replace(staged_json, storage.path(json_key))
+    json_path = storage.commit(staged_json, json_key)
     expires_at = utc_now() + timedelta(seconds=context.settings.file_lifespan_s)
-    rows = [_row(claim, json_key, storage.path(json_key), JSON_TYPE, expires_at)]
+    rows = [_row(claim, json_key, json_path, JSON_TYPE, expires_at)]
     if media_key is not None:
-        path = storage.path(media_key)
-        os.replace(_staged(storage, media_key), path)
+        path = storage.commit(storage.staging_path(media_key), media_key)
         rows.insert(0, _row(claim, media_key, path, _sniff(path), expires_at))
     return rows
 

@@ -23,8 +23,8 @@ thumbnails (unobscured copies of the photo), and ImageMagick "Raw profile" PNG t
 from __future__ import annotations
 
 import os
+import secrets
 import struct
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -326,9 +326,11 @@ def _to_pil(loaded: LoadedImage, frame_bgr: Frame) -> Image.Image:
 
 
 def _save_atomically(image: Image.Image, path: Path, image_format: str, options: Mapping[str, Any]) -> None:
-    """Writes to a temporary file beside `path`, then renames it over `path`."""
+    """Writes to a temporary file beside `path`, then renames it over `path`. The file gets the mode any
+    new file of the user's gets (0666 less the umask), as the video and JSON outputs do; mkstemp's 0600
+    would leave photos alone unreadable by the user's group."""
     try:
-        descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        descriptor, temporary = _create_beside(path)
     except OSError as exc:
         raise OutputError(f"{path}: cannot write there ({exc.strerror or exc})") from exc
     try:
@@ -338,3 +340,13 @@ def _save_atomically(image: Image.Image, path: Path, image_format: str, options:
     except Exception as exc:  # any encoder failure: no partial file may be left behind
         Path(temporary).unlink(missing_ok=True)
         raise OutputError(f"{path}: cannot write the image ({exc})") from exc
+
+
+def _create_beside(path: Path) -> tuple[int, str]:
+    """A new, uniquely named hidden file beside `path`, created 0666 so that the umask decides its mode."""
+    while True:
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        try:
+            return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(temporary)
+        except FileExistsError:
+            continue
