@@ -13,7 +13,7 @@ __all__ = ["announce_installation", "installation_line", "require_database"]
 
 
 def installation_line(settings: Settings) -> str:
-    """ "data directory: /srv/veil/var  database: sqlite:////srv/veil/var/veil.db", passwords masked."""
+    """The data directory and the database URL, its password masked, on one line."""
     return f"data directory: {settings.data_dir}  database: {printable_url(settings.database_url)}"
 
 

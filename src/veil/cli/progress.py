@@ -64,7 +64,7 @@ class FileBar:
 
 
 def human_bytes(count: int) -> str:
-    """"512 B", "1.2 kB", "3.4 GB": decimal units, as file managers show sizes."""
+    """A size in decimal units, as file managers show it: "512 B", "1.2 kB", "3.4 GB"."""
     size = float(count)
     for unit in ("B", "kB", "MB", "GB"):
         if size < 1000 or unit == "GB":
@@ -74,7 +74,7 @@ def human_bytes(count: int) -> str:
 
 
 def _counted(counts: dict[str, int], noun: str) -> str:
-    """ "2 faces, 1 plate" (noun ""), or "1 face track, 3 plate tracks" (noun " track"); "nothing"."""
+    """Counts per label as words: 2 faces, 1 plate; with noun " track": 1 face track, 3 plate tracks."""
     parts = [f"{count} {label}{noun}{'' if count == 1 else 's'}" for label, count in counts.items()]
     return ", ".join(parts) or "nothing"
 
