@@ -232,7 +232,7 @@ def test_list_filters_by_status_and_json_logic(live_server: LiveServer, api_key:
     assert (answer["count"], [task["id"] for task in answer["results"]]) == (1, [done])
     assert by_filter.exit_code == 0, by_filter.output
     assert waiting in by_filter.stdout and done not in by_filter.stdout
-    assert "1 tasks in all" in by_filter.stderr
+    assert "1 task in all" in by_filter.stderr
     assert bad_filter.exit_code == 1
     assert bad_filter.stderr.startswith("error 422: ")
 
@@ -338,3 +338,25 @@ def test_parse_parameters(specs: list[str], expected: dict[str, object]) -> None
 def test_parse_parameters_refuses(spec: str) -> None:
     with pytest.raises(typer.BadParameter):
         parse_parameters(spec.split(" "))
+
+
+def test_list_shows_each_tasks_input_file_name(live_server: LiveServer, api_key: str, photos: Path) -> None:
+    """GIVEN tasks on a.jpg and sub/b.png, and a task chained on the first
+    WHEN `veil task list` prints in an 80-column terminal
+    THEN each row names its input file (the chained one its input task's), next to an uncut id."""
+    on_a, on_b = submitted(veil(live_server, api_key, "submit", str(photos)))
+    complete(live_server, on_a, {"a.jpg": b"\xff\xd8 anonymized"})
+    chained = httpx.post(
+        f"{live_server.url}/v1/tasks",
+        headers={"x-api-key": api_key},
+        json={"operation": "anonymize", "input": on_a},
+    ).json()["id"]
+
+    result = runner.invoke(
+        app, ["task", "list"], env={"VEIL_URL": live_server.url, "VEIL_API_KEY": api_key, "COLUMNS": "80"}
+    )
+
+    assert result.exit_code == 0, result.output
+    rows = {line.split()[1]: line.split()[3] for line in result.stdout.splitlines() if "task_" in line}
+    assert rows == {on_a: "a.jpg", on_b: "b.png", chained: "a.jpg"}
+    assert "3 tasks in all" in result.stderr

@@ -13,7 +13,7 @@ from typing import Any, get_args
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import RecordingQueue, noise_image
@@ -644,3 +644,22 @@ def test_a_render_task_works_on_a_file_not_a_task(
     assert list(refused["errors"]) == ["input"]
     assert "file id" in refused["errors"]["input"][0]
     assert queue.task_ids == []
+
+
+def test_a_task_names_its_input_file_even_after_the_file_is_gone(
+    client: TestClient, alice: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    file_id = upload_photo(client, alice, name="street corner.png")
+    task = submit(client, alice, input=file_id).json()
+    finish(sessions, task["id"])
+    chained = submit(client, alice, input=task["id"]).json()
+    with session_scope(sessions) as session:
+        session.execute(delete(StoredFile).where(StoredFile.id == file_id))  # as when it expires
+
+    listed = client.get("/v1/tasks", headers=alice).json()["results"]
+
+    assert task["input_name"] == chained["input_name"] == "street corner.png"
+    assert {listed_task["id"]: listed_task["input_name"] for listed_task in listed} == {
+        task["id"]: "street corner.png",
+        chained["id"]: "street corner.png",
+    }

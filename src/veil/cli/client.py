@@ -19,6 +19,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
@@ -398,14 +399,21 @@ def list_tasks(
     table = Table(show_header=True)
     # Ids are copied from here, so they are never cut or wrapped; the other columns give way instead.
     table.add_column("id", no_wrap=True, min_width=len("task_") + 16)
-    for column in ("operation", "status", "progress", "created"):
+    for column in ("input", "operation", "status", "progress", "created"):
         table.add_column(column, overflow="fold")
     for task in answer.get("results", []):
         progress = f"{100 * float(task.get('progress') or 0):.0f}%"
         created = str(task["created_at"]).replace("T", " ")[:19]
-        table.add_row(task["id"], task["operation"], task["status"], progress, created)
+        row = (task["id"], _input_text(task), task["operation"], task["status"], progress, created)
+        table.add_row(*(escape(str(cell)) for cell in row))
     Console().print(table)
-    console.print(f"page {page}, {answer.get('count', len(answer.get('results', [])))} tasks in all")
+    count = answer.get("count", len(answer.get("results", [])))
+    console.print(f"page {page}, {count} {'task' if count == 1 else 'tasks'} in all")
+
+
+def _input_text(task: Mapping[str, Any]) -> str:
+    """The input file's name, else its id (a task made before names were recorded)."""
+    return str(task.get("input_name") or (task.get("parameters") or {}).get("input") or "")
 
 
 @task_app.command()

@@ -76,7 +76,10 @@ class FilesPublic(BaseModel):
 class TaskResult(BaseModel):
     generated_files: list[FilePublic]
     detections: dict[str, int] = Field(
-        default_factory=dict, description="How many regions were found, by label.", examples=[{"face": 3}]
+        default_factory=dict,
+        description="How many regions were found, by label: boxes in a photo, tracks in a video (an object "
+        "followed across frames counts once).",
+        examples=[{"face": 3}],
     )
 
 
@@ -103,6 +106,12 @@ class TaskPublic(BaseModel):
     operation: Operation
     parameters: dict[str, Any] = Field(
         description="The operation's parameters with defaults filled in, plus `input` and `callback_url`."
+    )
+    input_name: str | None = Field(
+        default=None,
+        description="The input file's name as uploaded (for a task chained on another, that task's input "
+        "name), kept after the file expires; null for tasks made before Veil recorded it.",
+        examples=["street.jpg"],
     )
     status: TaskStatus
     progress: float = Field(ge=0.0, le=1.0)

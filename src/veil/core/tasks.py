@@ -187,6 +187,7 @@ def _public(task: Task, generated: list[StoredFile] | None) -> TaskPublic:
                 "input": task.input.get("file") or task.input.get("task"),
                 "callback_url": task.callback_url,
             },
+            "input_name": task.input.get("name"),
             "status": task.status,
             "progress": task.progress,
             "result": result,
@@ -213,14 +214,16 @@ def _validate_parameters(operation: str, parameters: dict[str, Any]) -> dict[str
 
 
 def _resolve_input(session: Session, *, owner: ApiKey, input_id: str) -> dict[str, str]:
-    """{"file": id} or {"task": id} for a file or an anonymize task that `owner` sees; a chained task
-    may be submitted while its input task is still queued or running (the worker waits for it)."""
+    """{"file": id} or {"task": id} for a file or an anonymize task that `owner` sees, with "name": the
+    file's name as uploaded, or the input task's; a chained task may be submitted while its input task is
+    still queued or running (the worker waits for it). The name is kept so that listings show it after the
+    file expired."""
     if input_id.startswith("file_"):
         try:
-            get_file(session, owner=owner, file_id=input_id)
+            record = get_file(session, owner=owner, file_id=input_id)
         except NotFoundError as exc:
             raise InvalidInputError({"input": [str(exc)]}) from exc
-        return {"file": input_id}
+        return {"file": input_id, "name": record.name}
     if not input_id.startswith("task_"):
         raise InvalidInputError({"input": ["Give a file id (file_...) or a task id (task_...)."]})
     upstream = session.scalar(select(Task).where(Task.id == input_id, *_visible(owner)))
@@ -234,7 +237,8 @@ def _resolve_input(session: Session, *, owner: ApiKey, input_id: str) -> dict[st
         raise ConflictError(f"Task {input_id} {upstream.status}; it has no output to work on.")
     if upstream.status == "completed" and find_output_media(session, task_id=input_id) is None:
         raise ConflictError(f"The output media of task {input_id} has expired or was deleted.")
-    return {"task": input_id}
+    upstream_name = upstream.input.get("name")
+    return {"task": input_id} if upstream_name is None else {"task": input_id, "name": upstream_name}
 
 
 def _visible(owner: ApiKey) -> list[ColumnElement[bool]]:
