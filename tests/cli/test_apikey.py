@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, update
@@ -75,6 +76,44 @@ def test_create_admin(veil_env: Settings) -> None:
 
     [key] = _keys(veil_env)
     assert key.is_admin
+
+
+def test_create_with_a_file_root(veil_env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dashcam = tmp_path / "dashcam"
+    dashcam.mkdir()
+    monkeypatch.chdir(tmp_path)
+
+    output = _create("--name", "dashcam", "--file-root", "dashcam")
+
+    [key] = _keys(veil_env)
+    assert key.file_root == str(dashcam)
+    assert f"file root:       {dashcam}" in output
+
+
+def test_create_tells_the_default_file_root(veil_env: Settings) -> None:
+    plain, admin = _create("--name", "alice"), _create("--name", "root", "--admin")
+
+    alice, _ = _keys(veil_env)
+    assert alice.file_root is None
+    assert f"file root:       {veil_env.file_root_dir / alice.id}  " in plain
+    assert f"file root:       {veil_env.file_root_dir}  " in admin
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [("missing", "is not a directory on the server"), ("/", "holds the data directory")],
+)
+def test_create_refuses_an_unusable_file_root(
+    veil_env: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str, says: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    result = runner.invoke(app, ["apikey", "create", "--name", "x", "--file-root", given])
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: --file-root {given}: ")
+    assert says in result.stderr
+    assert "Created" not in result.output
 
 
 def test_list_shows_keys_and_counters_but_no_secret(veil_env: Settings) -> None:

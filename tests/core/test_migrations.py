@@ -38,3 +38,21 @@ def test_uploads_migration_steps_down(tmp_path: Path) -> None:
         command.downgrade(config, "0001")
     assert "uploads" not in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_key_file_roots_migration_steps_down(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'veil.db'}"
+    migrate(url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = create_db_engine(url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0002")
+    columns = {
+        table: {c["name"] for c in inspect(engine).get_columns(table)}
+        for table in ("api_keys", "expiring_paths")
+    }
+    assert "file_root" not in columns["api_keys"]
+    assert "root" not in columns["expiring_paths"]
+    engine.dispose()

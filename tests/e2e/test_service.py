@@ -95,8 +95,10 @@ def test_another_key_sees_none_of_it(service: Service, alice: dict[str, str]) ->
 
 
 def test_blurit_file_task_writes_under_the_file_root(service: Service, alice: dict[str, str]) -> None:
-    (service.file_root / "in").mkdir(exist_ok=True)
-    (service.file_root / "in" / "portrait.jpg").write_bytes(astronaut_jpeg())
+    # A key's paths are relative to its own folder below the file root.
+    root = service.file_root / httpx.get(f"{service.url}/v1/keys/me", headers=alice).json()["id"]
+    (root / "in").mkdir(parents=True, exist_ok=True)
+    (root / "in" / "portrait.jpg").write_bytes(astronaut_jpeg())
     body = {
         "input_image": {"protocol": "file", "path": "in/portrait.jpg"},
         "output_image": {"protocol": "file", "path": "out/portrait_blurred.jpg"},
@@ -116,12 +118,10 @@ def test_blurit_file_task_writes_under_the_file_root(service: Service, alice: di
 
     assert task["status"] == "completed", task
     assert task["result"]["nb_files"] == {"IMAGE": 1, "VIDEO": 0}
-    assert task["result"]["size"]["IMAGE"] == (service.file_root / "in" / "portrait.jpg").stat().st_size
-    blurred = np.asarray(Image.open(service.file_root / "out" / "portrait_blurred.jpg").convert("RGB"))
+    assert task["result"]["size"]["IMAGE"] == (root / "in" / "portrait.jpg").stat().st_size
+    blurred = np.asarray(Image.open(root / "out" / "portrait_blurred.jpg").convert("RGB"))
     assert face_sharpness(blurred) < face_sharpness(np.asarray(data.astronaut())) / 2
-    assert (
-        json.loads((service.file_root / "out" / "portrait.json").read_text())["schema"] == "veil.detections/1"
-    )
+    assert json.loads((root / "out" / "portrait.json").read_text())["schema"] == "veil.detections/1"
 
 
 @pytest.mark.parametrize("path", ["../escape.jpg", "/etc/passwd", "in/../../escape.jpg"])

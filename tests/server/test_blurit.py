@@ -1,8 +1,10 @@
-"""The BlurIt-style API: submitting file and directory tasks, refusing paths outside the file root, and
-reading a task back in the seed's shape."""
+"""The BlurIt-style API: submitting file and directory tasks, each key below its own file root; refusing
+paths outside it (`..`, absolute, a symbolic link anywhere below it), outputs that would replace an input or
+(without `overwrite`) an existing file; reading a task back in the seed's shape."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +36,18 @@ SEED_OUTPUT_FILE_KEYS = {"protocol", "path", "lifespan"}
 SEED_COUNT_KEYS = {"IMAGE", "VIDEO"}
 
 
+def key_id(sessions: sessionmaker[Session], headers: dict[str, str]) -> str:
+    with sessions() as session:
+        found = session.scalar(select(ApiKey.id).where(ApiKey.key_hash == hash_key(headers["x-api-key"])))
+    assert found is not None
+    return found
+
+
 @pytest.fixture
-def root(settings: Settings, tmp_path: Path) -> Path:
-    """The file root with a photo, a video, a directory of two photos, and symbolic links leading out."""
-    root = settings.file_root_dir
+def root(settings: Settings, sessions: sessionmaker[Session], alice: dict[str, str], tmp_path: Path) -> Path:
+    """Alice's file root (her own folder below the file root) with a photo, a video, a directory of two
+    photos, and symbolic links leading out."""
+    root = settings.file_root_dir / key_id(sessions, alice)
     (root / "batch" / "sub").mkdir(parents=True)
     (root / "image.jpg").write_bytes(b"photo")
     (root / "clip.mp4").write_bytes(b"video")
@@ -48,6 +58,8 @@ def root(settings: Settings, tmp_path: Path) -> Path:
     (outside / "secret.jpg").write_bytes(b"secret")
     (root / "escape").symlink_to(outside, target_is_directory=True)
     (root / "escape.jpg").symlink_to(outside / "secret.jpg")
+    (root / "batch" / "sub" / "escape").symlink_to(outside, target_is_directory=True)
+    (root / "batch" / "secret.jpg").symlink_to(outside / "secret.jpg")
     return root
 
 
@@ -137,6 +149,7 @@ def test_a_directory_task_is_stored_and_enqueued(
     assert stored_task(sessions, task_id).input == {
         "input_directory": {"protocol": "file", "path": "batch", "auto_delete": False},
         "output_directory": {"protocol": "file", "path": "batch_blured"},
+        "overwrite": False,
     }
     result = client.get(f"/api/task/{task_id}", headers=alice).json()["result"]
     assert result["input_directory"] == {"protocol": "file", "path": "batch", "auto_delete": "False"}
@@ -145,7 +158,17 @@ def test_a_directory_task_is_stored_and_enqueued(
 
 @pytest.mark.parametrize(
     "path",
-    ["../x.jpg", "/etc/passwd", "escape.jpg", "escape/secret.jpg", "a/../../b", "batch/../image.jpg"],
+    [
+        "../x.jpg",
+        "/etc/passwd",
+        "escape.jpg",
+        "escape/secret.jpg",
+        "a/../../b",
+        "batch/../image.jpg",
+        "batch/secret.jpg",
+        "batch/sub/escape/secret.jpg",
+        "batch/sub/escape/new/x.jpg",
+    ],
 )
 @pytest.mark.parametrize("field", ["input_image", "output_image"])
 def test_paths_leaving_the_file_root_are_refused(
@@ -166,6 +189,8 @@ def test_paths_leaving_the_file_root_are_refused(
         ("escape", "batch_blured", "input_directory.path"),
         ("batch", "/tmp/out", "output_directory.path"),
         ("batch", "escape/out", "output_directory.path"),
+        ("batch/sub/escape", "batch_blured", "input_directory.path"),
+        ("batch", "batch/sub/escape/out", "output_directory.path"),
         ("missing", "batch_blured", "input_directory.path"),
         ("image.jpg", "batch_blured", "input_directory.path"),
         ("batch", "batch", "output_directory.path"),
@@ -310,3 +335,131 @@ def test_a_key_sees_only_its_own_blurit_tasks(
         "v1 tasks are not BlurIt's"
     )
     assert client.get("/api/task/task_missing", headers=alice).status_code == 404
+
+
+def test_a_link_is_not_followed_even_to_a_file_inside_the_root(
+    client: TestClient, root: Path, alice: dict[str, str], queue: RecordingQueue
+) -> None:
+    (root / "inside.jpg").symlink_to(root / "image.jpg")
+    body = file_body(input_image={"protocol": "file", "path": "inside.jpg"})
+
+    response = client.post("/api/task/file", json=body, headers=alice)
+
+    assert_refused(response, "input_image.path")
+    assert "symbolic link" in response.json()["errors"]["input_image.path"][0]
+
+
+def test_each_key_has_its_own_file_root_and_admins_the_whole_of_it(
+    client: TestClient,
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    root: Path,
+    alice: dict[str, str],
+    bob: dict[str, str],
+    admin: dict[str, str],
+) -> None:
+    """GIVEN photos in alice's folder and at the top of the file root
+    WHEN bob, alice and an admin name them
+    THEN bob's paths are relative to his own folder (made on first use) and reach neither; alice reaches
+    only hers; the admin reaches both, alice's through her folder."""
+    (settings.file_root_dir / "top.jpg").write_bytes(b"photo")
+    alice_id, bob_id = key_id(sessions, alice), key_id(sessions, bob)
+
+    def submit(headers: dict[str, str], path: str, output: str = "mine.jpg") -> Any:
+        body = file_body(input_image={"protocol": "file", "path": path}, output_image=None)
+        return client.post(
+            "/api/task/file",
+            json={**body, "output_json": {"protocol": "file", "path": output}},
+            headers=headers,
+        )
+
+    for path in ("image.jpg", f"{alice_id}/image.jpg", "top.jpg", f"../{alice_id}/image.jpg"):
+        assert_refused(submit(bob, path), "input_image.path")
+    assert (settings.file_root_dir / bob_id).is_dir()
+    assert submit(alice, "image.jpg").status_code == 200
+    assert_refused(submit(alice, "top.jpg"), "input_image.path")
+    assert submit(admin, "top.jpg").status_code == 200
+    assert submit(admin, f"{alice_id}/image.jpg", output=f"{bob_id}/x.json").status_code == 200
+
+
+@pytest.mark.parametrize("spelling", ["image.jpg", "./image.jpg", "image.jpg/", ".//image.jpg", "hard.jpg"])
+@pytest.mark.parametrize("overwrite", [False, True])
+@pytest.mark.parametrize("field", ["output_image", "output_json"])
+def test_an_output_is_never_the_input_whatever_its_spelling(
+    client: TestClient,
+    root: Path,
+    alice: dict[str, str],
+    queue: RecordingQueue,
+    spelling: str,
+    overwrite: bool,
+    field: str,
+) -> None:
+    os.link(root / "image.jpg", root / "hard.jpg")
+    body = file_body(**{field: {"protocol": "file", "path": spelling}}, overwrite=overwrite)
+
+    response = client.post("/api/task/file", json=body, headers=alice)
+
+    assert_refused(response, f"{field}.path")
+    assert "is an input" in response.json()["errors"][f"{field}.path"][0]
+    assert queue.task_ids == []
+
+
+def test_an_existing_output_is_refused_unless_overwrite(
+    client: TestClient, root: Path, alice: dict[str, str], queue: RecordingQueue
+) -> None:
+    (root / "image_blured.jpg").write_bytes(b"earlier")
+    (root / "dangling.json").symlink_to(root / "nothing")
+
+    refused = client.post("/api/task/file", json=file_body(), headers=alice)
+    json_refused = client.post(
+        "/api/task/file",
+        json=file_body(output_image=None, output_json={"protocol": "file", "path": "dangling.json"}),
+        headers=alice,
+    )
+    accepted = client.post("/api/task/file", json=file_body(overwrite=True), headers=alice)
+    accepted_as_text = client.post("/api/task/file", json=file_body(overwrite="True"), headers=alice)
+
+    assert_refused(refused, "output_image.path")
+    assert set(refused.json()["errors"]) == {"output_image.path"}
+    assert "overwrite" in refused.json()["errors"]["output_image.path"][0]
+    assert_refused(json_refused, "output_json.path")
+    assert accepted.status_code == accepted_as_text.status_code == 200
+    assert len(queue.task_ids) == 2
+
+
+def test_a_directory_task_that_would_replace_files_is_refused_unless_overwrite(
+    client: TestClient, root: Path, alice: dict[str, str], queue: RecordingQueue
+) -> None:
+    (root / "batch_blured" / "sub").mkdir(parents=True)
+    (root / "batch_blured" / "sub" / "b.jpg.json").write_bytes(b"earlier")
+    (root / "batch_blured" / "unrelated.jpg").write_bytes(b"kept")
+
+    refused = client.post("/api/task/directory", json=directory_body(), headers=alice)
+    accepted = client.post("/api/task/directory", json={**directory_body(), "overwrite": True}, headers=alice)
+
+    assert_refused(refused, "output_directory.path")
+    [message] = refused.json()["errors"]["output_directory.path"]
+    assert message.startswith("sub/b.jpg.json: already exists")
+    assert accepted.status_code == 200, accepted.text
+    assert len(queue.task_ids) == 1
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_directory_task_never_writes_over_its_inputs_or_through_links(
+    client: TestClient, root: Path, alice: dict[str, str], queue: RecordingQueue, overwrite: bool
+) -> None:
+    (root / "batch_blured").mkdir()
+    os.link(root / "batch" / "a.jpg", root / "batch_blured" / "a.jpg")
+    (root / "batch_blured" / "sub").symlink_to(root / "elsewhere", target_is_directory=True)
+
+    response = client.post(
+        "/api/task/directory", json={**directory_body(), "overwrite": overwrite}, headers=alice
+    )
+
+    assert_refused(response, "output_directory.path")
+    messages = response.json()["errors"]["output_directory.path"]
+    assert any(m.startswith("a.jpg: is an input of this task") for m in messages), messages
+    assert any(m.startswith("sub/b.jpg, sub/b.jpg.json: 'sub' is a symbolic link") for m in messages), (
+        messages
+    )
+    assert queue.task_ids == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
@@ -10,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.server.test_files import problem
 from veil.core.db import session_scope
 from veil.core.models import ApiKey
+from veil.core.settings import Settings
 
 
 def key_id(client: TestClient, headers: dict[str, str]) -> str:
@@ -109,3 +112,57 @@ def test_an_admin_cannot_revoke_the_key_it_uses(client: TestClient, admin: dict[
 
 def test_revoking_an_unknown_key_is_not_found(client: TestClient, admin: dict[str, str]) -> None:
     problem(client.delete("/v1/keys/key_nosuchkey", headers=admin), 404)
+
+
+def test_an_admin_creates_a_key_with_its_own_file_root(
+    client: TestClient, admin: dict[str, str], settings: Settings, tmp_path: Path
+) -> None:
+    """GIVEN a directory outside the server's file root, such as /srv/dashcam
+    WHEN an admin creates a key with it as `file_root`
+    THEN the key shows it, and that key's BlurIt paths are relative to it."""
+    dashcam = tmp_path / "dashcam"
+    dashcam.mkdir()
+    (dashcam / "road.jpg").write_bytes(b"photo")
+
+    response = client.post("/v1/keys", headers=admin, json={"name": "dashcam", "file_root": str(dashcam)})
+
+    assert response.status_code == 201, response.text
+    created = response.json()
+    assert created["key"]["file_root"] == str(dashcam)
+    headers = {"x-api-key": created["secret"]}
+    assert client.get("/v1/keys/me", headers=headers).json()["file_root"] == str(dashcam)
+    body = {
+        "input_image": {"protocol": "file", "path": "road.jpg"},
+        "output_json": {"protocol": "file", "path": "road.json"},
+    }
+    assert client.post("/api/task/file", headers=headers, json=body).status_code == 200
+    plain = client.post("/v1/keys", headers=admin, json={"name": "plain"}).json()
+    assert plain["key"]["file_root"] is None
+    refused = client.post("/api/task/file", headers={"x-api-key": plain["secret"]}, json=body)
+    assert "input_image.path" in problem(refused, 422)["errors"]
+
+
+@pytest.mark.parametrize(
+    ("file_root", "says"),
+    [
+        ("relative/dir", "give an absolute path"),
+        ("/no/such/dir", "is not a directory on the server"),
+        ("/", "holds the data directory"),
+        ("DATA_DIR", "holds the data directory"),
+        ("STORAGE_DIR/key", "overlaps the storage directory"),
+        ("/tmp/\x00", "is not a usable path"),
+    ],
+)
+def test_an_unusable_file_root_is_refused(
+    client: TestClient, admin: dict[str, str], settings: Settings, file_root: str, says: str
+) -> None:
+    (settings.storage_dir / "key").mkdir(parents=True, exist_ok=True)
+    given = file_root.replace("DATA_DIR", str(settings.data_dir)).replace(
+        "STORAGE_DIR", str(settings.storage_dir)
+    )
+
+    body = problem(client.post("/v1/keys", headers=admin, json={"name": "x", "file_root": given}), 422)
+
+    [message] = body["errors"]["file_root"]
+    assert says in message
+    assert client.get("/v1/keys", headers=admin).json()["count"] == 1

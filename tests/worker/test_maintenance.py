@@ -93,6 +93,44 @@ def test_expired_paths_leading_outside_the_root_are_left_alone(
         assert session.scalars(select(ExpiringPath)).all() == []
 
 
+def test_expired_paths_are_deleted_below_their_keys_root_never_through_a_link(
+    context: WorkerContext, owner: ApiKey, tmp_path: Path
+) -> None:
+    """GIVEN expired outputs recorded below a key's own root: a plain file, a link to a file outside, and
+    a link to a file beside it, a path through a link to a folder outside; and a file of the same name at
+    the top of the file root
+    WHEN maintenance runs
+    THEN the key's file and the link itself go; what the links point at, and the file root's own file of
+    the same name, stay."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.png").write_bytes(b"not ours")
+    root = context.settings.file_root_dir / owner.id
+    root.mkdir(parents=True)
+    (root / "a.png").write_bytes(b"expired")
+    (context.settings.file_root_dir / "a.png").write_bytes(b"someone else's")
+    (root / "link.png").symlink_to(outside / "a.png")
+    (root / "kept.png").write_bytes(b"kept")
+    (root / "alias.png").symlink_to(root / "kept.png")
+    (root / "escape").symlink_to(outside, target_is_directory=True)
+    past = utc_now() - timedelta(seconds=1)
+    with session_scope(context.sessions) as session:
+        session.add_all(
+            [
+                ExpiringPath(path=path, root=str(root), expires_at=past)
+                for path in ("a.png", "link.png", "alias.png", "escape/a.png")
+            ]
+        )
+
+    _maintain(context)
+
+    assert sorted(p.name for p in root.iterdir()) == ["escape", "kept.png"]
+    assert (outside / "a.png").read_bytes() == b"not ours"
+    assert (context.settings.file_root_dir / "a.png").exists()
+    with context.sessions() as session:
+        assert session.scalars(select(ExpiringPath)).all() == []
+
+
 def _started(context: WorkerContext, owner: ApiKey, tmp_path: Path, *, attempts: int, stale: bool) -> str:
     source = upload(context, owner, save_image(tmp_path / f"{attempts}-{stale}.png"))
     task_id = submit(context, owner, source.id, callback_url="http://127.0.0.1:9/hook")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,7 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from veil.cli.installation import announce_installation, require_database
 from veil.cli.progress import human_bytes
 from veil.core.db import create_db_engine, migrate, session_scope
-from veil.core.keys import create_api_key, revoke_api_key
+from veil.core.errors import InvalidInputError
+from veil.core.keys import checked_file_root, create_api_key, key_file_root, revoke_api_key
 from veil.core.models import ApiKey
 from veil.core.settings import get_settings
 
@@ -56,16 +58,33 @@ def _database() -> Iterator[Session]:
 def create(
     name: Annotated[str, typer.Option(help="Who or what the key is for, shown in listings.")],
     admin: Annotated[bool, typer.Option("--admin", help="The key sees every key's files and tasks.")] = False,
+    file_root: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="An existing directory its BlurIt-style paths are relative to, possibly outside "
+            "VEIL_FILE_ROOT. Default: its own folder VEIL_FILE_ROOT/<key id> (admin keys: all of "
+            "VEIL_FILE_ROOT).",
+        ),
+    ] = None,
 ) -> None:
     """Make a key and print it, with the secret that signs its callbacks. Both are shown only now."""
+    settings = get_settings()
+    try:
+        root = None if file_root is None else checked_file_root(str(file_root.absolute()), settings)
+    except InvalidInputError as exc:
+        typer.echo(f"error: --file-root {file_root}: {'; '.join(exc.errors['file_root'])}.", err=True)
+        raise typer.Exit(1) from None
     with _database() as session:
-        new = create_api_key(session, name=name, admin=admin)
+        new = create_api_key(session, name=name, admin=admin, file_root=root)
         key_id, callback_secret = new.record.id, new.record.callback_secret
+        files = key_file_root(new.record, settings.file_root_dir).path
     kind = "admin key" if admin else "key"
     typer.echo(
         f"Created {kind} {key_id} ({name}). It is shown only this once; only its hash is stored.\n"
         f"API key:         {new.secret}\n"
-        f"callback secret: {callback_secret}  (verifies the HMAC-SHA256 signature of this key's callbacks)"
+        f"callback secret: {callback_secret}  (verifies the HMAC-SHA256 signature of this key's callbacks)\n"
+        f"file root:       {files}  (its BlurIt-style paths are relative to this directory)"
     )
 
 

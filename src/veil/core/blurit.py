@@ -1,16 +1,22 @@
-"""BlurIt-style tasks: paths under the file root in, paths under the file root out.
+"""BlurIt-style tasks: paths below the key's file root in, paths below it out.
 
-A request names its input and outputs as `{protocol: "file", path}` specs, relative to
-`settings.file_root_dir`. Everything a client could use to reach outside that root (absolute paths, `..`,
-symbolic links out) is refused here, with the offending field named, before a task exists. The task keeps
-the request as accepted in `Task.input`; the worker writes the outputs and counts what it processed in
-`Task.result` (`size` and `nb_files`, per IMAGE and VIDEO).
+A request names its input and outputs as `{protocol: "file", path}` specs, relative to the file root of
+the key that sends it (`veil.core.keys.key_file_root`: its own folder, unless set otherwise). Everything a
+client could use to reach outside that root (absolute paths, `..`, a symbolic link anywhere below the
+root) is refused here, with the offending field named, before a task exists. So is an output that would
+replace an input of the task (by any spelling of its path, or a hard link to it), and one that would
+replace an existing file unless the request sets `overwrite`. The task keeps the request as accepted in
+`Task.input`; the worker checks again, writes the outputs and counts what it processed in `Task.result`
+(`size` and `nb_files`, per IMAGE and VIDEO).
 """
 
 from __future__ import annotations
 
+import os
+import stat
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -27,10 +33,21 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from veil.core.errors import InvalidInputError, NotFoundError
+from veil.core.keys import key_file_root
 from veil.core.models import ApiKey, Task, utc_now
 from veil.core.parameters import AnonymizeParameters
-from veil.core.paths import PathOutsideRootError, resolve_under
+from veil.core.paths import (
+    NOT_FOLLOWED,
+    Entry,
+    FileRoot,
+    OutputRefusedError,
+    PathOutsideRootError,
+    check_replaceable,
+    file_id,
+    path_parts,
+)
 from veil.core.schemas import TaskError, TaskStatus
+from veil.engine.media.kinds import media_kind
 
 __all__ = [
     "BlurItResult",
@@ -107,6 +124,9 @@ class FileTaskCreate(BaseModel):
     output_image: OutputSpec | None = None
     output_video: OutputSpec | None = None
     output_json: OutputSpec | None = Field(default=None, description="Detections as veil.detections/1 JSON.")
+    overwrite: Flag = Field(
+        default=False, description="Replace outputs that exist already; without it they are refused (422)."
+    )
     parameters: AnonymizeParameters = Field(default_factory=AnonymizeParameters)
 
 
@@ -118,6 +138,11 @@ class DirectoryTaskCreate(BaseModel):
 
     input_directory: DirectoryInput
     output_directory: FileSpec
+    overwrite: Flag = Field(
+        default=False,
+        description="Replace files in the output directory that the task writes; without it a task that "
+        "would replace any is refused (422).",
+    )
     parameters: AnonymizeParameters = Field(default_factory=AnonymizeParameters)
 
 
@@ -139,7 +164,7 @@ class MediaCounts(BaseModel):
 
 
 class FileFailure(BaseModel):
-    path: str = Field(description="Relative to the file root.")
+    path: str = Field(description="Relative to the key's file root.")
     reason: str
 
 
@@ -163,7 +188,9 @@ class BlurItTask(BaseModel):
     result: BlurItResult
     error: TaskError | None = Field(default=None, description="Why the task failed; null otherwise.")
     failures: list[FileFailure] | None = Field(
-        default=None, description="Directory tasks: the files that could not be processed, and why."
+        default=None,
+        description="Directory tasks: the files that could not be processed or were skipped (symbolic "
+        "links, special files), and why.",
     )
 
 
@@ -181,21 +208,48 @@ class _Errors:
             raise InvalidInputError(self.fields)
 
 
-def _resolve(root: Path, field: str, spec: FileSpec, errors: _Errors) -> Path | None:
+@dataclass(frozen=True)
+class _Place:
+    """A path below the key's root as checked: its one spelling, and what is there (None: nothing)."""
+
+    parts: tuple[str, ...]
+    info: os.stat_result | None
+
+    def holds(self, kind: int) -> bool:
+        return self.info is not None and stat.S_IFMT(self.info.st_mode) == kind
+
+
+def _look(root: FileRoot, field: str, spec: FileSpec, errors: _Errors) -> _Place | None:
+    """Where `spec` points below the key's root, or None after noting why its path is refused."""
     try:
-        return resolve_under(root, spec.path)
+        return _Place(path_parts(spec.path), root.lstat(spec.path))
     except PathOutsideRootError as exc:
         errors.add(f"{field}.path", str(exc))
-        return None
+    except NotADirectoryError:
+        errors.add(f"{field}.path", "a directory on the way is a file")
+    except OSError as exc:
+        errors.add(f"{field}.path", f"cannot be reached: {exc.strerror or exc}")
+    return None
 
 
-def _check_output(field: str, output: Path | None, source: Path | None, errors: _Errors) -> None:
+def _not_a(place: _Place, what: str) -> str:
+    """Why `place` is not the `what` ("file", "directory") asked for."""
+    if place.holds(stat.S_IFLNK):
+        return f"is a symbolic link; {NOT_FOLLOWED}"
+    if place.info is None:
+        return f"no such {what} under the file root"
+    return f"is not a {what}"
+
+
+def _check_output(
+    field: str, output: _Place | None, inputs: set[tuple[int, int]], overwrite: bool, errors: _Errors
+) -> None:
     if output is None:
         return
-    if output == source:
-        errors.add(f"{field}.path", "is the input; give another path")
-    elif output.is_dir():
-        errors.add(f"{field}.path", "is a directory; give a file path")
+    try:
+        check_replaceable(output.info, replace=overwrite, inputs=inputs)
+    except OutputRefusedError as exc:
+        errors.add(f"{field}.path", str(exc))
 
 
 def _store(session: Session, owner: ApiKey, request: FileTaskCreate | DirectoryTaskCreate) -> Task:
@@ -212,7 +266,8 @@ def _store(session: Session, owner: ApiKey, request: FileTaskCreate | DirectoryT
 
 
 def create_file_task(session: Session, *, owner: ApiKey, request: FileTaskCreate, file_root: Path) -> Task:
-    """Checks a file task's specs and stores it as a queued task; the caller enqueues it.
+    """Checks a file task's specs against `owner`'s file root (`file_root` is the server's) and stores it
+    as a queued task; the caller enqueues it.
 
     Raises:
         InvalidInputError: naming each offending field (`input_image.path`, `output_video`, ...).
@@ -236,44 +291,95 @@ def create_file_task(session: Session, *, owner: ApiKey, request: FileTaskCreate
         errors.add(f"output_{kind}", f"give output_{kind}, output_json or both")
     if input_spec.expires_at is not None and input_spec.expires_at <= utc_now():
         errors.add(f"{input_field}.expires_at", "is in the past")
-    source = _resolve(file_root, input_field, input_spec, errors)
-    if source is not None and not source.is_file():
-        errors.add(f"{input_field}.path", "no such file under the file root")
-    targets = {name: _resolve(file_root, name, spec, errors) for name, spec in outputs.items()}
+    root = key_file_root(owner, file_root)
+    source = _look(root, input_field, input_spec, errors)
+    if source is not None and not source.holds(stat.S_IFREG):
+        errors.add(f"{input_field}.path", _not_a(source, "file"))
+    input_ids = {file_id(source.info)} if source is not None and source.info is not None else set()
+    targets = {name: _look(root, name, spec, errors) for name, spec in outputs.items()}
     for name, target in targets.items():
-        _check_output(name, target, source, errors)
-    if None not in targets.values() and len(set(targets.values())) < len(targets):
+        _check_output(name, target, input_ids, request.overwrite, errors)
+    spellings = {target.parts for target in targets.values() if target is not None}
+    if len(targets) == 2 and len(spellings) == 1:
         errors.add("output_json.path", f"is the same file as output_{kind}")
     errors.raise_if_any()
     return _store(session, owner, request)
 
 
-def _overlap(a: Path, b: Path) -> bool:
-    return a == b or a in b.parents or b in a.parents
+def _overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    shorter = min(len(a), len(b))
+    return a[:shorter] == b[:shorter]
 
 
 def create_directory_task(
     session: Session, *, owner: ApiKey, request: DirectoryTaskCreate, file_root: Path
 ) -> Task:
-    """Checks a directory task's specs and stores it as a queued task; the caller enqueues it.
+    """Checks a directory task's specs against `owner`'s file root (`file_root` is the server's) and
+    stores it as a queued task; the caller enqueues it.
 
     The output may not overlap the input either way: outputs inside the input would be processed again,
-    and an input inside the output could be overwritten by an output with the same relative path.
+    and an input inside the output could be overwritten by an output with the same relative path. Files the
+    task would write that exist already are refused unless `overwrite`; inputs, never.
 
     Raises:
         InvalidInputError: naming each offending field (`input_directory.path`, ...).
     """
+    root = key_file_root(owner, file_root)
     errors = _Errors()
-    source = _resolve(file_root, "input_directory", request.input_directory, errors)
-    if source is not None and not source.is_dir():
-        errors.add("input_directory.path", "no such directory under the file root")
-    target = _resolve(file_root, "output_directory", request.output_directory, errors)
-    if target is not None and source is not None and _overlap(source, target):
+    source = _look(root, "input_directory", request.input_directory, errors)
+    if source is not None and not source.holds(stat.S_IFDIR):
+        errors.add("input_directory.path", _not_a(source, "directory"))
+    target = _look(root, "output_directory", request.output_directory, errors)
+    if target is not None and source is not None and _overlap(source.parts, target.parts):
         errors.add("output_directory.path", "overlaps the input directory; give a separate directory")
-    elif target is not None and target.exists() and not target.is_dir():
-        errors.add("output_directory.path", "is a file; give a directory path")
+    elif target is not None and target.info is not None and not target.holds(stat.S_IFDIR):
+        errors.add("output_directory.path", _not_a(target, "directory"))
     errors.raise_if_any()
+    if target is not None and target.info is not None:
+        for message in _replaced_files(root, request):
+            errors.add("output_directory.path", message)
+        errors.raise_if_any()
     return _store(session, owner, request)
+
+
+def _replaced_files(root: FileRoot, request: DirectoryTaskCreate) -> list[str]:
+    """Why the files a directory task would write may not be written where they are: one message per
+    reason, naming the first few outputs (relative to the output directory)."""
+    try:
+        inputs = [entry for entry in root.walk(request.input_directory.path) if entry.skipped is None]
+        existing = {entry.relative: entry for entry in root.walk(request.output_directory.path)}
+    except (PathOutsideRootError, OSError):
+        return []  # changed meanwhile; the worker looks again, file by file
+    input_ids = {file_id(entry.info) for entry in inputs}
+    refused: dict[str, list[str]] = {}
+    for entry in inputs:
+        if media_kind(Path(entry.relative)) is None:
+            continue  # not processed, so nothing is written for it
+        for output in (entry.relative, f"{entry.relative}.json"):
+            reason = _refusal(output, existing, input_ids, request.overwrite)
+            if reason is not None:
+                refused.setdefault(reason, []).append(output)
+    return [f"{_some(outputs)}: {reason}" for reason, outputs in refused.items()]
+
+
+def _refusal(
+    output: str, existing: dict[str, Entry], input_ids: set[tuple[int, int]], overwrite: bool
+) -> str | None:
+    # The walk lists no directories, so an entry on the way to `output` is a link or a file.
+    for parent in reversed(PurePosixPath(output).parents[:-1]):
+        if (blocking := existing.get(parent.as_posix())) is not None:
+            return f"{parent.as_posix()!r} {blocking.skipped or 'is a file, not a directory'}"
+    found = existing.get(output)
+    try:
+        check_replaceable(None if found is None else found.info, replace=overwrite, inputs=input_ids)
+    except OutputRefusedError as exc:
+        return str(exc)
+    return None
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more} more" if more > 0 else "")
 
 
 def get_blurit_task(session: Session, *, owner: ApiKey, task_id: str) -> BlurItTask:

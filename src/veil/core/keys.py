@@ -1,28 +1,35 @@
 """API keys: made with enough randomness that a plain SHA-256 is a safe way to store them.
 
 The `/v1/keys` API lists, creates and revokes them (admins), and shows a key its own record and usage.
+Each key has its own file root for BlurIt-style paths (`key_file_root`), so no key reaches another's files.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from veil.core.errors import ConflictError, NotFoundError
+from veil.core.errors import ConflictError, InvalidInputError, NotFoundError
 from veil.core.models import ApiKey, utc_now
+from veil.core.paths import FileRoot
 from veil.core.schemas import KeyCreate, KeyCreated, KeyPublic, KeysPublic, KeyUsageCounts
+from veil.core.settings import Settings
 
 __all__ = [
     "NewKey",
+    "checked_file_root",
     "create_api_key",
     "find_api_key",
     "get_key",
     "hash_key",
     "issue_key",
+    "key_file_root",
     "key_public",
     "list_keys",
     "revoke_api_key",
@@ -45,19 +52,66 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_api_key(session: Session, *, name: str, admin: bool = False) -> NewKey:
-    """Adds a key to the session and returns it with its secret."""
+def create_api_key(
+    session: Session, *, name: str, admin: bool = False, file_root: str | None = None
+) -> NewKey:
+    """Adds a key to the session and returns it with its secret; `file_root` as `checked_file_root` gives
+    it, or None for the default."""
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     record = ApiKey(
         name=name,
         key_hash=hash_key(secret),
         prefix=secret[: len(KEY_PREFIX) + 4],
         is_admin=admin,
+        file_root=file_root,
         callback_secret=secrets.token_hex(32),
     )
     session.add(record)
     session.flush()
     return NewKey(record, secret)
+
+
+def key_file_root(key: ApiKey, file_root: Path) -> FileRoot:
+    """The directory `key`'s BlurIt paths are relative to: the one an operator set for it, else the whole
+    `file_root` for an admin key, else the key's own folder `<id>` below it. The default ones are made when
+    first needed; a set one is not, since a missing one is more likely a disk not mounted."""
+    if key.file_root is not None:
+        return FileRoot(Path(key.file_root))
+    return FileRoot(file_root if key.is_admin else file_root / key.id, create=True)
+
+
+def checked_file_root(raw: str, settings: Settings) -> str:
+    """`raw` as a key's file root: an existing directory, given as an absolute path, stored resolved. It may
+    lie outside the server's file root (an operator's choice, such as /srv/dashcam), but must not hold the
+    data directory (the database) nor overlap the storage directory (every key's uploads).
+
+    Raises:
+        InvalidInputError: on `file_root`, saying why.
+    """
+    problem = _file_root_problem(raw, settings)
+    if problem is not None:
+        raise InvalidInputError({"file_root": [problem]})
+    return str(Path(raw).resolve())
+
+
+def _file_root_problem(raw: str, settings: Settings) -> str | None:
+    try:
+        raw.encode()
+    except UnicodeEncodeError:
+        return "is not a usable path"
+    if "\x00" in raw:
+        return "is not a usable path"
+    if not Path(raw).is_absolute():
+        return "give an absolute path"
+    path = Path(raw).resolve()
+    if not os.path.isdir(path):  # False for any error, such as a name too long
+        return f"{path} is not a directory on the server; create it first"
+    if path == settings.data_dir or path in settings.data_dir.parents:
+        return f"{path} holds the data directory {settings.data_dir} (the database)"
+    storage = settings.storage_dir
+    if path == storage or storage in path.parents or path in storage.parents:
+        return f"{path} overlaps the storage directory {storage}, which holds every key's uploads"
+    return None
 
 
 def find_api_key(session: Session, secret: str) -> ApiKey | None:
@@ -86,6 +140,7 @@ def key_public(record: ApiKey) -> KeyPublic:
         is_admin=record.is_admin,
         created_at=record.created_at,
         revoked_at=record.revoked_at,
+        file_root=record.file_root,
         usage=KeyUsageCounts(
             files=record.files_processed, bytes=record.bytes_processed, frames=record.frames_processed
         ),
@@ -110,9 +165,14 @@ def list_keys(session: Session) -> KeysPublic:
     return KeysPublic(count=len(records), results=[key_public(record) for record in records])
 
 
-def issue_key(session: Session, *, request: KeyCreate) -> KeyCreated:
-    """Creates and commits a key; its secrets are in the answer and nowhere else in the clear."""
-    new = create_api_key(session, name=request.name, admin=request.is_admin)
+def issue_key(session: Session, *, request: KeyCreate, settings: Settings) -> KeyCreated:
+    """Creates and commits a key; its secrets are in the answer and nowhere else in the clear.
+
+    Raises:
+        InvalidInputError: on `file_root`, as `checked_file_root` says.
+    """
+    file_root = None if request.file_root is None else checked_file_root(request.file_root, settings)
+    new = create_api_key(session, name=request.name, admin=request.is_admin, file_root=file_root)
     session.commit()
     return KeyCreated(
         key=key_public(new.record), secret=new.secret, callback_secret=new.record.callback_secret

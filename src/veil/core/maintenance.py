@@ -9,7 +9,6 @@ claim makes duplicate messages harmless.
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
@@ -21,7 +20,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from veil.core.db import session_scope
 from veil.core.models import ExpiringPath, StoredFile, Task, Upload, utc_now
-from veil.core.paths import PathOutsideRootError, resolve_under
+from veil.core.paths import FileRoot, PathOutsideRootError
 from veil.core.queue import TaskQueue
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage
@@ -72,7 +71,7 @@ def _delete_expired_files(sessions: sessionmaker[Session], storage: LocalStorage
     return _purge(
         sessions,
         StoredFile.id,
-        StoredFile.storage_key,
+        [StoredFile.storage_key],
         [
             StoredFile.expires_at <= now,
             StoredFile.id.not_in(select(read_files).where(active, read_files.is_not(None))),
@@ -88,63 +87,59 @@ def _delete_expired_files(sessions: sessionmaker[Session], storage: LocalStorage
 def _delete_expired_uploads(sessions: sessionmaker[Session], storage: LocalStorage, now: datetime) -> int:
     """Resumable uploads past their expiry: the row and any bytes still waiting (a finished upload's file
     expires on its own)."""
-    return _purge(sessions, Upload.id, Upload.storage_key, [Upload.expires_at <= now], storage.delete)
+    return _purge(sessions, Upload.id, [Upload.storage_key], [Upload.expires_at <= now], storage.delete)
 
 
-def _delete_expired_paths(sessions: sessionmaker[Session], root: Path, now: datetime) -> int:
+def _delete_expired_paths(sessions: sessionmaker[Session], file_root: Path, now: datetime) -> int:
     return _purge(
         sessions,
         ExpiringPath.id,
-        ExpiringPath.path,
+        [ExpiringPath.path, ExpiringPath.root],
         [ExpiringPath.expires_at <= now],
-        partial(_remove_under, root),
+        partial(_remove_below, file_root),
     )
 
 
 def _purge(
     sessions: sessionmaker[Session],
     row_id: InstrumentedAttribute[Any],
-    location: InstrumentedAttribute[str],
+    locations: Sequence[InstrumentedAttribute[Any]],
     where: Sequence[ColumnElement[bool]],
-    remove: Callable[[str], None],
+    remove: Callable[..., None],
 ) -> int:
-    """Deletes the rows matching `where` and what each names at `location` (`remove`), a batch per
-    transaction. Bytes go first: expired rows are already hidden from clients, and deleting twice is
-    harmless. Returns how many rows went."""
-    query = select(row_id, location).where(*where).order_by(row_id).limit(_BATCH)
+    """Deletes the rows matching `where` and what each names in its `locations` columns
+    (`remove(*values)`), a batch per transaction. Bytes go first: expired rows are already hidden from
+    clients, and deleting twice is harmless. Returns how many rows went."""
+    query = select(row_id, *locations).where(*where).order_by(row_id).limit(_BATCH)
     deleted = 0
     while True:
         with sessions() as session:
             rows = session.execute(query).all()
-        for _, name in rows:
-            _forget(remove, name)
+        for _, *names in rows:
+            _forget(remove, *names)
         with session_scope(sessions) as session:
-            session.execute(delete(row_id.class_).where(row_id.in_([ident for ident, _ in rows])))
+            session.execute(delete(row_id.class_).where(row_id.in_([ident for ident, *_ in rows])))
         deleted += len(rows)
         if len(rows) < _BATCH:
             return deleted
 
 
-def _remove_under(root: Path, relative: str) -> None:
+def _remove_below(file_root: Path, relative: str, root: str | None) -> None:
+    """Deletes an expired output below the root its task's key had (rows older than per-key roots: the
+    file root), never through a symbolic link; a link itself goes, never what it points at."""
     try:
-        path = resolve_under(root, relative)
-    except PathOutsideRootError:
-        # A symbolic link now leads out of the file root: what it points at is not ours to delete.
-        log.warning("expired output %r now leads outside the file root; left alone", relative)
-        return
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
+        FileRoot(file_root if root is None else Path(root)).delete(relative)
+    except PathOutsideRootError as exc:
+        log.warning("expired output %r left alone: %s", relative, exc)
 
 
-def _forget(remove: Callable[[str], None], name: str) -> None:
-    """Runs `remove(name)`; a failure is logged and the row is dropped anyway, so one bad path cannot
+def _forget(remove: Callable[..., None], *names: Any) -> None:
+    """Runs `remove(*names)`; a failure is logged and the row is dropped anyway, so one bad path cannot
     stall the clean-up of everything behind it."""
     try:
-        remove(name)
+        remove(*names)
     except OSError:
-        log.warning("could not delete expired %s", name, exc_info=True)
+        log.warning("could not delete expired %s", names[0], exc_info=True)
 
 
 def _requeue_stale_tasks(sessions: sessionmaker[Session], queue: TaskQueue, stale_before: datetime) -> int:

@@ -70,6 +70,9 @@ class ApiKey(Base):
     # The first characters of the key, so a person can tell keys apart in listings.
     prefix: Mapped[str] = mapped_column(String(16))
     is_admin: Mapped[bool] = mapped_column(default=False)
+    # The directory its BlurIt paths are relative to, when an operator set one; None: the key's own folder
+    # `<id>` below the file root (admin keys: the whole file root). See `veil.core.keys.key_file_root`.
+    file_root: Mapped[str | None] = mapped_column(String(4096), default=None)
     # Signs callbacks (HMAC-SHA256); it must be readable to sign, so it is a separate secret from the key.
     callback_secret: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
@@ -145,8 +148,11 @@ class ExpiringPath(Base):
     __tablename__ = "expiring_paths"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    # Relative to the file root, as the client gave it; resolved again when it is deleted.
+    # Relative to `root`, as the client gave it; reached again, without following links, when it is deleted.
     path: Mapped[str] = mapped_column(String(2000))
+    # The owner key's file root when the task ran; None in rows made before keys had their own roots, which
+    # are relative to the whole file root.
+    root: Mapped[str | None] = mapped_column(String(4096), default=None)
     task_id: Mapped[str | None] = mapped_column(ForeignKey("tasks.id"), default=None)
     expires_at: Mapped[datetime] = mapped_column(index=True)
 

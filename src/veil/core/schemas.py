@@ -209,6 +209,10 @@ class KeyPublic(BaseModel):
     is_admin: bool
     created_at: datetime
     revoked_at: datetime | None = Field(description="When the key was revoked; null while it works.")
+    file_root: str | None = Field(
+        description="The server directory its BlurIt-style paths are relative to, when one was set; null: "
+        "its own folder `<id>` below the server's file root (admin keys: the whole file root)."
+    )
     usage: KeyUsageCounts
 
 
@@ -222,6 +226,14 @@ class KeyCreate(BaseModel):
 
     name: str = Field(min_length=1, max_length=200, examples=["scanner"])
     is_admin: bool = False
+    file_root: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="An existing directory on the server, as an absolute path, for the key's BlurIt-style "
+        "paths; it may lie outside the server's file root, but not hold its data directory. Default: the "
+        "key's own folder `<id>` below the file root (admin keys: the whole file root).",
+        examples=["/srv/dashcam"],
+    )
 
 
 class KeyCreated(BaseModel):

@@ -1,24 +1,42 @@
-"""BlurIt-style tasks: a photo, a video or a whole directory under the file root, outputs written there too.
+"""BlurIt-style tasks: a photo, a video or a whole directory below the key's file root, outputs there too.
 
 `Task.input` is the request as the server accepted it (`veil.core.blurit`): input_image or input_video
 with output_image/output_video and output_json, or input_directory with output_directory; each spec is
-{protocol: "file", path, ...} with `path` relative to `settings.file_root_dir`, resolved again here because
-the tree may have changed since. The result echoes those specs and adds `size` and `nb_files` per IMAGE and
-VIDEO; a directory task also lists the files it could not process in `failures`.
+{protocol: "file", path, ...} with `path` relative to the owner key's file root (`key_file_root`). Paths are
+reached again here, the way `veil.core.paths` does it, because the tree may have changed since: no link
+below the root is followed, for reading, writing or deleting. Outputs are made in a private staging
+directory and moved into place when complete; they never replace an input of the task, and replace an
+existing file only when the request set `overwrite`, or on a retry, which may find its own earlier outputs.
+
+The result echoes the specs and adds `size` and `nb_files` per IMAGE and VIDEO; a directory task also lists
+in `failures` the files it could not process and those it skipped (links, special files), with why.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from veil.core.models import ExpiringPath, Task, utc_now
-from veil.core.paths import resolve_under
+from veil.core.keys import key_file_root
+from veil.core.models import ApiKey, ExpiringPath, Task, utc_now
+from veil.core.paths import (
+    Entry,
+    FileRoot,
+    OutputRefusedError,
+    PathOutsideRootError,
+    file_id,
+    path_parts,
+)
+from veil.core.settings import Settings
 from veil.engine.anonymizer import Anonymizer
-from veil.engine.batch import FileOutcome, plan_jobs, run_jobs, summarize
+from veil.engine.batch import FileJob, FileOutcome, run_jobs
+from veil.engine.errors import MediaError
 from veil.engine.report import Report
 from veil.worker.context import WorkerContext
 from veil.worker.lifecycle import Claim, Finished, TaskFailure, TaskStopped, Ticker, Usage
@@ -27,19 +45,66 @@ from veil.worker.options import engine_request
 __all__ = ["run_blurit_task"]
 
 _MEDIA_OUTPUTS = {"input_image": "output_image", "input_video": "output_video"}
+_OUTSIDE = "Path outside the file root"
+
+log = logging.getLogger(__name__)
 
 
 def run_blurit_task(context: WorkerContext, claim: Claim, ticker: Ticker) -> Finished:
     """Runs a BlurIt file or directory task.
 
     Raises:
-        TaskFailure: an input is missing or expired.
-        PathOutsideRootError: a path now leads outside the file root (a symbolic link changed).
-        VeilError: the engine could not process the single input or write its output.
+        TaskFailure: an input is missing or expired, a path goes through a link, or an output may not
+            be written where asked.
+        VeilError: the engine could not process the single input.
     """
-    if "input_directory" in claim.input:
-        return _run_directory(context, claim, ticker)
-    return _run_file(context, claim, ticker)
+    outputs = _Outputs(_key_root(context, claim), claim)
+    with _staging(context.settings, claim) as staging:
+        if "input_directory" in claim.input:
+            return _run_directory(context, claim, ticker, outputs, staging)
+        return _run_file(context, claim, ticker, outputs, staging)
+
+
+def _key_root(context: WorkerContext, claim: Claim) -> FileRoot:
+    with context.sessions() as session:
+        return key_file_root(session.get_one(ApiKey, claim.owner_id), context.settings.file_root_dir)
+
+
+@contextmanager
+def _staging(settings: Settings, claim: Claim) -> Iterator[Path]:
+    """A directory no client reaches, for this attempt's outputs until they are complete; what killed
+    attempts of the task left there goes first."""
+    base = settings.data_dir / "staging"
+    for left in base.glob(f"{claim.task_id}-*"):
+        shutil.rmtree(left, ignore_errors=True)
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder = base / f"{claim.task_id}-{claim.attempt}"
+    folder.mkdir(mode=0o700)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class _Outputs:
+    """Moves finished outputs from staging to their place below the key's root, and remembers them.
+
+    An output never replaces an input of the task (by any name: hard links are the same file), and
+    replaces an existing file only when the request set `overwrite`, or on a retry, whose earlier attempt
+    may have written it.
+    """
+
+    def __init__(self, root: FileRoot, claim: Claim) -> None:
+        self.root = root
+        self.inputs: set[tuple[int, int]] = set()
+        self.written: list[str] = []
+        self._task_id = claim.task_id
+        self._replace = claim.input.get("overwrite") is True or claim.attempt > 1
+
+    def put(self, staged: Path, relative: str) -> None:
+        """Raises: PathOutsideRootError, OutputRefusedError, OSError (see `FileRoot.publish`)."""
+        self.root.publish(staged, relative, replace=self._replace, inputs=self.inputs, tag=self._task_id)
+        self.written.append(relative)
 
 
 def _anonymizer(context: WorkerContext, claim: Claim) -> tuple[Anonymizer, bool]:
@@ -47,75 +112,71 @@ def _anonymizer(context: WorkerContext, claim: Claim) -> tuple[Anonymizer, bool]
     return context.models.anonymizer(request), request.write_media
 
 
-def _under_root(context: WorkerContext, spec: dict[str, Any]) -> Path:
-    return resolve_under(context.settings.file_root_dir, str(spec["path"]))
-
-
-def _run_file(context: WorkerContext, claim: Claim, ticker: Ticker) -> Finished:
+def _run_file(
+    context: WorkerContext, claim: Claim, ticker: Ticker, outputs: _Outputs, staging: Path
+) -> Finished:
     input_field = next(name for name in _MEDIA_OUTPUTS if name in claim.input)
     spec = claim.input[input_field]
     _check_not_expired(input_field, spec)
-    source = _under_root(context, spec)
-    if not source.is_file():
-        raise TaskFailure(
-            "Input not found", f"{input_field} {spec['path']!r}: no such file under the file root"
-        )
     anonymizer, write_media = _anonymizer(context, claim)
-    media_spec = claim.input.get(_MEDIA_OUTPUTS[input_field]) if write_media else None
-    json_spec = claim.input.get("output_json")
-    media_out = None if media_spec is None else _under_root(context, media_spec)
-    json_out = None if json_spec is None else _under_root(context, json_spec)
-    size = source.stat().st_size  # before auto_delete may remove it
-    report = _process_file(anonymizer, source, media_out, json_out, claim.task_id, ticker)
+    fields = [_MEDIA_OUTPUTS[input_field]] if write_media else []
+    targets = {
+        field: str(claim.input[field]["path"]) for field in [*fields, "output_json"] if field in claim.input
+    }
+    staged = {field: staging / field / PurePosixPath(path).name for field, path in targets.items()}
+    with _opened_input(outputs.root, input_field, str(spec["path"])) as (source, info):
+        outputs.inputs.add(file_id(info))
+        report = _process_file(
+            anonymizer, source, staged.get(_MEDIA_OUTPUTS[input_field]), staged.get("output_json"), ticker
+        )
+    for field, path in targets.items():
+        _put(outputs, staged[field], field, path)
     kind = report.media.type.upper()
-    written = [path for path in (media_out, json_out) if path is not None]
     return Finished(
-        result=_result(claim.input, {kind: size}, {kind: 1}),
-        usage=Usage(files=1, bytes=size, frames=_video_frames(report)),
-        expiring=_expiring_outputs(claim),
-        after_commit=_auto_delete(spec, lambda: source.unlink(missing_ok=True)),
-        discard=lambda: _remove_if_cancelled(context, claim, written),
+        result=_result(claim.input, {kind: info.st_size}, {kind: 1}),
+        usage=Usage(files=1, bytes=info.st_size, frames=_video_frames(report)),
+        expiring=_expiring_outputs(claim, outputs.root),
+        after_commit=_auto_delete(spec, lambda: _delete_each(outputs.root, [str(spec["path"])])),
+        discard=lambda: _remove_if_cancelled(context, claim, outputs),
     )
 
 
+@contextmanager
+def _opened_input(root: FileRoot, field: str, path: str) -> Iterator[tuple[Path, os.stat_result]]:
+    """The input file opened now (`FileRoot.reading`), or the reason it cannot be, for the client."""
+    with ExitStack() as stack:
+        try:
+            opened = stack.enter_context(root.reading(path))
+        except PathOutsideRootError as exc:
+            raise TaskFailure(_OUTSIDE, f"{field} {path!r}: {exc}") from None
+        except OSError:
+            raise TaskFailure(
+                "Input not found", f"{field} {path!r}: no such file under the file root"
+            ) from None
+        yield opened
+
+
 def _process_file(
-    anonymizer: Anonymizer,
-    source: Path,
-    media_out: Path | None,
-    json_out: Path | None,
-    task_id: str,
-    ticker: Ticker,
+    anonymizer: Anonymizer, source: Path, media: Path | None, detections: Path | None, ticker: Ticker
 ) -> Report:
-    """Writes the media and JSON outputs through temporary names, so they appear only when complete."""
-    staged = None if media_out is None else _staged(media_out, task_id)
-    try:
-        report = anonymizer.process_file(
-            source, staged, lambda done, total: ticker.progress(done / (total or 1))
-        )
-        ticker.check()
-        if json_out is not None:
-            _write_json(json_out, report.to_json(), task_id)
-        if media_out is not None and staged is not None:
-            os.replace(staged, media_out)
-    finally:
-        if staged is not None:
-            staged.unlink(missing_ok=True)
+    """Writes the media and JSON outputs into staging."""
+    for path in (media, detections):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+    report = anonymizer.process_file(source, media, lambda done, total: ticker.progress(done / (total or 1)))
+    ticker.check()
+    if detections is not None:
+        detections.write_text(report.to_json() + "\n", encoding="utf-8")
     return report
 
 
-def _staged(final: Path, task_id: str) -> Path:
-    """A hidden name beside `final`, the same for every attempt: a retry replaces what a killed one left."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    return final.with_name(f".{final.stem}.veil-partial-{task_id}{final.suffix}")
-
-
-def _write_json(path: Path, document: str, task_id: str) -> None:
-    staged = _staged(path, task_id)
+def _put(outputs: _Outputs, staged: Path, field: str, path: str) -> None:
     try:
-        staged.write_text(document + "\n", encoding="utf-8")
-        os.replace(staged, path)
-    finally:
-        staged.unlink(missing_ok=True)
+        outputs.put(staged, path)
+    except PathOutsideRootError as exc:
+        raise TaskFailure(_OUTSIDE, f"{field} {path!r}: {exc}") from None
+    except OutputRefusedError as exc:
+        raise TaskFailure("Output not written", f"{field} {path!r}: {exc}") from None
 
 
 def _check_not_expired(field: str, spec: dict[str, Any]) -> None:
@@ -129,74 +190,131 @@ def _check_not_expired(field: str, spec: dict[str, Any]) -> None:
         raise TaskFailure("Input expired", f"{field} expired at {expires_at}; it is not used after that time")
 
 
-def _run_directory(context: WorkerContext, claim: Claim, ticker: Ticker) -> Finished:
+def _run_directory(
+    context: WorkerContext, claim: Claim, ticker: Ticker, outputs: _Outputs, staging: Path
+) -> Finished:
     spec = claim.input["input_directory"]
-    source = _under_root(context, spec)
-    if not source.is_dir():
-        raise TaskFailure(
-            "Input not found", f"input_directory {spec['path']!r}: no such directory under the file root"
-        )
-    target = _under_root(context, claim.input["output_directory"])
-    target.mkdir(parents=True, exist_ok=True)
-    _remove_partials(target)
-    anonymizer, write_media = _anonymizer(context, claim)
-    jobs = plan_jobs([source], target, write_media=write_media)
-    progress = _DirectoryProgress(ticker, len(jobs))
+    folder, target = str(spec["path"]), str(claim.input["output_directory"]["path"])
+    entries = _input_entries(outputs.root, folder)
+    outputs.inputs.update(file_id(entry.info) for entry in entries if entry.skipped is None)
     try:
-        outcomes = run_jobs(
-            jobs,
-            lambda job: anonymizer.process_file(job.source, job.output, progress.frames),
-            on_outcome=progress.file_done,
-        )
+        outputs.root.make_directory(target)
+    except PathOutsideRootError as exc:
+        raise TaskFailure(_OUTSIDE, f"output_directory {target!r}: {exc}") from None
+    anonymizer, write_media = _anonymizer(context, claim)
+    jobs = [_job(outputs.root, folder, entry, staging, write_media) for entry in entries if not entry.skipped]
+    run = _DirectoryRun(outputs, folder, target, ticker, len(jobs))
+    try:
+        run_jobs(jobs, run.process(anonymizer), on_outcome=run.file_done)
     except TaskStopped:
-        _remove_if_cancelled(context, claim, progress.written)
+        _remove_if_cancelled(context, claim, outputs)
         raise
-    summary = summarize(outcomes)
-    done = [outcome for outcome in outcomes if outcome.status == "done"]
-    root = context.settings.file_root_dir
-    failures = [
-        {"path": Path(failure["path"]).relative_to(root).as_posix(), "reason": failure["reason"]}
-        for failure in summary["failures"]
-    ]
+    skipped = [{"path": _below(folder, e.relative), "reason": e.skipped} for e in entries if e.skipped]
+    failures = sorted([*skipped, *run.failures], key=lambda failure: failure["path"])
     return Finished(
-        result={**_result(claim.input, summary["size"], summary["nb_files"]), "failures": failures},
-        usage=Usage(
-            files=len(done),
-            bytes=sum(summary["size"].values()),
-            frames=sum(_video_frames(outcome.report) for outcome in done if outcome.report is not None),
-        ),
-        expiring=_expiring_outputs(claim),
-        after_commit=_auto_delete(spec, lambda: _delete_sources(source, done)),
-        discard=lambda: _remove_if_cancelled(context, claim, progress.written),
+        result={**_result(claim.input, run.size, run.nb_files), "failures": failures},
+        usage=Usage(files=len(run.done), bytes=sum(run.size.values()), frames=run.frames),
+        expiring=_expiring_outputs(claim, outputs.root),
+        after_commit=_auto_delete(spec, lambda: _delete_sources(outputs.root, folder, run.done)),
+        discard=lambda: _remove_if_cancelled(context, claim, outputs),
     )
 
 
-class _DirectoryProgress:
-    """Progress over all files of a directory task (files done plus the running video's share), and the
-    outputs written so far."""
+def _input_entries(root: FileRoot, folder: str) -> list[Entry]:
+    try:
+        return list(root.walk(folder))
+    except PathOutsideRootError as exc:
+        raise TaskFailure(_OUTSIDE, f"input_directory {folder!r}: {exc}") from None
+    except OSError:
+        raise TaskFailure(
+            "Input not found", f"input_directory {folder!r}: no such directory under the file root"
+        ) from None
 
-    def __init__(self, ticker: Ticker, total_files: int) -> None:
+
+def _below(folder: str, relative: str) -> str:
+    """`relative` below `folder`, in one spelling, as failures and deletions name it."""
+    return "/".join((*path_parts(folder), relative))
+
+
+def _job(root: FileRoot, folder: str, entry: Entry, staging: Path, write_media: bool) -> FileJob:
+    """A job whose outputs go to staging; its `source` names the input for its kind and is never opened
+    by path (`_DirectoryRun.process` reads it through the root)."""
+    output = staging / entry.relative
+    return FileJob(
+        source=root.path / _below(folder, entry.relative),
+        relative=Path(entry.relative),
+        output=output if write_media else None,
+        report_path=output.with_name(f"{output.name}.json"),
+    )
+
+
+class _DirectoryRun:
+    """A directory task as its files finish: progress over all files (plus the running video's share),
+    outputs moved into place, what was done and counted, and what failed."""
+
+    def __init__(self, outputs: _Outputs, folder: str, target: str, ticker: Ticker, total_files: int) -> None:
+        self._outputs = outputs
+        self._folder = folder
+        self._target = target
         self._ticker = ticker
         self._total = max(total_files, 1)
-        self._done = 0
-        self.written: list[Path] = []
+        self._finished = 0
+        self._sizes: dict[Path, int] = {}
+        self.done: list[str] = []
+        self.failures: list[dict[str, str]] = []
+        self.size = {"IMAGE": 0, "VIDEO": 0}
+        self.nb_files = {"IMAGE": 0, "VIDEO": 0}
+        self.frames = 0
 
-    def frames(self, done: int, total: int | None) -> None:
-        self._ticker.progress((self._done + (done / total if total else 0.0)) / self._total)
+    def process(self, anonymizer: Anonymizer) -> Callable[[FileJob], Report]:
+        def one(job: FileJob) -> Report:
+            with self._opened(job) as source:
+                return anonymizer.process_file(source, job.output, self.progress)
+
+        return one
+
+    @contextmanager
+    def _opened(self, job: FileJob) -> Iterator[Path]:
+        path = _below(self._folder, job.relative.as_posix())
+        with ExitStack() as stack:
+            try:
+                source, info = stack.enter_context(self._outputs.root.reading(path))
+            except PathOutsideRootError as exc:
+                raise MediaError(f"{job.relative.name}: {exc}") from exc
+            except OSError as exc:  # gone, or replaced by something else, since the walk
+                raise MediaError(f"{job.relative.name}: cannot be read ({exc.strerror or exc})") from exc
+            self._sizes[job.relative] = info.st_size
+            yield source
+
+    def progress(self, done: int, total: int | None) -> None:
+        self._ticker.progress((self._finished + (done / total if total else 0.0)) / self._total)
 
     def file_done(self, outcome: FileOutcome) -> None:
-        self._done += 1
-        if outcome.status == "done":
-            self.written += [path for path in (outcome.job.output, outcome.job.report_path) if path]
-        self._ticker.progress(self._done / self._total)
+        self._finished += 1
+        if outcome.status == "done" and outcome.report is not None:
+            self._place(outcome.job, outcome.report)
+        elif outcome.status == "failed":
+            path = _below(self._folder, outcome.job.relative.as_posix())
+            self.failures.append({"path": path, "reason": outcome.error or "unknown error"})
+        self._ticker.progress(self._finished / self._total)
 
-
-def _remove_partials(target: Path) -> None:
-    """Deletes what a killed attempt left half-written (the engine's `.NAME.veil-partial-*` files)."""
-    for folder, _dirs, names in os.walk(target, followlinks=False):
-        for name in names:
-            if name.startswith(".") and ".veil-partial-" in name:
-                (Path(folder) / name).unlink(missing_ok=True)
+    def _place(self, job: FileJob, report: Report) -> None:
+        relative = job.relative.as_posix()
+        staged = [(job.output, relative), (job.report_path, f"{relative}.json")]
+        for path, name in staged:
+            if path is None:
+                continue
+            destination = _below(self._target, name)
+            try:
+                self._outputs.put(path, destination)
+            except (PathOutsideRootError, OutputRefusedError, OSError) as exc:
+                self.failures.append({"path": destination, "reason": f"output not written: {exc}"})
+                return
+        kind = report.media.type.upper()
+        self.done.append(_below(self._folder, relative))
+        self.nb_files[kind] += 1
+        self.size[kind] += self._sizes[job.relative]
+        self.frames += _video_frames(report)
 
 
 def _result(body: dict[str, Any], size: dict[str, int], nb_files: dict[str, int]) -> dict[str, Any]:
@@ -210,12 +328,14 @@ def _video_frames(report: Report) -> int:
     return (report.media.frame_count or 0) if report.media.type == "video" else 0
 
 
-def _expiring_outputs(claim: Claim) -> list[ExpiringPath]:
-    """One row per output given a `lifespan`: deleted that many seconds after the task completes."""
+def _expiring_outputs(claim: Claim, root: FileRoot) -> list[ExpiringPath]:
+    """One row per output given a `lifespan`: deleted that many seconds after the task completes, below
+    the same root."""
     now = utc_now()
     return [
         ExpiringPath(
             path=str(spec["path"]),
+            root=str(root.path),
             task_id=claim.task_id,
             expires_at=now + timedelta(seconds=int(spec["lifespan"])),
         )
@@ -229,23 +349,30 @@ def _auto_delete(spec: dict[str, Any], delete: Callable[[], None]) -> Callable[[
     return delete if spec.get("auto_delete") is True else lambda: None
 
 
-def _delete_sources(folder: Path, done: list[FileOutcome]) -> None:
+def _delete_sources(root: FileRoot, folder: str, done: list[str]) -> None:
     """Deletes each input that was processed, then the folders left empty (the input folder too); files
     that failed or were skipped stay."""
-    for outcome in done:
-        outcome.job.source.unlink(missing_ok=True)
-    for parent, _dirs, _names in sorted(os.walk(folder, followlinks=False), reverse=True):
+    _delete_each(root, done)
+    try:
+        root.prune(folder)
+    except PathOutsideRootError as exc:
+        log.warning("auto_delete: empty folders below %r left: %s", folder, exc)
+
+
+def _delete_each(root: FileRoot, paths: Iterable[str]) -> None:
+    """Deletes each path below the root, never through a link (a link itself goes, not its target); one
+    that cannot be deleted is logged and stays, as the task has already ended."""
+    for path in paths:
         try:
-            Path(parent).rmdir()
-        except OSError:
-            continue  # not empty
+            root.delete(path)
+        except (PathOutsideRootError, OSError) as exc:
+            log.warning("could not delete %r below the file root: %s", path, exc)
 
 
-def _remove_if_cancelled(context: WorkerContext, claim: Claim, written: list[Path]) -> None:
+def _remove_if_cancelled(context: WorkerContext, claim: Claim, outputs: _Outputs) -> None:
     """Removes this attempt's outputs when the client cancelled the task; when another attempt took it
     over, the outputs are that attempt's as well (same paths) and stay."""
     with context.sessions() as session:
         status = session.get_one(Task, claim.task_id).status
     if status == "cancelled":
-        for path in written:
-            path.unlink(missing_ok=True)
+        _delete_each(outputs.root, outputs.written)

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 
 from veil.core.keys import get_key, issue_key, list_keys, revoke_key
 from veil.core.schemas import KeyCreate, KeyCreated, KeyPublic, KeysPublic
-from veil.server.api.deps import AdminKey, CurrentKey, SessionDep
+from veil.server.api.deps import AdminKey, CurrentKey, SessionDep, SettingsDep
 from veil.server.problems import problem_responses
 
 __all__ = ["router"]
@@ -28,9 +28,10 @@ def read_keys(_: AdminKey, session: SessionDep) -> KeysPublic:
 
 
 @router.post("", status_code=201, responses=problem_responses(400, 401, 403, 422, 429))
-def create_key(body: KeyCreate, _: AdminKey, session: SessionDep) -> KeyCreated:
-    """A new key (admin keys only); its secrets are shown in this answer only."""
-    return issue_key(session, request=body)
+def create_key(body: KeyCreate, _: AdminKey, session: SessionDep, settings: SettingsDep) -> KeyCreated:
+    """A new key (admin keys only); its secrets are shown in this answer only. `file_root` sets the server
+    directory its BlurIt-style paths are relative to."""
+    return issue_key(session, request=body, settings=settings)
 
 
 @router.delete("/{key_id}", responses=problem_responses(401, 403, 404, 409, 422, 429))
