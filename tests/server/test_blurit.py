@@ -179,6 +179,7 @@ def test_paths_leaving_the_file_root_are_refused(
     response = client.post("/api/task/file", json=file_body(**{field: spec}), headers=alice)
 
     assert_refused(response, f"{field}.path")
+    assert set(response.json()["errors"]) == {f"{field}.path"}
     assert queue.task_ids == []
 
 

@@ -299,8 +299,8 @@ def create_file_task(session: Session, *, owner: ApiKey, request: FileTaskCreate
     targets = {name: _look(root, name, spec, errors) for name, spec in outputs.items()}
     for name, target in targets.items():
         _check_output(name, target, input_ids, request.overwrite, errors)
-    spellings = {target.parts for target in targets.values() if target is not None}
-    if len(targets) == 2 and len(spellings) == 1:
+    spellings = [target.parts for target in targets.values() if target is not None]
+    if len(spellings) == 2 and spellings[0] == spellings[1]:
         errors.add("output_json.path", f"is the same file as output_{kind}")
     errors.raise_if_any()
     return _store(session, owner, request)
