@@ -33,6 +33,7 @@ from veil.server.api.routes import (
     uploads,
 )
 from veil.server.body_limit import BodyLimitMiddleware
+from veil.server.docs import install_docs
 from veil.server.problems import Problem, install_problem_handlers
 
 __all__ = ["create_app"]
@@ -71,6 +72,8 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         version=version("veil"),
         summary="Self-hosted anonymization of faces and licence plates in photos and videos.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, from installed files rather than a CDN
+        redoc_url=None,
     )
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_json_bytes)
@@ -78,6 +81,7 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
     for module in (files, uploads, task_streams, tasks, operations, keys, blurit, license, health):
         app.include_router(module.router)
     _serve_web_app(app)
+    install_docs(app)
     return app
 
 
