@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.server.test_tasks import problem, submit, upload_photo
+from tests.server.test_tasks import detections_document, problem, submit, upload_document, upload_photo
 from veil.core.db import session_scope
 from veil.core.models import Task, utc_now
 from veil.server.api.routes import task_streams
@@ -64,6 +64,26 @@ def test_the_stream_sends_recent_tasks_then_each_change(
         _, second = next(stream)
         assert (second["id"], second["status"], second["progress"]) == (mine, "started", 0.5)
         assert second == client.get(f"/v1/tasks/{mine}", headers=alice).json()
+
+
+def test_a_render_task_is_sent_with_its_document_summary_not_its_boxes(
+    client: TestClient, alice: dict[str, str]
+) -> None:
+    frames = [{"index": index, "detections": [{"box": [1, 2, 3, 4]}] * 5} for index in range(2000)]
+    media = {"type": "video", "width": 32, "height": 24}
+    document = upload_document(client, alice, detections_document(media=media, frames=frames)).json()["id"]
+    parameters = {"detections_file": document}
+    render = submit(
+        client, alice, operation="render", input=upload_photo(client, alice), parameters=parameters
+    )
+
+    with client.stream("GET", "/v1/tasks/events", headers=alice) as response:
+        data = next(line for line in response.iter_lines() if line.startswith("data:"))
+
+    sent = json.loads(data.removeprefix("data:"))
+    assert sent["id"] == render.json()["id"]
+    assert sent["render_document"]["boxes"] == 10_000
+    assert len(data) < 2_000
 
 
 def test_a_quiet_stream_sends_keep_alive_comments(

@@ -98,6 +98,12 @@ def test_unknown_content_is_refused_saying_what_it_is(head: bytes, described_as:
     assert caught.value.errors == {"file": [str(caught.value)]}
 
 
+@pytest.mark.parametrize("head", [b'{"schema": "veil.detections/1"', b' \r\n\t{"frames": []'])
+def test_a_json_object_is_typed_as_a_render_document(head: bytes) -> None:
+    """`inspect_upload` then checks it whole (tests/server/test_tasks.py)."""
+    assert sniff_media_type(head) == "application/json"
+
+
 def test_text_cut_inside_a_character_is_still_text() -> None:
     head = ("é" * SNIFF_BYTES).encode()[: SNIFF_BYTES - 1]  # ends with half of a two-byte character
 

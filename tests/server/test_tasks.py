@@ -13,7 +13,7 @@ from typing import Any, get_args
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import RecordingQueue, noise_image
@@ -457,12 +457,19 @@ def detections_document(**changes: Any) -> dict[str, Any]:
     }
 
 
-def test_a_render_task_is_queued_with_its_detections(
-    client: TestClient, alice: dict[str, str], queue: RecordingQueue
+def upload_document(client: TestClient, headers: dict[str, str], document: dict[str, Any]) -> Any:
+    """POST /v1/files with a render document as JSON; the answer."""
+    content = json.dumps(document).encode()
+    return client.post("/v1/files", headers=headers, files={"file": ("boxes.json", content, "text/plain")})
+
+
+def test_a_render_task_is_queued_with_its_document_stored_as_a_file(
+    client: TestClient, alice: dict[str, str], queue: RecordingQueue, sessions: sessionmaker[Session]
 ) -> None:
-    """GIVEN an uploaded photo and corrected detections for it
+    """GIVEN an uploaded photo and corrected detections for it, given inline
     WHEN a render task is submitted on the file
-    THEN it is queued, and its parameters carry the detections (so they are stored with the task)."""
+    THEN it is queued; the document is stored as a file of the key, which the task names, the task row and
+    its view carry only a summary, and the whole document is fetched on its own."""
     file_id = upload_photo(client, alice)
     document = detections_document()
 
@@ -474,13 +481,177 @@ def test_a_render_task_is_queued_with_its_detections(
     task = response.json()
     assert (task["operation"], task["status"], queue.task_ids) == ("render", "queued", [task["id"]])
     parameters = task["parameters"]
-    assert (parameters["input"], parameters["detections"], parameters["crf"]) == (file_id, document, 20)
+    assert (parameters["input"], parameters["crf"]) == (file_id, 20)
+    assert "detections" not in parameters
+    document_file = client.get(f"/v1/files/{parameters['detections_file']}", headers=alice).json()
+    assert (document_file["name"], document_file["type"]) == ("detections.json", "application/json")
+    assert task["render_document"] == {
+        "file_id": document_file["id"],
+        "media": "image",
+        "width": 32,
+        "height": 24,
+        "frames": 1,
+        "boxes": 1,
+        "labels": {"face": 1},
+    }
     assert (parameters["draw"], parameters["keep_audio"]) == (False, True)
     assert parameters["styles"]["face"]["method"] == "blur", "the default style per label is shown"
     assert parameters["styles"]["plate"]["shape"] == "rectangle"
     assert "detectors" not in parameters
     listed = client.get("/v1/tasks", headers=alice, params={"operation": "render"}).json()
-    assert [item["id"] for item in listed["results"]] == [task["id"]]
+    assert listed["results"] == [task]
+    whole = client.get(f"/v1/tasks/{task['id']}/detections", headers=alice)
+    assert (whole.status_code, whole.headers["content-type"]) == (200, "application/json")
+    assert whole.json() == document
+    with session_scope(sessions) as session:
+        row = session.get_one(Task, task["id"])
+        assert "frames" not in json.dumps(row.parameters)
+
+
+def test_a_large_render_document_is_an_upload_and_listings_stay_small(
+    client: TestClient, alice: dict[str, str], queue: RecordingQueue, sessions: sessionmaker[Session]
+) -> None:
+    """GIVEN a render document of 30,000 boxes (3 MB of JSON), uploaded as a file
+    WHEN five render tasks name it, and the tasks are listed
+    THEN the listing is a few kilobytes: each task carries the document's file id and summary, not its
+    boxes, and so does each task row."""
+    box = {"label": "plate", "box": [1.0, 2.0, 3.0, 4.0]}
+    frames = [{"index": index, "detections": [box] * 10} for index in range(3000)]
+    media = {"type": "video", "width": 32, "height": 24}
+    uploaded = upload_document(client, alice, detections_document(media=media, frames=frames))
+    assert uploaded.status_code == 201, uploaded.text
+    document = uploaded.json()
+    assert document["type"] == "application/json"
+    assert document["properties"] == {
+        "size": document["properties"]["size"],
+        "media": "video",
+        "width": 32,
+        "height": 24,
+        "frames": 3000,
+        "boxes": 30_000,
+        "labels": {"plate": 30_000},
+    }
+    assert document["properties"]["size"] > 1_000_000
+    video = upload_photo(client, alice)  # the worker, not the API, tells a photo from the video expected
+    for _ in range(5):
+        parameters = {"detections_file": document["id"]}
+        response = submit(client, alice, operation="render", input=video, parameters=parameters)
+        assert response.status_code == 202, response.text
+
+    listing = client.get("/v1/tasks", headers=alice, params={"page_size": 5})
+
+    assert len(listing.content) < 8_000
+    for task in listing.json()["results"]:
+        assert task["parameters"]["detections_file"] == document["id"]
+        assert task["render_document"]["boxes"] == 30_000
+    with session_scope(sessions) as session:
+        for row in session.scalars(select(Task)):
+            assert len(json.dumps(row.parameters)) + len(json.dumps(row.input)) < 2_000
+
+
+@pytest.mark.parametrize(
+    ("content", "refusal"),
+    [
+        (b'{"schema": "veil.detections/1", "media": {"type": "image"', "not JSON text"),
+        (b'{"frames": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "not JSON text"),
+        (b'{"frames": ' + b"1" * 5000 + b"}", "not JSON text"),
+        (
+            json.dumps(detections_document(frames=[{"index": 0, "detections": [{"box": [5, 5, 1, 9]}]}])),
+            "frames.0.detections.0.box: Value error, a box is [x1, y1, x2, y2] with x2 > x1 and y2 > y1",
+        ),
+        (json.dumps(detections_document(schema="veil.detections/2")), "schema: Input should be"),
+        (json.dumps({**detections_document(), "extra": 1}), "extra: Extra inputs are not permitted"),
+        (
+            json.dumps(detections_document(frames=[{"index": 0, "detections": [{"box": [1, 2, 3, 4]}]}] * 2)),
+            "frames.1: each frame index may appear once",
+        ),
+        (
+            json.dumps(
+                detections_document(
+                    frames=[{"index": 0, "detections": [{"label": "\ud800", "box": [1, 2, 3, 4]}]}]
+                )
+            ),
+            "frames.0.detections.0.label: Input should be a valid string",
+        ),
+    ],
+)
+def test_an_invalid_render_document_upload_is_refused_naming_the_place(
+    client: TestClient, alice: dict[str, str], settings: Settings, content: str | bytes, refusal: str
+) -> None:
+    data = content.encode() if isinstance(content, str) else content
+    response = client.post("/v1/files", headers=alice, files={"file": ("boxes.json", data)})
+
+    body = problem(response, 422)
+    assert body["detail"].startswith("The file is not a valid veil.detections/1 document: ")
+    assert refusal in body["detail"]
+    assert client.get("/v1/files", headers=alice).json()["count"] == 0
+
+
+def test_a_render_document_over_its_size_limit_is_refused_with_413(
+    client: TestClient, alice: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("veil.core.probe.MAX_DOCUMENT_BYTES", 1000)
+    frames = [{"index": index, "detections": [{"box": [1, 2, 3, 4]}]} for index in range(50)]
+    media = {"type": "video", "width": 32, "height": 24}
+
+    body = problem(upload_document(client, alice, detections_document(media=media, frames=frames)), 413)
+
+    assert "1000 bytes" in body["detail"]
+    assert client.get("/v1/files", headers=alice).json()["count"] == 0
+
+
+def test_a_key_names_only_its_own_render_documents(
+    client: TestClient, alice: dict[str, str], bob: dict[str, str], admin: dict[str, str]
+) -> None:
+    document = upload_document(client, alice, detections_document()).json()["id"]
+
+    for other in (bob, admin):
+        parameters = {"detections_file": document}
+        body = problem(
+            submit(
+                client, other, operation="render", input=upload_photo(client, other), parameters=parameters
+            ),
+            422,
+        )
+        assert body["errors"] == {"parameters.detections_file": [f"File with id {document} not found."]}
+
+
+def test_a_render_document_must_be_a_document(client: TestClient, alice: dict[str, str]) -> None:
+    photo = upload_photo(client, alice)
+
+    body = problem(
+        submit(client, alice, operation="render", input=photo, parameters={"detections_file": photo}), 422
+    )
+
+    assert "is no render document" in body["errors"]["parameters.detections_file"][0]
+
+
+def test_a_render_document_in_use_cannot_be_deleted(
+    client: TestClient, alice: dict[str, str], sessions: sessionmaker[Session]
+) -> None:
+    document = upload_document(client, alice, detections_document()).json()["id"]
+    parameters = {"detections_file": document}
+    task = submit(client, alice, operation="render", input=upload_photo(client, alice), parameters=parameters)
+
+    body = problem(client.delete(f"/v1/files/{document}", headers=alice), 409)
+
+    assert task.json()["id"] in body["detail"]
+    finish(sessions, task.json()["id"])
+    assert client.delete(f"/v1/files/{document}", headers=alice).status_code == 204
+    problem(client.get(f"/v1/tasks/{task.json()['id']}/detections", headers=alice), 404)
+
+
+def test_only_a_render_task_of_ones_own_has_a_document(
+    client: TestClient, alice: dict[str, str], bob: dict[str, str]
+) -> None:
+    anonymize = submit(client, alice, input=upload_photo(client, alice)).json()["id"]
+    parameters = {"detections": detections_document()}
+    render = submit(
+        client, alice, operation="render", input=upload_photo(client, alice), parameters=parameters
+    )
+
+    problem(client.get(f"/v1/tasks/{anonymize}/detections", headers=alice), 404)
+    problem(client.get(f"/v1/tasks/{render.json()['id']}/detections", headers=bob), 404)
 
 
 def test_a_render_box_needs_only_its_corners(client: TestClient, alice: dict[str, str]) -> None:
@@ -495,7 +666,9 @@ def test_a_render_box_needs_only_its_corners(client: TestClient, alice: dict[str
     )
 
     assert response.status_code == 202, response.text
-    [box] = response.json()["parameters"]["detections"]["frames"][0]["detections"]
+    [box] = client.get(f"/v1/tasks/{response.json()['id']}/detections", headers=alice).json()["frames"][0][
+        "detections"
+    ]
     assert box == {
         "label": "face",
         "score": 1.0,
@@ -511,7 +684,9 @@ _BOX = "parameters.detections.frames.0.detections.0"
 @pytest.mark.parametrize(
     ("parameters", "fields"),
     [
-        ({}, ["parameters.detections"]),
+        ({}, ["parameters"]),
+        ({"detections": detections_document(), "detections_file": "file_abc"}, ["parameters"]),
+        ({"detections_file": "../etc/passwd"}, ["parameters.detections_file"]),
         ({"detections": detections_document(schema="veil.detections/2")}, ["parameters.detections.schema"]),
         (
             {"detections": detections_document(frames=[{"index": 0, "detections": [{"box": [5, 5, 1, 9]}]}])},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.helpers import RecordingQueue
 from tests.photo_factory import png_bomb
 from tests.server.test_files import image_bytes, problem
+from tests.server.test_tasks import detections_document
 from veil.core import uploads
 from veil.core.db import session_scope
 from veil.core.maintenance import run_maintenance
@@ -184,6 +186,26 @@ def test_a_photo_over_the_pixel_limit_is_refused_when_complete_and_nothing_is_ke
     assert upload_files(settings) == []
     assert client.head(location, headers={**alice, **TUS}).status_code == 404
     assert client.get("/v1/files", headers=alice).json()["count"] == 0
+
+
+@pytest.mark.parametrize("valid", [True, False])
+def test_a_render_document_is_checked_when_complete(
+    client: TestClient, alice: dict[str, str], settings: Settings, valid: bool
+) -> None:
+    frames = [{"index": 0, "detections": [{"box": [1, 2, 3, 4] if valid else [3, 2, 1, 4]}]}]
+    document = json.dumps(detections_document(frames=frames)).encode()
+    location = create(client, alice, len(document), "boxes.json")
+
+    response = patch(client, alice, location, 0, document)
+
+    if valid:
+        assert response.status_code == 204, response.text
+        (stored,) = client.get("/v1/files", headers=alice).json()["results"]
+        assert (stored["type"], stored["properties"]["labels"]) == ("application/json", {"face": 1})
+    else:
+        assert "frames.0.detections.0.box" in problem(response, 422)["detail"]
+        assert upload_files(settings) == []
+        assert client.head(location, headers={**alice, **TUS}).status_code == 404
 
 
 def test_content_is_typed_once_its_first_bytes_are_in(

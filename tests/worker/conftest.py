@@ -87,7 +87,9 @@ def submit(
         }
     )
     with context.sessions() as session:
-        return create_task(session, owner=owner, settings=context.settings, request=request).id
+        return create_task(
+            session, owner=owner, settings=context.settings, storage=context.storage, request=request
+        ).id
 
 
 def submit_blurit(context: WorkerContext, owner: ApiKey, body: dict[str, Any]) -> str:

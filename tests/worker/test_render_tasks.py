@@ -3,16 +3,19 @@ detections JSON generated like `anonymize`, and clear failures when the boxes do
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import update
 
 from tests.engine.video_factory import make_video, square_box
 from tests.helpers import FACE_BOX, load_rgb, save_image, validate_report
 from tests.worker.conftest import generated, key_row, submit, task_row, upload
-from veil.core.models import ApiKey
+from veil.core.db import session_scope
+from veil.core.models import ApiKey, Task
 from veil.engine.anonymizer import AnonymizeOptions
 from veil.engine.detectors.base import DetectorConfig
 from veil.engine.errors import ModelError
@@ -142,7 +145,8 @@ def test_detections_for_other_media_fail_the_task(
     assert not (context.storage.root / owner.id / task_id / "1").exists()
 
 
-def test_render_request_maps_the_document_and_output_options() -> None:
+@pytest.mark.parametrize("inline", [False, True])  # inline: a task row from before documents were files
+def test_render_request_maps_the_document_and_output_options(inline: bool) -> None:
     given = document(
         {
             0: [{"box": [1, 2, 3, 4]}],
@@ -153,9 +157,11 @@ def test_render_request_maps_the_document_and_output_options() -> None:
         },
         "video",
     )
-    request = render_request(
-        {"detections": given, "keep_audio": False, "styles": {"face": {"method": "fill"}}, "draw": True}
-    )
+    parameters = {"keep_audio": False, "styles": {"face": {"method": "fill"}}, "draw": True}
+    if inline:
+        request = render_request({**parameters, "detections": given}, None)
+    else:
+        request = render_request({**parameters, "detections_file": "file_doc"}, json.dumps(given).encode())
 
     assert (request.media_type, request.size_wh) == ("video", (200, 150))
     assert sorted(request.boxes_by_frame) == [0, 5]
@@ -169,6 +175,59 @@ def test_render_request_maps_the_document_and_output_options() -> None:
     assert request.options.video == VideoOptions(keep_audio=False, draw=True)
     assert request.options.styles.for_label("face") == ObscureStyle(method="fill")
     assert request.options.keep_metadata == AnonymizeOptions().keep_metadata
+
+
+def upload_document(context: WorkerContext, owner: ApiKey, tmp_path: Path, given: dict[str, Any]) -> Any:
+    path = tmp_path / "corrected.json"
+    path.write_text(json.dumps(given))
+    return upload(context, owner, path)
+
+
+def test_render_reads_the_document_file_the_task_names(
+    context: WorkerContext, owner: ApiKey, photo: Any, tmp_path: Path
+) -> None:
+    """GIVEN a document uploaded as a file and a render task naming it
+    WHEN the task runs
+    THEN the boxes of the file are obscured (the task row never held them)."""
+    document_file = upload_document(context, owner, tmp_path, document({0: [{"box": list(FACE_BOX)}]}))
+    parameters = {"detections_file": document_file.id}
+    task_id = submit(context, owner, photo.id, operation="render", parameters=parameters)
+    run_task(context, task_id)
+
+    task = task_row(context, task_id)
+    assert (task.status, task.result) == ("completed", {"detections": {"face": 1}, "frames": 1})
+    assert task.parameters["detections_file"] == document_file.id and "detections" not in task.parameters
+
+
+def test_a_render_task_whose_document_is_gone_fails_saying_so(
+    context: WorkerContext, owner: ApiKey, photo: Any, tmp_path: Path
+) -> None:
+    document_file = upload_document(context, owner, tmp_path, document({0: [{"box": list(FACE_BOX)}]}))
+    task_id = submit(
+        context, owner, photo.id, operation="render", parameters={"detections_file": document_file.id}
+    )
+    context.storage.delete(document_file.storage_key)
+    run_task(context, task_id)
+
+    task = task_row(context, task_id)
+    assert task.status == "failed" and task.error is not None
+    assert task.error == {
+        "title": "Input not found",
+        "detail": f"the render document, file {document_file.id}, no longer exists",
+    }
+
+
+def test_a_render_task_stored_with_its_document_inline_still_runs(
+    context: WorkerContext, owner: ApiKey, photo: Any
+) -> None:
+    """Rows made before documents were files hold the document in their parameters."""
+    inline = {"detections": document({0: [{"box": list(FACE_BOX)}]})}
+    task_id = submit(context, owner, photo.id, operation="render", parameters=inline)
+    with session_scope(context.sessions) as session:
+        session.execute(update(Task).where(Task.id == task_id).values(parameters=inline))
+    run_task(context, task_id)
+
+    assert task_row(context, task_id).status == "completed"
 
 
 def test_a_render_task_asks_no_detectors() -> None:

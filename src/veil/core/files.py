@@ -16,11 +16,12 @@ from typing import Any
 from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.orm import Session
 
+from veil.core.documents import DOCUMENT_TYPE
 from veil.core.errors import ConflictError, NotFoundError
 from veil.core.ids import new_id
 from veil.core.listing import Listing, fetch_page, visible_to
 from veil.core.models import ApiKey, StoredFile, Task, utc_now
-from veil.core.probe import SNIFF_BYTES, inspect_upload, sniff_media_type
+from veil.core.probe import SNIFF_BYTES, inspect_upload, sniff_media_type, upload_limit
 from veil.core.schemas import FileListQuery, FileProperties, FilePublic, FilesPublic
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage
@@ -30,8 +31,10 @@ __all__ = [
     "delete_file",
     "file_public",
     "get_file",
+    "get_own_file",
     "list_files",
     "safe_filename",
+    "store_document",
     "store_stored_bytes",
     "store_upload",
 ]
@@ -86,12 +89,14 @@ async def store_upload(
         UnsupportedMediaTypeError: the content is no photo or video Veil handles.
         UnprocessableMediaError: a photo or video no worker could process (see `inspect_upload`); nothing
             is kept.
-        UploadTooLargeError: more than `settings.max_upload_bytes` arrived (nothing is kept).
+        UploadTooLargeError: more than `settings.max_upload_bytes` arrived, or for a render document more
+            than `MAX_DOCUMENT_BYTES` (nothing is kept).
         StorageFullError: the disk is full (nothing is kept).
     """
     head, chunks = await _peek(chunks, SNIFF_BYTES)
     record = _new_upload(owner=owner, filename=filename, media_type=sniff_media_type(head), settings=settings)
-    record.size = await storage.save_stream(record.storage_key, chunks, settings.max_upload_bytes)
+    limit = upload_limit(record.media_type, settings.max_upload_bytes)
+    record.size = await storage.save_stream(record.storage_key, chunks, limit)
     try:
         # Reading headers and waiting for SQLite's write lock both block; keep them off the event loop.
         await asyncio.to_thread(_record_upload, session, storage, record)
@@ -130,6 +135,27 @@ def store_stored_bytes(
         storage.delete(record.storage_key)
         raise
     return file_public(record)
+
+
+def store_document(
+    session: Session,
+    *,
+    storage: LocalStorage,
+    settings: Settings,
+    owner: ApiKey,
+    data: bytes,
+    summary: dict[str, Any],
+) -> StoredFile:
+    """Records a render document given inline in a request as an uploaded file named `detections.json`,
+    with its summary as properties (the caller checked it). The session is left to commit with the task
+    that names it."""
+    record = _new_upload(owner=owner, filename="detections.json", media_type=DOCUMENT_TYPE, settings=settings)
+    staged = storage.staging_path(record.storage_key)
+    staged.write_bytes(data)
+    storage.commit(staged, record.storage_key)
+    record.size, record.properties = len(data), {"size": len(data), **summary}
+    session.add(record)
+    return record
 
 
 def _new_upload(*, owner: ApiKey, filename: str | None, media_type: str, settings: Settings) -> StoredFile:
@@ -183,6 +209,20 @@ def get_file(session: Session, *, owner: ApiKey, file_id: str) -> StoredFile:
     return record
 
 
+def get_own_file(session: Session, *, owner: ApiKey, file_id: str) -> StoredFile:
+    """The file `file_id` if it is `owner`'s own (for admin keys too) and has not expired.
+
+    Raises:
+        NotFoundError: no such file of this key.
+    """
+    record = session.scalar(
+        select(StoredFile).where(StoredFile.id == file_id, StoredFile.owner_id == owner.id, _unexpired())
+    )
+    if record is None:
+        raise NotFoundError("File", file_id)
+    return record
+
+
 def list_files(session: Session, *, owner: ApiKey, query: FileListQuery) -> FilesPublic:
     """A page of the files `owner` sees; see `FileListQuery` for sorting, search and filters.
 
@@ -229,13 +269,20 @@ def file_public(record: StoredFile) -> FilePublic:
 
 
 def _visible(owner: ApiKey) -> list[ColumnElement[bool]]:
-    unexpired = or_(StoredFile.expires_at.is_(None), StoredFile.expires_at > utc_now())
-    return [visible_to(owner, StoredFile.owner_id), unexpired]
+    return [visible_to(owner, StoredFile.owner_id), _unexpired()]
+
+
+def _unexpired() -> ColumnElement[bool]:
+    return or_(StoredFile.expires_at.is_(None), StoredFile.expires_at > utc_now())
 
 
 def _reads(record: StoredFile) -> ColumnElement[bool]:
-    """Tasks that read `record`: given it as input, or chained on the task that generated it."""
-    reads_file: ColumnElement[bool] = Task.input["file"].as_string() == record.id
+    """Tasks that read `record`: given it as input or as render document, or chained on the task that
+    generated it."""
+    reads_file = or_(
+        Task.input["file"].as_string() == record.id,
+        Task.parameters["detections_file"].as_string() == record.id,
+    )
     if record.task_id is None:
         return reads_file
     return or_(reads_file, Task.input["task"].as_string() == record.task_id)

@@ -4,6 +4,7 @@ by the worker. Defaults here are the engine's defaults, so the API documents the
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal, Self
 
@@ -30,6 +31,7 @@ __all__ = [
     "DocumentBox",
     "DocumentFrame",
     "DocumentMedia",
+    "DocumentTally",
     "Label",
     "OutputParameters",
     "RenderParameters",
@@ -43,9 +45,9 @@ Preset = Literal[
 ]
 
 MAX_RENDER_BOXES = 250_000
-"""The most boxes one `render` document may list, all frames together: about 25 MB of JSON, which the server
-validates in a few seconds (100,000 boxes took 1-4 s) and stores with the task. An hour of 30 fps video
-with two faces in every frame fits."""
+"""The most boxes one `render` document may list, all frames together: about 30 MB of JSON. An hour of 30 fps
+video with two faces in every frame fits. Such a document is uploaded as a file and read a frame at a time
+(`veil.core.documents`); tasks carry only its file id and a summary."""
 _MAX_BOXES_PER_FRAME = 10_000
 
 
@@ -226,6 +228,48 @@ class DocumentFrame(_Strict):
     detections: list[DocumentBox] = Field(min_length=1, max_length=_MAX_BOXES_PER_FRAME)
 
 
+class DocumentTally:
+    """The frames of one `veil.detections/1` document, checked as they are added one at a time (so a document
+    read from a file is never held whole as models) and counted for its summary.
+
+    Checks: each frame index once, only frame 0 for a photo, at most `MAX_RENDER_BOXES` boxes in all.
+    """
+
+    def __init__(self, media: DocumentMedia) -> None:
+        self.media = media
+        self.indices: set[int] = set()
+        self.labels: Counter[str] = Counter()
+
+    def add(self, frame: DocumentFrame) -> None:
+        """Raises:
+        ValueError: the frame breaks one of the document's rules; the message says which.
+        """
+        if frame.index in self.indices:
+            raise ValueError("each frame index may appear once; list every box of a frame in that frame")
+        if self.media.type == "image" and frame.index:
+            raise ValueError("a photo has only frame 0")
+        self.indices.add(frame.index)
+        self.labels.update(box.label for box in frame.detections)
+        if self.boxes > MAX_RENDER_BOXES:
+            raise ValueError(f"{self.boxes} boxes; a document may list at most {MAX_RENDER_BOXES}")
+
+    @property
+    def boxes(self) -> int:
+        return self.labels.total()
+
+    def summary(self) -> dict[str, Any]:
+        """What the document lists, without its boxes: the media's kind and size, how many frames list
+        boxes, and boxes in all and per label."""
+        return {
+            "media": self.media.type,
+            "width": self.media.width,
+            "height": self.media.height,
+            "frames": len(self.indices),
+            "boxes": self.boxes,
+            "labels": dict(sorted(self.labels.items())),
+        }
+
+
 class DetectionsDocument(_Strict):
     """A `veil.detections/1` document (src/veil/schemas/detections-1.json), as `anonymize` writes it."""
 
@@ -237,23 +281,46 @@ class DetectionsDocument(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> DetectionsDocument:
-        indices = [frame.index for frame in self.frames]
-        if len(set(indices)) != len(indices):
-            raise ValueError("each frame index may appear once; list every box of a frame in that frame")
-        if self.media.type == "image" and any(indices):
-            raise ValueError("a photo has only frame 0")
-        boxes = sum(len(frame.detections) for frame in self.frames)
-        if boxes > MAX_RENDER_BOXES:
-            raise ValueError(f"{boxes} boxes; a document may list at most {MAX_RENDER_BOXES}")
+        self.tally()
         return self
+
+    def tally(self) -> DocumentTally:
+        """The document's frames checked and counted (see `DocumentTally`)."""
+        tally = DocumentTally(self.media)
+        for frame in self.frames:
+            tally.add(frame)
+        return tally
 
 
 class RenderParameters(OutputParameters):
-    """Obscure exactly the boxes of a (corrected) detections document, with no detection."""
+    """Obscure exactly the boxes of a (corrected) detections document, with no detection. The document is a
+    file, named by `detections_file`; a small one may come inline in `detections` instead."""
 
-    detections: DetectionsDocument = Field(
-        description="The boxes to obscure: every frame with a box lists every box to obscure in it."
+    detections_file: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^file_[0-9a-z]+$",
+        description=(
+            "The id of a veil.detections/1 JSON document you uploaded (POST /v1/files): every frame with "
+            "a box lists every box to obscure in it."
+        ),
     )
+    detections: DetectionsDocument | None = Field(
+        default=None,
+        description=(
+            "The document inline instead, for a small one (the request body limit applies). The server "
+            "stores it as a file like an upload, and the task names that file in `detections_file`."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _one_document(self) -> RenderParameters:
+        if (self.detections is None) == (self.detections_file is None):
+            raise ValueError(
+                "give the boxes to obscure as detections_file (the file id of an uploaded veil.detections/1 "
+                "document) or inline as detections, one of the two"
+            )
+        return self
 
 
 OPERATIONS: dict[str, type[BaseModel]] = {

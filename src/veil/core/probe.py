@@ -4,7 +4,8 @@
 `inspect_upload` then reads headers and container structure, never decoding a pixel (the API process must
 not: a small PNG can declare 12,000 x 12,000 pixels), and refuses what the workers could not process: more
 pixels than the engine's limit, a file with no video stream, one cut short or damaged. `media_properties`
-reads the same headers leniently, for files Veil wrote itself.
+reads the same headers leniently, for files Veil wrote itself. Besides photos and videos, a JSON upload is
+a render document (`veil.detections/1`), checked whole and summarized.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from veil.core.documents import DOCUMENT_TYPE, MAX_DOCUMENT_BYTES, DocumentError, read_document
 from veil.core.errors import MediaRefusedError, UnprocessableMediaError, UnsupportedMediaTypeError
 from veil.core.photo_probe import check_photo_complete, read_photo_header
+from veil.core.storage import UploadTooLargeError
 from veil.core.video_probe import check_video_complete, read_video_header
 from veil.engine.media.image import DEFAULT_MAX_PIXELS
 
@@ -28,6 +31,7 @@ __all__ = [
     "inspect_upload",
     "media_properties",
     "sniff_media_type",
+    "upload_limit",
 ]
 
 MAX_PIXELS = DEFAULT_MAX_PIXELS
@@ -93,20 +97,32 @@ def sniff_media_type(head: bytes) -> str:
             return media_type
     raise UnsupportedMediaTypeError(
         f"The content is {_describe_unknown(head)}, not a photo (JPEG, PNG, WebP, BMP, TIFF) or a video "
-        "(MP4, MOV, MKV, WebM, AVI, MPEG, FLV, WMV) that Veil can process; the file name is not used."
+        "(MP4, MOV, MKV, WebM, AVI, MPEG, FLV, WMV) that Veil can process, nor a veil.detections/1 JSON "
+        "document for a render task; the file name is not used."
     )
+
+
+def upload_limit(media_type: str, max_upload_bytes: int) -> int:
+    """The most bytes accepted for an upload of `media_type`: render documents have a smaller limit."""
+    return min(max_upload_bytes, MAX_DOCUMENT_BYTES) if media_type == DOCUMENT_TYPE else max_upload_bytes
 
 
 def inspect_upload(path: Path, media_type: str) -> dict[str, Any]:
     """The properties of an upload (see `media_properties`), once its headers and structure show that a
     worker can process it; nothing is decoded.
 
+    A render document's properties are its summary (`DocumentTally.summary`).
+
     Raises:
         UnprocessableMediaError: more than `MAX_PIXELS` pixels (photo, or video frame), no video stream in a
-            video container, a file cut short, or headers that cannot be read; the message says which.
+            video container, a file cut short, headers that cannot be read, or a render document that is
+            not valid; the message says which.
+        UploadTooLargeError: a render document over `MAX_DOCUMENT_BYTES`.
     """
     properties: dict[str, Any] = {"size": path.stat().st_size}
-    if media_type in IMAGE_TYPES:
+    if media_type == DOCUMENT_TYPE:
+        properties.update(_document_summary(path, properties["size"]))
+    elif media_type in IMAGE_TYPES:
         header = read_photo_header(path, media_type, MAX_PIXELS)
         if header.several_pictures:
             raise UnprocessableMediaError(
@@ -120,6 +136,15 @@ def inspect_upload(path: Path, media_type: str) -> dict[str, Any]:
     return properties
 
 
+def _document_summary(path: Path, size: int) -> dict[str, Any]:
+    if size > MAX_DOCUMENT_BYTES:
+        raise UploadTooLargeError(f"a render document larger than the limit of {MAX_DOCUMENT_BYTES} bytes")
+    try:
+        return read_document(path.read_bytes())
+    except DocumentError as exc:
+        raise UnprocessableMediaError(f"The file is not a valid veil.detections/1 document: {exc}") from exc
+
+
 def media_properties(path: Path, media_type: str) -> dict[str, Any]:
     """`size` in bytes, plus what headers tell without decoding: `width`, `height` (photos as shown after
     EXIF orientation, videos as coded), and for videos `duration` (s), `fps` and `frame_count` when the
@@ -129,11 +154,16 @@ def media_properties(path: Path, media_type: str) -> dict[str, Any]:
         if media_type in IMAGE_TYPES:
             header = read_photo_header(path, media_type, MAX_PIXELS)
             properties.update(width=header.width, height=header.height)
-        else:
+        elif media_type in VIDEO_TYPES:
             properties.update(read_video_header(path, MAX_PIXELS).properties())
     except MediaRefusedError as exc:
         log.info("could not read properties of %s (%s): %s", path.name, media_type, exc)
     return properties
+
+
+def _json(head: bytes) -> str | None:
+    """A JSON object: the only JSON Veil takes is a render document, which `inspect_upload` then checks."""
+    return DOCUMENT_TYPE if head.lstrip(b" \t\r\n").startswith(b"{") else None
 
 
 def _jpeg(head: bytes) -> str | None:
@@ -206,6 +236,7 @@ def _simple_signatures(head: bytes) -> str | None:
 
 
 _SNIFFERS: tuple[Callable[[bytes], str | None], ...] = (
+    _json,
     _jpeg,
     _png,
     _riff,

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "DocumentSummary",
     "FileListQuery",
     "FileProperties",
     "FilePublic",
@@ -52,6 +53,10 @@ class FileProperties(BaseModel):
     duration: float | None = _known("Videos: seconds.")
     fps: float | None = _known("Videos: average frames per second.")
     frame_count: int | None = _known("Videos: frames, when the container records them.")
+    media: Literal["image", "video"] | None = _known("Render documents: what the boxes were drawn on.")
+    frames: int | None = _known("Render documents: frames that list boxes.")
+    boxes: int | None = _known("Render documents: boxes, all frames together.")
+    labels: dict[str, int] | None = _known("Render documents: boxes per label.")
 
 
 class FilePublic(BaseModel):
@@ -81,6 +86,19 @@ class TaskResult(BaseModel):
         "followed across frames counts once).",
         examples=[{"face": 3}],
     )
+
+
+class DocumentSummary(BaseModel):
+    """What a render task's document lists, without its boxes: `GET /v1/tasks/{id}/detections` gives it
+    whole."""
+
+    file_id: str = Field(description="The document's file (`detections_file`).", examples=["file_x9302uwhq"])
+    media: Literal["image", "video"] = Field(description="What the boxes were drawn on.")
+    width: int
+    height: int
+    frames: int = Field(description="Frames that list boxes.")
+    boxes: int = Field(description="Boxes, all frames together.")
+    labels: dict[str, int] = Field(description="Boxes per label.", examples=[{"face": 120, "plate": 8}])
 
 
 class TaskError(BaseModel):
@@ -116,6 +134,9 @@ class TaskPublic(BaseModel):
     status: TaskStatus
     progress: float = Field(ge=0.0, le=1.0)
     result: TaskResult | None = Field(description="Set once the task completed.")
+    render_document: DocumentSummary | None = Field(
+        default=None, description="Render tasks: a summary of the boxes to obscure."
+    )
     error: TaskError | None = Field(description="Set when the task failed.")
     callback_url: str | None
     callback_delivery: CallbackDelivery | None = Field(

@@ -10,17 +10,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from veil.core.documents import DOCUMENT_TYPE
 from veil.core.errors import ConflictError, InvalidInputError, NotFoundError
-from veil.core.files import file_public, get_file
+from veil.core.files import file_public, get_file, get_own_file, store_document
 from veil.core.listing import Listing, fetch_page, visible_to
 from veil.core.models import FINAL_STATUSES, ApiKey, StoredFile, Task, utc_now
-from veil.core.parameters import OPERATIONS
+from veil.core.parameters import OPERATIONS, RenderParameters
 from veil.core.schemas import TaskCreate, TaskListQuery, TaskPublic, TaskResult, TasksPublic
 from veil.core.settings import Settings
+from veil.core.storage import LocalStorage
 from veil.core.urls import check_public_url
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "describe_task",
     "find_output_media",
     "get_task",
+    "get_task_document",
     "list_tasks",
     "tasks_waiting_on",
 ]
@@ -52,18 +55,22 @@ TASK_LISTING = Listing(
 _CHAINABLE_OPERATIONS = frozenset({"anonymize"})
 # These take a stored file only: `render` draws given boxes, which belong to the original media.
 _FILE_ONLY_OPERATIONS = frozenset({"render"})
+_SUMMARY_FIELDS = ("media", "width", "height", "frames", "boxes", "labels")
 
 
-def create_task(session: Session, *, owner: ApiKey, settings: Settings, request: TaskCreate) -> TaskPublic:
-    """Validates and records a queued task; the caller enqueues it after this returns.
+def create_task(
+    session: Session, *, owner: ApiKey, settings: Settings, storage: LocalStorage, request: TaskCreate
+) -> TaskPublic:
+    """Validates and records a queued task; the caller enqueues it after this returns. A `render` task's
+    document is a file: one given inline is stored as one, and the task keeps the file id and a summary.
 
     Raises:
         InvalidInputError: bad parameters (under `parameters.<field>`), an input this key does not have or
-            cannot chain on, or a task id for a `render` task (`input`), or a callback URL that is not
-            public (`callback_url`).
+            cannot chain on, or a task id for a `render` task (`input`), a `detections_file` that is not
+            one of this key's render documents, or a callback URL that is not public (`callback_url`).
         ConflictError: the input task failed or was cancelled, or its output media is gone.
     """
-    parameters = _validate_parameters(request.operation, request.parameters)
+    validated = _validate_parameters(request.operation, request.parameters)
     if request.operation in _FILE_ONLY_OPERATIONS and not request.input.startswith("file_"):
         raise InvalidInputError(
             {
@@ -72,9 +79,18 @@ def create_task(session: Session, *, owner: ApiKey, settings: Settings, request:
                 ]
             }
         )
-    task_input = _resolve_input(session, owner=owner, input_id=request.input)
+    task_input: dict[str, Any] = {**_resolve_input(session, owner=owner, input_id=request.input)}
     if request.callback_url is not None:
         check_public_url(request.callback_url, settings.allow_private_callbacks)
+    parameters = validated.model_dump(mode="json")
+    stored: StoredFile | None = None
+    if isinstance(validated, RenderParameters):
+        stored, document = _render_document(
+            session, owner=owner, settings=settings, storage=storage, given=validated
+        )
+        parameters = validated.model_dump(mode="json", exclude={"detections"})
+        parameters["detections_file"] = document["file_id"]
+        task_input["document"] = document
     task = Task(
         owner_id=owner.id,
         api="v1",
@@ -84,8 +100,27 @@ def create_task(session: Session, *, owner: ApiKey, settings: Settings, request:
         callback_url=request.callback_url,
     )
     session.add(task)
-    session.commit()
+    try:
+        session.commit()
+    except BaseException:
+        if stored is not None:  # the inline document's bytes, which no row records now
+            storage.delete(stored.storage_key)
+        raise
     return describe_task(session, task)
+
+
+def get_task_document(session: Session, *, owner: ApiKey, task_id: str) -> StoredFile:
+    """The render document (`veil.detections/1` file) of task `task_id`.
+
+    Raises:
+        NotFoundError: no such task for this key, it is no render task, or its document expired or was
+            deleted.
+    """
+    file_id = get_task(session, owner=owner, task_id=task_id).parameters.get("detections_file")
+    try:
+        return get_file(session, owner=owner, file_id=str(file_id))
+    except NotFoundError as exc:
+        raise NotFoundError("Render document of task", task_id) from exc
 
 
 def get_task(session: Session, *, owner: ApiKey, task_id: str) -> Task:
@@ -183,7 +218,9 @@ def _public(task: Task, generated: list[StoredFile] | None) -> TaskPublic:
             "id": task.id,
             "operation": task.operation,
             "parameters": {
-                **task.parameters,
+                # A render document is a file, summarized in `render_document`; rows made before that
+                # held it here, and a view never shows it.
+                **{name: value for name, value in task.parameters.items() if name != "detections"},
                 "input": task.input.get("file") or task.input.get("task"),
                 "callback_url": task.callback_url,
             },
@@ -191,6 +228,7 @@ def _public(task: Task, generated: list[StoredFile] | None) -> TaskPublic:
             "status": task.status,
             "progress": task.progress,
             "result": result,
+            "render_document": task.input.get("document"),
             "error": task.error or None,
             "callback_url": task.callback_url,
             "callback_delivery": task.callback_delivery,
@@ -200,17 +238,46 @@ def _public(task: Task, generated: list[StoredFile] | None) -> TaskPublic:
     )
 
 
-def _validate_parameters(operation: str, parameters: dict[str, Any]) -> dict[str, Any]:
-    """The parameters with defaults filled in, as JSON values."""
+def _validate_parameters(operation: str, parameters: dict[str, Any]) -> BaseModel:
+    """The parameters, validated, with defaults filled in."""
     try:
-        validated = OPERATIONS[operation].model_validate(parameters)
+        return OPERATIONS[operation].model_validate(parameters)
     except ValidationError as exc:
         errors: dict[str, list[str]] = {}
         for error in exc.errors():
             field = ".".join(["parameters", *(str(part) for part in error["loc"])])
             errors.setdefault(field, []).append(error["msg"])
         raise InvalidInputError(errors) from exc
-    return validated.model_dump(mode="json")
+
+
+def _render_document(
+    session: Session, *, owner: ApiKey, settings: Settings, storage: LocalStorage, given: RenderParameters
+) -> tuple[StoredFile | None, dict[str, Any]]:
+    """The document's summary with its `file_id`, and the file stored now for a document given inline (None
+    when the task names an uploaded one). A key names only its own documents, admin keys too: the worker
+    reads the file as the task's owner."""
+    if given.detections is not None:
+        data = given.detections.model_dump_json().encode()
+        summary = given.detections.tally().summary()
+        stored = store_document(
+            session, storage=storage, settings=settings, owner=owner, data=data, summary=summary
+        )
+        return stored, {"file_id": stored.id, **summary}
+    file_id = str(given.detections_file)
+    try:
+        record = get_own_file(session, owner=owner, file_id=file_id)
+    except NotFoundError as exc:
+        raise InvalidInputError({"parameters.detections_file": [str(exc)]}) from exc
+    if record.media_type != DOCUMENT_TYPE or "boxes" not in record.properties:
+        raise InvalidInputError(
+            {
+                "parameters.detections_file": [
+                    f"File {file_id} is no render document: upload a veil.detections/1 JSON document "
+                    "(POST /v1/files) and name that file."
+                ]
+            }
+        )
+    return None, {"file_id": file_id, **{name: record.properties[name] for name in _SUMMARY_FIELDS}}
 
 
 def _resolve_input(session: Session, *, owner: ApiKey, input_id: str) -> dict[str, str]:

@@ -159,7 +159,9 @@ async def append_to_upload(
         UploadTooLargeError: the chunks go past the announced length (nothing of them is kept).
         UnsupportedMediaTypeError: the content is no photo or video; the upload and its bytes are deleted.
         UnprocessableMediaError: the complete upload is a photo or video no worker could process (too
-            many pixels, no video stream, cut short); the upload and its bytes are deleted.
+            many pixels, no video stream, cut short), or a render document that is not valid; the upload
+            and its bytes are deleted.
+        UploadTooLargeError: also a complete render document over its limit (deleted the same way).
         StorageFullError: the disk is full (nothing of the chunks is kept).
     """
     # Taken before the offset is read, so two requests of this process never both append at one offset.
@@ -222,7 +224,7 @@ def _commit_bytes(
                 filename=upload.filename,
                 source_key=upload.storage_key,
             )
-        except MediaRefusedError:
+        except (MediaRefusedError, UploadTooLargeError):
             _discard(session, storage, upload)
             raise
         upload.file_id = stored.id

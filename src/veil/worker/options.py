@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
+from veil.core.documents import DocumentError, read_document
 from veil.core.parameters import (
     OPERATIONS,
     AnonymizeParameters,
@@ -91,19 +92,36 @@ def engine_request(operation: str, parameters: Mapping[str, Any]) -> EngineReque
     )
 
 
-def render_request(parameters: Mapping[str, Any]) -> RenderRequest:
-    """The render request for a `render` task's `parameters` as stored.
+def render_request(parameters: Mapping[str, Any], document: bytes | None) -> RenderRequest:
+    """The render request for a `render` task's `parameters` as stored and its document file's bytes (read
+    a frame at a time). A task stored before documents were files carries its document inline, and no
+    file (`document` None).
 
     Raises:
-        InvalidParametersError: the parameters do not validate.
+        InvalidParametersError: the parameters or the document do not validate, or there is no document.
     """
     validated = _validated("render", parameters)
     assert isinstance(validated, RenderParameters)
-    document = validated.detections
+    boxes_by_frame: dict[int, Detections] = {}
+
+    def keep(frame: DocumentFrame) -> None:
+        boxes_by_frame[frame.index] = _frame_boxes(frame)
+
+    if validated.detections is not None:
+        summary = validated.detections.tally().summary()
+        for frame in validated.detections.frames:
+            keep(frame)
+    elif document is None:
+        raise InvalidParametersError(f"no render document: file {validated.detections_file} was not read")
+    else:
+        try:
+            summary = read_document(document, keep)
+        except DocumentError as exc:
+            raise InvalidParametersError(f"the render document does not validate: {exc}") from exc
     return RenderRequest(
-        boxes_by_frame={frame.index: _frame_boxes(frame) for frame in document.frames},
-        media_type=document.media.type,
-        size_wh=(document.media.width, document.media.height),
+        boxes_by_frame=boxes_by_frame,
+        media_type=summary["media"],
+        size_wh=(summary["width"], summary["height"]),
         options=_output_options(validated, None),
     )
 

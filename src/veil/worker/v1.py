@@ -1,10 +1,10 @@
 """The `/v1` operations: a stored file (or another task's output) in, generated files out.
 
 `anonymize` writes the obscured photo or video under the input's name and `<name>.json` with the
-detections (`veil.detections/1`); `detect` writes the JSON only; `render` obscures the boxes its parameters
-give, with no detection, and writes both like `anonymize`. Outputs of attempt N live under
-`<owner>/<task>/<N>/`, written under temporary names and renamed, so an attempt that died leaves nothing a
-client can see, and the next attempt starts by deleting whatever an earlier one left.
+detections (`veil.detections/1`); `detect` writes the JSON only; `render` obscures the boxes of the document
+file its parameters name (`detections_file`), with no detection, and writes both like `anonymize`. Outputs
+of attempt N live under `<owner>/<task>/<N>/`, written under temporary names and renamed, so an attempt that
+died leaves nothing a client can see, and the next attempt starts by deleting whatever an earlier one left.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def _operation(context: WorkerContext, claim: Claim) -> tuple[bool, Process]:
     if claim.operation != "render":
         request = engine_request(claim.operation, claim.parameters)
         return request.write_media, context.models.anonymizer(request).process_file
-    render = render_request(claim.parameters)
+    render = render_request(claim.parameters, _render_document(context, claim))
 
     def process(input_path: Path, output: Path | None, progress: Progress) -> Report:
         assert output is not None  # render always writes media
@@ -119,6 +119,22 @@ def _operation(context: WorkerContext, claim: Claim) -> tuple[bool, Process]:
         )
 
     return True, process
+
+
+def _render_document(context: WorkerContext, claim: Claim) -> bytes | None:
+    """The bytes of the render document file the task names; None for a task stored before documents were
+    files, which carries its document inline."""
+    file_id = claim.parameters.get("detections_file")
+    if file_id is None:
+        return None
+    with context.sessions() as session:
+        found = session.get(StoredFile, file_id)
+    path = (
+        None if found is None or found.owner_id != claim.owner_id else context.storage.path(found.storage_key)
+    )
+    if path is None or not path.is_file():
+        raise TaskFailure("Input not found", f"the render document, file {file_id}, no longer exists")
+    return path.read_bytes()
 
 
 def _a(kind: str) -> str:

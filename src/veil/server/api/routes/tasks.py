@@ -1,29 +1,50 @@
-"""The tasks API: `POST /v1/tasks`, `GET /v1/tasks`, `GET /v1/tasks/{id}` and `DELETE /v1/tasks/{id}`
-(cancel)."""
+"""The tasks API: `POST /v1/tasks`, `GET /v1/tasks`, `GET /v1/tasks/{id}`, `DELETE /v1/tasks/{id}`
+(cancel) and `GET /v1/tasks/{id}/detections` (a render task's whole document)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
 
 from veil.core.schemas import TaskCreate, TaskListQuery, TaskPublic, TasksPublic
-from veil.core.tasks import cancel_task, create_task, describe_task, get_task, list_tasks, tasks_waiting_on
-from veil.server.api.deps import CurrentKey, QueueDep, SessionDep, SettingsDep
+from veil.core.tasks import (
+    cancel_task,
+    create_task,
+    describe_task,
+    get_task,
+    get_task_document,
+    list_tasks,
+    tasks_waiting_on,
+)
+from veil.server.api.deps import CurrentKey, QueueDep, SessionDep, SettingsDep, StorageDep
 from veil.server.problems import problem_responses
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/tasks", tags=["Tasks"])
 
+_DOCUMENT: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The veil.detections/1 document the render task obscures.",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
 
 @router.post("", status_code=202, responses=problem_responses(400, 401, 409, 422, 429))
 def submit_task(
-    body: TaskCreate, key: CurrentKey, session: SessionDep, settings: SettingsDep, queue: QueueDep
+    body: TaskCreate,
+    key: CurrentKey,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    queue: QueueDep,
 ) -> TaskPublic:
     """Run an operation on a file, or on the output of an anonymize task; poll `GET /v1/tasks/{id}` or give
-    a `callback_url`."""
-    task = create_task(session, owner=key, settings=settings, request=body)
+    a `callback_url`. A render task names its document, uploaded as a file, in `detections_file`."""
+    task = create_task(session, owner=key, settings=settings, storage=storage, request=body)
     queue.enqueue(task.id)  # after the commit, so the worker finds the task
     return task
 
@@ -38,6 +59,19 @@ def read_tasks(query: Annotated[TaskListQuery, Query()], key: CurrentKey, sessio
 def read_task(task_id: str, key: CurrentKey, session: SessionDep) -> TaskPublic:
     """The task's status and progress; once completed, its generated files."""
     return describe_task(session, get_task(session, owner=key, task_id=task_id))
+
+
+@router.get(
+    "/{task_id}/detections",
+    response_class=FileResponse,
+    responses={**_DOCUMENT, **problem_responses(401, 404, 422, 429)},
+)
+def read_task_document(
+    task_id: str, key: CurrentKey, session: SessionDep, storage: StorageDep
+) -> FileResponse:
+    """The whole document a render task obscures; task views carry only its summary (`render_document`)."""
+    record = get_task_document(session, owner=key, task_id=task_id)
+    return FileResponse(storage.path(record.storage_key), media_type=record.media_type, filename=record.name)
 
 
 @router.delete("/{task_id}", responses=problem_responses(401, 404, 409, 422, 429))
