@@ -87,6 +87,15 @@ def region_diff(a: np.ndarray, b: np.ndarray, xyxy: tuple[int, int, int, int], m
     return float(np.abs(a[crop].astype(np.int16) - b[crop].astype(np.int16)).mean())
 
 
+def render_document(web_server: WebServer, key: str, task: dict[str, Any]) -> dict[str, Any]:
+    """The whole document a render task obscured: the page uploaded it as a file, which the task names."""
+    assert task["parameters"]["detections_file"].startswith("file_")
+    assert "detections" not in task["parameters"]
+    with web_server.api(key) as client:
+        document: dict[str, Any] = client.get(f"/v1/tasks/{task['id']}/detections").json()
+    return document
+
+
 def save_and_follow(page: Page, web_server: WebServer, key: str, old_id: str, editor: str) -> dict[str, Any]:
     """Clicks "Save and re-render", waits for the page to follow the new task, returns it finished."""
     page.get_by_role("button", name="Save and re-render").click()
@@ -144,7 +153,7 @@ def test_a_photo_is_compared_corrected_and_rerendered(
 
     rendered = save_and_follow(page, web_server, api_key, task["id"], "photo-editor")
     assert rendered["parameters"]["input"] == task["parameters"]["input"]
-    sent = rendered["parameters"]["detections"]["frames"][0]["detections"]
+    sent = render_document(web_server, api_key, rendered)["frames"][0]["detections"]
     assert sorted(box["label"] for box in sent) == ["face", "plate"]
     plate = next(box for box in sent if box["label"] == "plate")
     assert plate["box"] == pytest.approx(list(ADDED_XYXY), abs=2)
@@ -210,7 +219,7 @@ def test_a_video_track_is_added_interpolated_and_rerendered(
     screenshot(page, "track-edited")
 
     rendered = save_and_follow(page, web_server, api_key, task["id"], "video-editor")
-    frames = rendered["parameters"]["detections"]["frames"]
+    frames = render_document(web_server, api_key, rendered)["frames"]
     assert [frame["index"] for frame in frames] == list(range(21))
     assert frames[10]["detections"][0]["box"] == pytest.approx([120, 70, 160, 110], abs=2)
     screenshot(page, "rerendered")
@@ -228,18 +237,45 @@ def test_a_failed_rerender_is_explained_in_plain_words(
     page: Page, web_server: WebServer, api_key: str, screenshot: Shoot
 ) -> None:
     """GIVEN a finished photo task open in the editor
-    WHEN its original file is deleted behind the page's back and the person saves
+    WHEN its original file is deleted behind the page's back and the person adds a box and saves
     THEN the page says why the re-render could not start, in words, and stays on the task."""
     task = finished_task(web_server, api_key, "astronaut.jpg", astronaut_jpeg())
     open_result(page, web_server, task["id"], "photo-editor")
     with web_server.api(api_key) as client:
         assert client.delete(f"/v1/files/{task['parameters']['input']}").status_code in {200, 204}
+    page.get_by_role("button", name="Add a box").click()
     page.get_by_role("button", name="Save and re-render").click()
     error = page.get_by_test_id("result-error")
     expect(error).to_contain_text("The re-render could not be submitted.")
     assert "{" not in error.inner_text()
     assert task["id"] in page.evaluate("location.hash")
     screenshot(page, "render-refused")
+
+
+def test_saving_unchanged_boxes_makes_no_task(page: Page, web_server: WebServer, api_key: str) -> None:
+    """GIVEN a finished photo task open in the editor
+    WHEN the person saves without changing a box, then after adding a box and deleting it again
+    THEN the page says nothing changed, both times, and no task is made."""
+    task = finished_task(web_server, api_key, "astronaut.jpg", astronaut_jpeg())
+    open_result(page, web_server, task["id"], "photo-editor")
+    save, state = page.get_by_role("button", name="Save and re-render"), page.get_by_test_id("save-state")
+
+    save.click()
+    expect(state).to_have_text(
+        "Nothing changed: the boxes are as this task left them, so no new task was made."
+    )
+    page.get_by_role("button", name="Add a box").click()
+    expect(page.get_by_test_id("box")).to_have_count(2)
+    page.get_by_test_id("delete-box").click()
+    expect(page.get_by_test_id("box")).to_have_count(1)
+    state.evaluate("node => { node.textContent = ''; }")
+    save.click()
+
+    expect(state).to_contain_text("Nothing changed")
+    assert task["id"] in page.evaluate("location.hash")
+    with web_server.api(api_key) as client:
+        assert client.get("/v1/tasks", params={"operation": "render"}).json()["count"] == 0
+        assert client.get("/v1/files", params={"name": f"{task['id']}-corrected.json"}).json()["count"] == 0
 
 
 def test_a_detect_task_is_corrected_into_its_first_output(

@@ -121,6 +121,12 @@ export class Api {
   getFile(id) {
     return this.json("GET", `/v1/files/${encodeURIComponent(id)}`);
   }
+  /** POST /v1/files: one file (a File, or a Blob given a name) in the multipart field `file`. */
+  uploadFile(blob, name) {
+    const form = new FormData();
+    form.append("file", blob, name);
+    return this.json("POST", "/v1/files", { body: form });
+  }
   listKeys() {
     return this.json("GET", "/v1/keys");
   }

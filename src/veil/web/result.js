@@ -194,13 +194,24 @@ async function editorFor(api, view, task, errors) {
 
   const saveButton = el("button", { type: "button", class: "primary", "data-testid": "save-render" }, "Save and re-render");
   const saveState = el("span", { class: "save-state", "aria-live": "polite", "data-testid": "save-state" });
+  // What the boxes were when the page opened: saving them unchanged would only make the same output again
+  // (a detect task has none yet, so its boxes render as they are).
+  const opened = JSON.stringify(editor.document());
   saveButton.addEventListener("click", async () => {
-    saveButton.disabled = true;
     errors.clear();
-    saveState.textContent = "Submitting the re-render…";
+    const text = JSON.stringify(editor.document());
+    if (media && text === opened) {
+      saveState.textContent = "Nothing changed: the boxes are as this task left them, so no new task was made.";
+      return;
+    }
+    saveButton.disabled = true;
     try {
-      const detections = editor.document();
-      const parameters = { ...(await renderOptions(api, task.parameters)), detections };
+      // The document goes up as a file, however large; the render task names it.
+      saveState.textContent = "Uploading the corrected detections…";
+      const corrected = new Blob([text], { type: "application/json" });
+      const uploaded = await api.uploadFile(corrected, `${task.id}-corrected.json`);
+      saveState.textContent = "Submitting the re-render…";
+      const parameters = { ...(await renderOptions(api, task.parameters)), detections_file: uploaded.id };
       const created = await api.createTask({ operation: "render", input: originalId, parameters });
       saveState.textContent = `Re-render submitted as ${created.id}.`;
       window.location.hash = `#/tasks/${created.id}`;
