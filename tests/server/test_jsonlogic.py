@@ -159,6 +159,8 @@ def test_a_filter_is_one_sql_where_clause() -> None:
         ('{"in": ["a\\udfff", {"var": "id"}]}', "lone surrogate"),
         ('{"in": [{"var": "status"}, ["queued", "\\udc00"]]}', "lone surrogate"),
         ('{"<": [{"var": "created_at"}, "2025\\ud800"]}', "lone surrogate"),
+        ('{"<": [{"var": "created_at"}, "0001-01-01T00:00:00+00:01"]}', "is outside the range of times"),
+        ('{">": [{"var": "created_at"}, "9999-12-31T23:59:59-01:00"]}', "is outside the range of times"),
     ],
 )
 def test_bad_filters_are_refused_with_a_message_under_filter(text: str, message: str) -> None:

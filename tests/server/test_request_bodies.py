@@ -144,3 +144,15 @@ def test_a_filter_the_database_cannot_take_gets_422(
 
     (found,) = problem(response, 422)["errors"]["filter"]
     assert message in found
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+00:01", "9999-12-31T23:59:59-01:00"])
+def test_a_time_with_no_utc_form_gets_422(client: TestClient, alice: dict[str, str], moment: str) -> None:
+    body = {
+        "input_image": {"protocol": "file", "path": "in.jpg", "expires_at": moment},
+        "output_image": {"protocol": "file", "path": "out.jpg"},
+    }
+
+    response = client.post("/api/task/file", headers={**alice, **JSON}, json=body)
+
+    assert "input_image.expires_at" in problem(response, 422)["errors"]

@@ -84,7 +84,16 @@ Flag = Annotated[
 FlagText = Annotated[
     Literal["True", "False"], BeforeValidator(lambda value: str(value) if isinstance(value, bool) else value)
 ]
-UTCDatetime = Annotated[AwareDatetime, AfterValidator(lambda value: value.astimezone(UTC))]
+
+
+def _to_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 has no UTC form; a ValueError makes it a 422
+        raise ValueError("is outside the range of times") from None
+
+
+UTCDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
 
 class FileSpec(BaseModel):

@@ -210,11 +210,18 @@ def _is_unicode(text: str) -> bool:
 
 
 def _parse_time(value: str) -> datetime:
+    """`value` as a UTC time; the database stores UTC, and a time at the edge of the calendar may have none
+    (0001-01-01T00:00:00+01:00)."""
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         _invalid(f"{value!r} is not an ISO 8601 time such as 2025-01-31T12:00:00Z.")
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        _invalid(f"{value!r} is outside the range of times.")
 
 
 def _expression(field: FilterField) -> ColumnElement[Any]:
