@@ -13,7 +13,7 @@ import av
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 from skimage import data
 
 from tests.engine.video_factory import make_video
@@ -69,7 +69,9 @@ def outputs(web_server: WebServer, key: str, task: dict[str, Any]) -> dict[str, 
 def drag(
     page: Page, stage: str, media_width: int, start: tuple[float, float], end: tuple[float, float]
 ) -> None:
-    """A mouse drag on `stage` between two points given in media pixels."""
+    """A mouse drag on `stage` between two points given in media pixels, scrolled into sight first (the
+    stage is as tall as the window allows, below the before/after view)."""
+    page.get_by_test_id(stage).scroll_into_view_if_needed()
     box = page.get_by_test_id(stage).bounding_box()
     assert box is not None
     scale = box["width"] / media_width
@@ -323,3 +325,101 @@ def test_an_unknown_task_is_reported_not_blank(page: Page, web_server: WebServer
     error = page.get_by_test_id("result-error")
     expect(error).to_contain_text("Could not load task task_doesnotexist0000")
     assert "{" not in error.inner_text()
+
+
+def with_detections(page: Page, task_id: str, detections: dict[str, int]) -> None:
+    """Answers the page's requests for the task with these detection counts."""
+
+    def answer(route: Route) -> None:
+        response = route.fetch()
+        task = response.json()
+        task["result"]["detections"] = detections
+        route.fulfill(response=response, json=task)
+
+    page.route(f"**/v1/tasks/{task_id}", answer)
+
+
+def test_the_result_names_its_input_and_counts_in_words(
+    page: Page, web_server: WebServer, api_key: str, tmp_path: Path
+) -> None:
+    """GIVEN a photo task and a video task
+    WHEN their results are shown
+    THEN each names its input file, and counts agree with their numbers; on video they count tracks."""
+    photo = finished_task(web_server, api_key, "astronaut.jpg", astronaut_jpeg())
+    with_detections(page, photo["id"], {"face": 1, "plate": 3})
+    open_result(page, web_server, photo["id"], "photo-editor")
+    expect(page.get_by_test_id("input-name")).to_have_text("astronaut.jpg")
+    expect(page.get_by_test_id("found")).to_have_text("1 face, 3 plates")
+    expect(page.locator(".box-sidebar .count")).to_have_text("1 box")
+
+    clip = make_video(tmp_path / "door camera.mp4", frames=10, audio=None)
+    video = finished_task(web_server, api_key, "door camera.mp4", clip.path.read_bytes())
+    with_detections(page, video["id"], {"face": 2, "plate": 1})
+    open_result(page, web_server, video["id"], "video-editor")
+    expect(page.get_by_test_id("input-name")).to_have_text("door camera.mp4")
+    expect(page.get_by_test_id("found")).to_have_text("2 face tracks, 1 plate track")
+
+
+def test_delete_removes_the_box_or_track_chosen_in_the_list(
+    page: Page, web_server: WebServer, api_key: str, tmp_path: Path
+) -> None:
+    """GIVEN a photo with its detected face and an added box, then a video with a new track
+    WHEN a box is chosen in the side list (a track in the track list, or on the timeline) and Delete pressed
+    THEN exactly that box or track is gone."""
+    photo = finished_task(web_server, api_key, "astronaut.jpg", astronaut_jpeg())
+    open_result(page, web_server, photo["id"], "photo-editor")
+    page.get_by_role("button", name="Add a box").click()
+    expect(page.get_by_test_id("box")).to_have_count(2)
+    listed = page.get_by_test_id("box-list").get_by_role("button")
+    kept = listed.nth(0).inner_text()
+    listed.nth(1).click()
+    page.keyboard.press("Delete")
+    expect(page.get_by_test_id("box")).to_have_count(1)
+    expect(listed).to_have_text([kept])
+
+    clip = make_video(tmp_path / "clip.mp4", frames=10, audio=None)
+    video = finished_task(web_server, api_key, "clip.mp4", clip.path.read_bytes())
+    open_result(page, web_server, video["id"], "video-editor")
+    for chooser in ("track-select", "timeline"):
+        page.get_by_role("button", name="New track at this frame").click()
+        expect(page.get_by_test_id("box")).to_have_count(1)
+        page.get_by_test_id(chooser).focus()
+        page.keyboard.press("Delete")
+        expect(page.get_by_test_id("box")).to_have_count(0)
+        expect(page.get_by_role("heading", name="Tracks (0)")).to_be_visible()
+
+
+@pytest.mark.parametrize(
+    ("viewport", "editor", "stage", "share"),
+    [
+        ({"width": 1280, "height": 800}, "photo-editor", "edit-stage", 0.75),
+        ({"width": 1920, "height": 1080}, "photo-editor", "edit-stage", 0.75),
+        ({"width": 1920, "height": 1080}, "video-editor", "video-stage", 0.72),
+    ],
+)
+def test_the_editor_uses_the_space_of_the_window(
+    new_page: Callable[..., Page],
+    web_server: WebServer,
+    api_key: str,
+    tmp_path: Path,
+    viewport: dict[str, int],
+    editor: str,
+    stage: str,
+    share: float,
+) -> None:
+    """The photo or video being corrected is as tall as the window allows, leaving room for its toolbar,
+    and never wider than the window."""
+    page = new_page(viewport)
+    sign_in(page, api_key)
+    if editor == "photo-editor":
+        task = finished_task(web_server, api_key, "astronaut.jpg", astronaut_jpeg())
+    else:
+        clip = make_video(tmp_path / "clip.mp4", frames=10, audio=None)
+        task = finished_task(web_server, api_key, "clip.mp4", clip.path.read_bytes())
+    open_result(page, web_server, task["id"], editor)
+
+    box = page.get_by_test_id(stage).bounding_box()
+    assert box is not None
+    assert box["height"] >= share * viewport["height"], box
+    assert box["height"] <= viewport["height"] and box["x"] + box["width"] <= viewport["width"], box
+    assert page.evaluate("document.documentElement.scrollWidth") <= viewport["width"]

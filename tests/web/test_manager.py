@@ -134,7 +134,7 @@ def test_dropped_files_upload_together_each_with_its_own_progress_and_task(
     for name in ("left.jpg", "right.jpg"):
         expect(page.locator("li.upload", has_text=name).locator(".state")).to_have_text("Uploaded")
     page.get_by_role("button", name="Anonymize").click()
-    expect(page.locator("#submit-status")).to_contain_text("2 task(s) submitted")
+    expect(page.locator("#submit-status")).to_contain_text("2 tasks submitted")
     screenshot(page, "dropped")
     with web_server.api(api_key) as client:
         tasks = client.get("/v1/tasks").json()["results"]
@@ -292,3 +292,62 @@ def test_the_screens_fit_a_tablet(new_page: Callable[..., Page], api_key: str, s
         page.keyboard.press("Tab")
         reached.add(page.evaluate("document.activeElement.id"))
     assert {"file-input", "detector-face", "method-face", "mask-scale-face"} <= reached, reached
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def test_the_task_list_names_each_input_and_counts_in_words(
+    page: Page, web_server: WebServer, api_key: str, tmp_path: Path
+) -> None:
+    """GIVEN one task on astronaut.jpg, then a second
+    WHEN the task list shows them
+    THEN each row names its input file, the count agrees with its number, and the page says where the
+    BlurIt-style API's tasks are."""
+    content = astronaut_jpeg(tmp_path / "a.jpg").read_bytes()
+    with web_server.api(api_key) as client:
+        first = submit(client, upload_file(client, "astronaut.jpg", content))
+    page.reload()
+    expect(row(page, first).locator("td.input")).to_have_text("astronaut.jpg")
+    expect(page.locator("#task-count")).to_have_text("1 task, page 1 of 1")
+    with web_server.api(api_key) as client:
+        second = submit(client, upload_file(client, "second photo.jpg", content))
+    page.reload()
+    expect(row(page, second).locator("td.input")).to_have_text("second photo.jpg")
+    expect(page.locator("#task-count")).to_have_text("2 tasks, page 1 of 1")
+    note = page.locator("#blurit-note")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("POST /api/task/file")
+    expect(note).to_contain_text("GET /api/task/{id}")
+
+
+def test_a_phone_sees_each_tasks_id_and_status(
+    new_page: Callable[..., Page], web_server: WebServer, api_key: str, tmp_path: Path, screenshot: Shoot
+) -> None:
+    """GIVEN a completed task and one submitted behind it (still running, with its Cancel button)
+    WHEN the task list is shown 390 px wide
+    THEN each task's id and status lie whole inside the screen, with nothing to scroll sideways."""
+    content = astronaut_jpeg(tmp_path / "a.jpg").read_bytes()
+    with web_server.api(api_key) as client:
+        done = submit(client, upload_file(client, "astronaut.jpg", content))
+        web_server.wait_for_task(api_key, done)
+        later = submit(client, upload_file(client, "a photo with a rather long name.jpg", content))
+    page = new_page(PHONE)
+    sign_in(page, api_key)
+    expect(row(page, done).locator("td.status")).to_contain_text("completed")
+    expect(row(page, later)).to_be_visible()
+    screenshot(page, "phone-tasks")
+    # One snapshot of every row, so that a live update redrawing a row cannot come between measurements.
+    cells = page.evaluate(
+        """() => [...document.querySelectorAll("tr[data-task-id]")].flatMap((tr) =>
+            ["td.task", "td.status"].map((cell) => {
+                const box = tr.querySelector(cell).getBoundingClientRect();
+                return [tr.dataset.taskId, cell, box.left, box.right, box.width];
+            }))"""
+    )
+    assert {(task_id, cell) for task_id, cell, *_ in cells} == {
+        (task_id, cell) for task_id in (done, later) for cell in ("td.task", "td.status")
+    }
+    for task_id, cell, left, right, width in cells:
+        assert width > 0 and left >= 0 and right <= PHONE["width"], (task_id, cell, left, right)
+    assert page.evaluate("document.querySelector('.table-wrap').scrollWidth") <= PHONE["width"]

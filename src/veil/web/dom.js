@@ -32,3 +32,8 @@ export function formatDate(iso) {
   const date = new Date(iso);
   return Number.isNaN(date.getTime()) ? iso : date.toLocaleString();
 }
+
+/** "1 plate", "3 plates", "0 boxes": the count with its noun agreeing (give the plural when not noun + "s"). */
+export function plural(count, noun, nouns = `${noun}s`) {
+  return `${count} ${count === 1 ? noun : nouns}`;
+}

@@ -3,10 +3,23 @@
 // Boxes are `[x1, y1, x2, y2]` in pixels of the media (the size in the report's `media`), drawn as absolutely
 // positioned elements in percent of the stage, so they follow the displayed size. Mouse: drag on the empty
 // image to add a box, drag a box to move it, drag a corner handle to resize it. Keyboard: Tab to a box,
-// arrows move it (Shift: 10 px), Alt+arrows resize it, Delete removes it.
+// arrows move it (Shift: 10 px), Alt+arrows resize it, Delete removes it, as it does on a box chosen in the list.
+
+import { plural } from "./dom.js";
 
 export const LABELS = ["face", "plate"];
 const MIN_SIZE = 4;
+
+/** True for the keys that remove the chosen box or track (Delete, and Backspace as on a Mac). */
+export function isDeleteKey(event) {
+  return event.key === "Delete" || event.key === "Backspace";
+}
+
+/** The widest a stage of `width` x `height` media may be so that its height fits the window below the
+ * `reservedRem` of page around it (title, toolbars, timeline): it fills the window, never more. */
+export function fitWindow(width, height, reservedRem) {
+  return `calc((100vh - ${reservedRem}rem) * ${width / height})`;
+}
 
 export function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -112,7 +125,7 @@ export class BoxLayer {
   _key(event, item) {
     const step = event.shiftKey ? 10 : 1;
     const moves = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
-    if (event.key === "Delete" || event.key === "Backspace") {
+    if (isDeleteKey(event)) {
       event.preventDefault();
       this.onDelete(item.key);
       return;
@@ -237,7 +250,7 @@ export function boxForm({ box, label, onLabel, onBox, onDelete, deleteText = "De
 export function compareView(originalUrl, outputUrl, width, height) {
   const stage = el("div", { class: "compare", "data-testid": "compare" });
   stage.style.aspectRatio = `${width} / ${height}`;
-  stage.style.maxWidth = `calc(70vh * ${width / height})`;
+  stage.style.maxWidth = fitWindow(width, height, 8);
   const before = el("img", { src: originalUrl, alt: "Original (before)", class: "compare-before", draggable: "false" });
   const after = el("img", { src: outputUrl, alt: "Anonymized (after)", class: "compare-after", draggable: "false" });
   const divider = el("div", {
@@ -310,7 +323,7 @@ export function photoEditor({ originalUrl, outputUrl, report }) {
   );
   const stage = el("div", { class: "edit-stage", "data-testid": "edit-stage", tabindex: -1, "aria-label": "Photo with boxes" });
   stage.style.aspectRatio = `${width} / ${height}`;
-  stage.style.maxWidth = `calc(70vh * ${width / height})`;
+  stage.style.maxWidth = fitWindow(width, height, 10);
   stage.append(el("img", { src: originalUrl, alt: "Original with the boxes to obscure", draggable: "false" }));
   const sidebar = el("div", { class: "box-sidebar" });
   const labelPicker = el(
@@ -324,7 +337,7 @@ export function photoEditor({ originalUrl, outputUrl, report }) {
     el("h3", { id: "edit-title", text: "Boxes to obscure" }),
     el("p", {
       class: "hint",
-      text: "Drag on the photo to add a box; drag a box to move it, its corners to resize. Keyboard: Tab to a box, arrows move (Shift: 10 px), Alt+arrows resize, Delete removes.",
+      text: "Drag on the photo to add a box; drag a box to move it, its corners to resize. Keyboard: Tab to a box, arrows move (Shift: 10 px), Alt+arrows resize, Delete removes it (also from the list).",
     }),
     el(
       "div",
@@ -335,7 +348,6 @@ export function photoEditor({ originalUrl, outputUrl, report }) {
     el("div", { class: "edit-layout" }, stage, sidebar),
   );
   node.append(...[comparePanel, editPanel].filter(Boolean));
-  if (!comparePanel) node.classList.add("single");
 
   const layer = new BoxLayer({
     stage,
@@ -368,6 +380,8 @@ export function photoEditor({ originalUrl, outputUrl, report }) {
   }
 
   function refresh() {
+    // The list is drawn anew: a box chosen in it keeps the focus there, so Delete then removes it.
+    const listFocus = sidebar.contains(document.activeElement) ? document.activeElement.dataset.listKey : undefined;
     layer.render(
       boxes.map((b, i) => ({ key: b.key, box: b.box, label: b.label, title: `${i + 1} ${b.label}` })),
       selected,
@@ -385,9 +399,15 @@ export function photoEditor({ originalUrl, outputUrl, report }) {
               type: "button",
               class: b.key === selected ? "selected" : "",
               "aria-pressed": b.key === selected ? "true" : "false",
+              "data-list-key": b.key,
               onclick: () => {
                 selected = b.key;
                 refresh();
+              },
+              onkeydown: (event) => {
+                if (!isDeleteKey(event)) return;
+                event.preventDefault();
+                removeBox(b.key);
               },
             },
             `${b.label} ${b.box.map(Math.round).join(", ")}`,
@@ -397,7 +417,7 @@ export function photoEditor({ originalUrl, outputUrl, report }) {
     );
     const current = boxes.find((b) => b.key === selected);
     sidebar.replaceChildren(
-      el("p", { class: "count", text: `${boxes.length} box${boxes.length === 1 ? "" : "es"}` }),
+      el("p", { class: "count", text: plural(boxes.length, "box", "boxes") }),
       list,
       current
         ? boxForm({
@@ -416,6 +436,7 @@ export function photoEditor({ originalUrl, outputUrl, report }) {
           })
         : el("p", { class: "hint", text: "Select a box to change its label or size." }),
     );
+    if (listFocus !== undefined) list.querySelector(`[data-list-key="${listFocus}"]`)?.focus();
   }
   refresh();
 

@@ -3,6 +3,7 @@
 // corrected detections as a new `render` task. Media are fetched with the key and shown from object URLs.
 
 import { describeError } from "./api.js";
+import { plural } from "./dom.js";
 import { el, photoEditor } from "./editor.js";
 import { videoEditor } from "./video.js";
 
@@ -111,22 +112,35 @@ function statusLine(task) {
   );
 }
 
-function summary(task) {
-  const counts = Object.entries(task.result?.detections || {})
-    .map(([label, n]) => `${n} ${label}`)
+/** "1 face, 3 plates"; on video, where one object followed across frames counts once, "1 face track". */
+function foundText(detections, isVideo) {
+  return Object.entries(detections || {})
+    .map(([label, n]) => plural(n, isVideo ? `${label} track` : label))
     .join(", ");
-  return el(
+}
+
+function producesVideo(task) {
+  return (task.result?.generated_files || []).some((file) => (file.type || "").startsWith("video/"));
+}
+
+/** The task's summary; `showVideo()` names the counts as tracks once the report says the media is a video
+ * (a `detect` task generates no media that would tell it sooner). */
+function summary(task) {
+  const input = String(task.parameters?.input ?? "");
+  const found = el("dd", { "data-testid": "found", text: foundText(task.result?.detections, producesVideo(task)) });
+  const node = el(
     "dl",
     { class: "result-summary" },
     el("dt", { text: "Operation" }),
     el("dd", { text: task.operation }),
     el("dt", { text: "Input" }),
-    el("dd", { text: String(task.parameters?.input ?? "") }),
+    el("dd", { "data-testid": "input-name", title: task.input_name ? input : null, text: task.input_name || input }),
     el("dt", { text: "Created" }),
     el("dd", { text: new Date(task.created_at).toLocaleString() }),
-    counts ? el("dt", { text: "Found" }) : null,
-    counts ? el("dd", { text: counts }) : null,
+    found.textContent ? el("dt", { text: "Found" }) : null,
+    found.textContent ? found : null,
   );
+  return { node, showVideo: () => (found.textContent = foundText(task.result?.detections, true)) };
 }
 
 function downloads(api, task, errors) {
@@ -278,7 +292,8 @@ async function load(api, view, taskId, { errors, statusHolder, body }) {
     return;
   }
   if (view.disposed) return;
-  body.append(summary(task));
+  const about = summary(task);
+  body.append(about.node);
   if (task.status === "failed") {
     errors.show(
       new Error([task.error?.title, task.error?.detail].filter(Boolean).join(": ") || "The task failed."),
@@ -295,6 +310,7 @@ async function load(api, view, taskId, { errors, statusHolder, body }) {
   try {
     const editor = await editorFor(api, view, task, errors);
     loading.replaceWith(editor);
+    if (editor.dataset.testid === "video-editor") about.showVideo();
   } catch (error) {
     loading.remove();
     errors.show(error, "Could not load the result.");

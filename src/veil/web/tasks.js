@@ -2,7 +2,7 @@
 // completed tasks and download them as one zip.
 
 import { describeError } from "./api.js";
-import { el, formatDate } from "./dom.js";
+import { el, formatDate, plural } from "./dom.js";
 
 const STATUSES = ["queued", "started", "completed", "failed", "cancelled"];
 const SORTS = [
@@ -24,7 +24,6 @@ function statusText(task) {
 export function showTasks(root, api) {
   const controller = new AbortController();
   const state = { page: 1, selected: new Set(), tasks: new Map() };
-  const names = new Map();
 
   const search = el("input", { type: "search", id: "task-search", placeholder: "id, operation or status" });
   const status = el("select", { id: "task-status" }, el("option", { value: "" }, "Any status"),
@@ -57,6 +56,10 @@ export function showTasks(root, api) {
         el("th", { scope: "col" }, "Actions"))),
       body)),
     el("div", { class: "pager" }, previous, count, next),
+    el("p", { class: "hint", id: "blurit-note" },
+      "Tasks made through the BlurIt-style API (", el("code", {}, "POST /api/task/file"), " and ",
+      el("code", {}, "/api/task/directory"), ") are not listed here: they read and write files on the server, "
+      + "under the key's file root, and are followed with ", el("code", {}, "GET /api/task/{id}"), "."),
   );
 
   function showError(text) {
@@ -87,33 +90,24 @@ export function showTasks(root, api) {
     }
     const error = task.error ? el("div", { class: "error small" }, `${task.error.title}: ${task.error.detail}`) : null;
     tr.append(
-      el("td", {}, box),
-      el("td", {}, el("a", { href: `#/tasks/${task.id}` }, task.id)),
-      el("td", {}, task.operation),
-      inputCell((task.parameters && task.parameters.input) || ""),
+      el("td", { class: "select" }, box),
+      el("td", { class: "task" }, el("a", { href: `#/tasks/${task.id}` }, task.id)),
+      el("td", { class: "operation" }, task.operation),
+      inputCell(task),
       el("td", { class: `status status-${task.status}` }, statusText(task), error),
-      el("td", {}, progress, el("span", { class: "percent" }, ` ${Math.round((task.progress ?? 0) * 100)} %`)),
-      el("td", {}, formatDate(task.created_at)),
+      el("td", { class: "progress" }, progress,
+        el("span", { class: "percent" }, ` ${Math.round((task.progress ?? 0) * 100)} %`)),
+      el("td", { class: "created" }, formatDate(task.created_at)),
       actions,
     );
     return tr;
   }
 
-  // Tasks name their input by id; the file's name reads better, fetched once per file.
-  function inputCell(input) {
-    const cell = el("td", { class: "input", "data-input": input }, names.get(input) || input);
-    if (input.startsWith("file_") && !names.has(input)) {
-      names.set(input, input);
-      api.getFile(input).then((file) => {
-        names.set(input, file.name);
-        for (const td of body.querySelectorAll(`td[data-input="${input}"]`)) {
-          td.textContent = file.name;
-          td.title = input;
-        }
-      }, () => {}); // an expired file keeps its id: nothing is lost by not naming it
-    }
-    if (names.get(input) !== input) cell.title = input;
-    return cell;
+  // The input file's name as uploaded; its id (or an older task's, which did not record the name) on hover.
+  function inputCell(task) {
+    const input = (task.parameters && task.parameters.input) || "";
+    return el("td", { class: "input", "data-input": input, title: task.input_name ? input : null },
+      task.input_name || input);
   }
 
   function render() {
@@ -132,7 +126,7 @@ export function showTasks(root, api) {
       state.tasks = new Map(answer.results.map((task) => [task.id, task]));
       for (const id of [...state.selected]) if (!state.tasks.has(id)) state.selected.delete(id);
       const pages = Math.max(1, Math.ceil(answer.count / PAGE_SIZE));
-      count.textContent = `${answer.count} task(s), page ${page} of ${pages}`;
+      count.textContent = `${plural(answer.count, "task")}, page ${page} of ${pages}`;
       previous.disabled = page <= 1;
       next.disabled = page >= pages;
       showError("");

@@ -2,7 +2,7 @@
 // chunks (resuming from HEAD's Upload-Offset after a dropped connection), then one `anonymize` task each.
 
 import { ApiError, describeError } from "./api.js";
-import { el, formatBytes } from "./dom.js";
+import { el, formatBytes, plural } from "./dom.js";
 
 export const CHUNK_BYTES = 5 * 1024 * 1024;
 const MAX_RETRIES = 6;
@@ -229,7 +229,7 @@ export async function showUpload(root, api) {
     }
     const pending = items.filter((item) => !item.submitted && !item.error);
     submit.disabled = true;
-    status.textContent = `Submitting ${pending.length} file(s)…`;
+    status.textContent = `Submitting ${plural(pending.length, "file")}…`;
     let made = 0;
     await Promise.all(pending.map(async (item) => {
       item.submitted = true;
@@ -245,7 +245,7 @@ export async function showUpload(root, api) {
         item.state.setAttribute("role", "alert");
       }
     }));
-    status.replaceChildren(`${made} task(s) submitted. `, el("a", { href: "#/tasks" }, "See the task list"));
+    status.replaceChildren(`${plural(made, "task")} submitted. `, el("a", { href: "#/tasks" }, "See the task list"));
     refresh();
   });
 }

@@ -4,7 +4,7 @@
 // Boxes the detector reported are key frames of their track; moving or resizing a box at a frame makes that
 // frame a key frame. `document()` gives the full per-frame veil.detections/1 document for a re-render.
 
-import { BoxLayer, LABELS, boxIsValid, clampBox, el } from "./editor.js";
+import { BoxLayer, LABELS, boxIsValid, clampBox, el, fitWindow, isDeleteKey } from "./editor.js";
 
 const ROW = 16;
 const RULER = 14;
@@ -148,15 +148,15 @@ export function videoEditor({ originalUrl, outputUrl, report }) {
   });
   const trackPanel = el("div", { class: "track-panel", "data-testid": "track-panel" });
   const videoMain = el("div", { class: "video-main" }, stage, controls, timeline);
-  stage.style.maxWidth = `calc(65vh * ${width / height})`;
-  videoMain.style.maxWidth = `max(calc(65vh * ${width / height}), 30rem)`; // the timeline stays wide enough
+  stage.style.maxWidth = fitWindow(width, height, 16); // controls and timeline below it stay in sight
+  videoMain.style.maxWidth = `max(${fitWindow(width, height, 16)}, 30rem)`; // the timeline stays wide enough
   const node = el(
     "section",
     { class: "panel video-editor", "aria-labelledby": "video-title" },
     el("h3", { id: "video-title", text: "Video and tracks" }),
     el("p", {
       class: "hint",
-      text: "Boxes of the current frame are drawn over the video. Drag on the frame to add a track there; drag a box or its corners to set the track's box at this frame (a key frame; frames between key frames are interpolated). Keyboard: arrows move the focused box, Alt+arrows resize, Delete removes its track; on the timeline, Left/Right step frames.",
+      text: "Boxes of the current frame are drawn over the video. Drag on the frame to add a track there; drag a box or its corners to set the track's box at this frame (a key frame; frames between key frames are interpolated). Keyboard: arrows move the focused box, Alt+arrows resize, Delete removes its track (also on the timeline or the track list); on the timeline, Left/Right step frames.",
     }),
     el("div", { class: "video-layout" }, videoMain, trackPanel),
   );
@@ -321,6 +321,8 @@ export function videoEditor({ originalUrl, outputUrl, report }) {
     } else if (event.key === " ") {
       if (video.paused) video.play();
       else video.pause();
+    } else if (isDeleteKey(event) && selectedId !== null) {
+      deleteTrack(selectedId);
     } else return;
     event.preventDefault();
   });
@@ -345,6 +347,11 @@ export function videoEditor({ originalUrl, outputUrl, report }) {
           const chosen = track();
           if (chosen && (frame < chosen.start || frame > chosen.end)) seek(chosen.start);
           else refresh();
+        },
+        onkeydown: (event) => {
+          if (!isDeleteKey(event) || selectedId === null) return;
+          event.preventDefault();
+          deleteTrack(selectedId);
         },
       },
       selectedId === null ? el("option", { value: "", selected: true, disabled: true }, "Pick a track") : null,
