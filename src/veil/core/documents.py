@@ -1,9 +1,10 @@
 """Render documents (`veil.detections/1` JSON) kept as files: read and checked a frame at a time.
 
-A document may list 250,000 boxes (about 30 MB). Made whole into pydantic models, one of 216,000 boxes took
-685 MiB and 9 s; read here, its parsed JSON and one frame of models at a time, 184 MiB and 3 s. The server
-reads an uploaded document once, to refuse a bad one and record its summary in the file's properties; the
-worker reads it again to render. Task views carry the summary, never the boxes.
+A document may list 250,000 boxes (about 30 MB). Made whole into pydantic models, one of 216,000 boxes takes
+about 680 MiB; read here, its parsed JSON and one frame of models at a time, about 180 MiB (BENCHMARKS.md,
+`bench/render_document.py`). The server reads an uploaded document once, to refuse a bad one and record its
+summary in the file's properties; the worker reads it again to render. Task views carry the summary, never
+the boxes.
 """
 
 from __future__ import annotations
