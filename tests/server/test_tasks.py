@@ -626,6 +626,16 @@ def test_a_render_document_must_be_a_document(client: TestClient, alice: dict[st
     assert "is no render document" in body["errors"]["parameters.detections_file"][0]
 
 
+@pytest.mark.parametrize("operation", ["anonymize", "detect", "render"])
+def test_a_json_file_is_no_input(client: TestClient, alice: dict[str, str], operation: str) -> None:
+    document = upload_document(client, alice, detections_document()).json()["id"]
+    parameters = {"detections_file": document} if operation == "render" else {}
+
+    body = problem(submit(client, alice, operation=operation, input=document, parameters=parameters), 422)
+
+    assert "is a JSON document, not a photo or video" in body["errors"]["input"][0]
+
+
 def test_a_render_document_in_use_cannot_be_deleted(
     client: TestClient, alice: dict[str, str], sessions: sessionmaker[Session]
 ) -> None:

@@ -290,6 +290,15 @@ def _resolve_input(session: Session, *, owner: ApiKey, input_id: str) -> dict[st
             record = get_file(session, owner=owner, file_id=input_id)
         except NotFoundError as exc:
             raise InvalidInputError({"input": [str(exc)]}) from exc
+        if not record.media_type.startswith(("image/", "video/")):
+            raise InvalidInputError(
+                {
+                    "input": [
+                        f"File {input_id} is a JSON document, not a photo or video; a render task names its "
+                        "boxes in parameters.detections_file."
+                    ]
+                }
+            )
         return {"file": input_id, "name": record.name}
     if not input_id.startswith("task_"):
         raise InvalidInputError({"input": ["Give a file id (file_...) or a task id (task_...)."]})
