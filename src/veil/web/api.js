@@ -118,9 +118,6 @@ export class Api {
   cancelTask(id) {
     return this.json("DELETE", `/v1/tasks/${encodeURIComponent(id)}`);
   }
-  getFile(id) {
-    return this.json("GET", `/v1/files/${encodeURIComponent(id)}`);
-  }
   /** POST /v1/files: one file (a File, or a Blob given a name) in the multipart field `file`. */
   uploadFile(blob, name) {
     const form = new FormData();
