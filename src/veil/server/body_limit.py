@@ -9,12 +9,14 @@ stream to storage under their own limit (`max_upload_bytes`) and pass through un
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from veil.server.problems import problem_response
+from veil.server.problems import problem_response, problem_responses
 
-__all__ = ["UPLOAD_MEDIA_TYPES", "BodyLimitMiddleware"]
+__all__ = ["UPLOAD_MEDIA_TYPES", "BodyLimitMiddleware", "declared_length", "document_body_limit"]
 
 UPLOAD_MEDIA_TYPES = frozenset({"multipart/form-data", "application/offset+octet-stream"})
 """Bodies streamed to storage as they arrive, bounded by `max_upload_bytes` instead."""
@@ -55,6 +57,21 @@ class BodyLimitMiddleware:
             "send media as a file upload."
         )
         await problem_response(413, detail)(scope, receive, send)
+
+
+def document_body_limit(document: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """Adds the 413 answer to every operation of the OpenAPI `document` that takes a body other than a
+    file upload; returns the document."""
+    too_large = problem_responses(413)[413]
+    too_large["description"] = f"The body is larger than {max_bytes} bytes (VEIL_MAX_JSON_BYTES)."
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue  # a path's shared "parameters"
+            content = operation.get("requestBody", {}).get("content", {})
+            if set(content) - UPLOAD_MEDIA_TYPES:
+                operation["responses"].setdefault("413", too_large)
+    return document
 
 
 def declared_length(values: list[str]) -> int | None:

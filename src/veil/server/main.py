@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
@@ -32,7 +33,7 @@ from veil.server.api.routes import (
     tasks,
     uploads,
 )
-from veil.server.body_limit import BodyLimitMiddleware
+from veil.server.body_limit import BodyLimitMiddleware, document_body_limit
 from veil.server.docs import install_docs
 from veil.server.problems import Problem, install_problem_handlers
 
@@ -77,12 +78,23 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
     )
     install_problem_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_json_bytes)
+    _document_body_limit(app, settings.max_json_bytes)
     # task_streams before tasks: its fixed paths (/v1/tasks/events) would otherwise match /v1/tasks/{id}.
     for module in (files, uploads, task_streams, tasks, operations, keys, blurit, license, health):
         app.include_router(module.router)
     _serve_web_app(app)
     install_docs(app)
     return app
+
+
+def _document_body_limit(app: FastAPI, max_bytes: int) -> None:
+    """The API document lists the 413 that BodyLimitMiddleware answers, which no route declares."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return document_body_limit(build(), max_bytes)
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _serve_web_app(app: FastAPI) -> None:
