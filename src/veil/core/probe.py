@@ -85,11 +85,12 @@ _KNOWN_OTHERS = (
 
 
 def sniff_media_type(head: bytes) -> str:
-    """The MIME type of a photo or video from its first bytes (`SNIFF_BYTES` of them, or the whole file).
+    """The MIME type of a photo or video, or `application/json` for what may be a render document, from its
+    first bytes (`SNIFF_BYTES` of them, or the whole file).
 
     Raises:
-        UnsupportedMediaTypeError: the content is no photo or video Veil handles; the message says what
-            it looks like instead.
+        UnsupportedMediaTypeError: the content is none of these; the message says what it looks like
+            instead.
     """
     for sniff in _SNIFFERS:
         media_type = sniff(head)
