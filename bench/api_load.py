@@ -13,11 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import os
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,17 +25,9 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from veil.core.db import create_db_engine, migrate, session_scope
-from veil.core.keys import create_api_key
+from api_server import VEIL, running_api, stop
+from veil.core.db import session_scope
 from veil.core.models import StoredFile, Task
-
-VEIL = str(Path(sys.executable).with_name("veil"))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def small_jpeg() -> bytes:
@@ -47,17 +35,6 @@ def small_jpeg() -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG")
     return buffer.getvalue()
-
-
-def wait_healthy(url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise SystemExit(f"the server at {url} did not start")
 
 
 async def submit_all(
@@ -106,34 +83,25 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def run(clients: int, tasks: int, workers: int, data_dir: Path) -> dict[str, Any]:
-    env = {**os.environ, "VEIL_DATA_DIR": str(data_dir), "VEIL_RATE_LIMIT": "1000000/minute"}
-    database_url = f"sqlite:///{data_dir / 'veil.db'}"
-    migrate(database_url)
-    sessions = sessionmaker(create_db_engine(database_url), expire_on_commit=False)
-    with session_scope(sessions) as session:
-        headers = {"x-api-key": create_api_key(session, name="bench").secret}
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (data_dir / "serve.log").open("wb")
-    server = subprocess.Popen(
-        [VEIL, "serve", "--port", str(port), "--workers", "0"], env=env, stdout=log, stderr=log
-    )
-    started_workers: list[subprocess.Popen[bytes]] = []
-    try:
-        wait_healthy(url)
-        upload = httpx.post(f"{url}/v1/files", headers=headers, files={"file": ("bench.jpg", small_jpeg())})
+    with running_api(data_dir) as api, api.log_path.open("ab") as log:
+        upload = httpx.post(
+            f"{api.url}/v1/files", headers=api.headers, files={"file": ("bench.jpg", small_jpeg())}
+        )
         file_id = upload.json()["id"]
         began = time.perf_counter()
-        latencies = asyncio.run(submit_all(url, headers, file_id, clients, tasks))
+        latencies = asyncio.run(submit_all(api.url, api.headers, file_id, clients, tasks))
         submit_s = time.perf_counter() - began
-        queued = task_counts(sessions)
+        queued = task_counts(api.sessions)
 
         began = time.perf_counter()
         started_workers = [
-            subprocess.Popen([VEIL, "worker"], env=env, stdout=log, stderr=log) for _ in range(workers)
+            subprocess.Popen([VEIL, "worker"], env=api.env, stdout=log, stderr=log) for _ in range(workers)
         ]
-        while task_counts(sessions).get("queued", 0) + task_counts(sessions).get("started", 0) > 0:
-            time.sleep(0.5)
+        try:
+            while task_counts(api.sessions).get("queued", 0) + task_counts(api.sessions).get("started", 0):
+                time.sleep(0.5)
+        finally:
+            stop(started_workers)
         drain_s = time.perf_counter() - began
         return {
             "clients": clients,
@@ -146,18 +114,9 @@ def run(clients: int, tasks: int, workers: int, data_dir: Path) -> dict[str, Any
             "workers": workers,
             "drain_s": drain_s,
             "drained_per_s": tasks / drain_s,
-            "final_statuses": task_counts(sessions),
-            "tasks_by_generated_files": outputs_per_task(sessions),
+            "final_statuses": task_counts(api.sessions),
+            "tasks_by_generated_files": outputs_per_task(api.sessions),
         }
-    finally:
-        for process in [*started_workers, server]:
-            process.send_signal(signal.SIGTERM)
-        for process in [*started_workers, server]:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        log.close()
 
 
 def main() -> None:

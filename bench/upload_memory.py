@@ -13,12 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
-import socket
 import struct
-import subprocess
-import sys
 import tempfile
 import time
 import zlib
@@ -27,12 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy.orm import sessionmaker
 
-from veil.core.db import create_db_engine, migrate, session_scope
-from veil.core.keys import create_api_key
-
-VEIL = str(Path(sys.executable).with_name("veil"))
+from api_server import running_api
 
 
 def png_bomb(side: int) -> bytes:
@@ -58,17 +49,6 @@ def memory_kib(pid: int) -> dict[str, int]:
     return fields
 
 
-def wait_healthy(url: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise SystemExit(f"the server at {url} did not start")
-
-
 async def upload_all(url: str, headers: dict[str, str], data: bytes, clients: int) -> list[int]:
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=300) as client:
         responses = await asyncio.gather(
@@ -79,30 +59,12 @@ async def upload_all(url: str, headers: dict[str, str], data: bytes, clients: in
 
 def run(clients: int, side: int, data_dir: Path) -> dict[str, Any]:
     data = png_bomb(side)
-    env = {**os.environ, "VEIL_DATA_DIR": str(data_dir), "VEIL_RATE_LIMIT": "1000000/minute"}
-    database_url = f"sqlite:///{data_dir / 'veil.db'}"
-    migrate(database_url)
-    with session_scope(sessionmaker(create_db_engine(database_url))) as session:
-        headers = {"x-api-key": create_api_key(session, name="bench").secret}
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with (data_dir / "serve.log").open("wb") as log:
-        server = subprocess.Popen(
-            [VEIL, "serve", "--port", str(port), "--workers", "0"], env=env, stdout=log, stderr=log
-        )
-    try:
-        wait_healthy(url)
-        before = memory_kib(server.pid)
+    with running_api(data_dir) as api:
+        before = memory_kib(api.process.pid)
         began = time.perf_counter()
-        statuses = asyncio.run(upload_all(url, headers, data, clients))
+        statuses = asyncio.run(upload_all(api.url, api.headers, data, clients))
         elapsed_s = time.perf_counter() - began
-        after = memory_kib(server.pid)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        after = memory_kib(api.process.pid)
     return {
         "png_bytes": len(data),
         "declared_pixels": f"{side}x{side}",
@@ -113,12 +75,6 @@ def run(clients: int, side: int, data_dir: Path) -> dict[str, Any]:
         "uploads_s": elapsed_s,
         "statuses": dict(Counter(statuses)),
     }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def main() -> None:
