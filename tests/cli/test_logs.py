@@ -59,6 +59,11 @@ def test_a_line_is_key_value_with_extra_fields(capsys: pytest.CaptureFixture[str
             {},
         ),
         ("veil.worker.callbacks", "callback to %s failed", (CALLBACK_URL,), {}),
+        # A token can sit anywhere in a callback URL, not only in its query string.
+        ("httpx", "HTTP Request: POST %s", (f"https://alice:{TOKEN}@hooks.example.org/veil",), {}),
+        ("httpx", "HTTP Request: POST %s", (f"https://hooks.example.org/services/T0/B0/{TOKEN}",), {}),
+        ("httpx", "HTTP Request: POST %s", (f"https://hooks.example.org/veil#{TOKEN}",), {}),
+        ("uvicorn.access", '"%s %s"', ("GET", f"/v1/tasks#{TOKEN}"), {}),
         ("veil.cli.serve", "key %s, secret %s", (API_KEY, CALLBACK_SECRET), {}),
         # Celery puts a task's request (its arguments) in an extra field.
         ("celery.app.trace", "Task received", (), {"data": {"args": [CALLBACK_URL, CALLBACK_SECRET]}}),
@@ -83,9 +88,15 @@ def test_a_traceback_is_redacted_too(capsys: pytest.CaptureFixture[str]) -> None
 
     text = logged(capsys, "veil.worker.tasks", "task failed unexpectedly", exc_info=error)
 
-    assert "ConnectionError: could not reach 'https://hooks.example.org/veil?[redacted]'" in text
+    assert "ConnectionError: could not reach 'https://hooks.example.org/[redacted]'" in text
     assert TOKEN not in text
     assert CALLBACK_SECRET not in text
+
+
+def test_a_url_keeps_its_host(capsys: pytest.CaptureFixture[str]) -> None:
+    text = logged(capsys, "httpx", "POST %s (serving on %s)", CALLBACK_URL, "http://127.0.0.1:8000")
+
+    assert 'msg="POST https://hooks.example.org/[redacted] (serving on http://127.0.0.1:8000)"' in text
 
 
 def test_what_is_not_secret_stays_readable(capsys: pytest.CaptureFixture[str]) -> None:

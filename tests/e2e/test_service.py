@@ -198,17 +198,20 @@ def receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], bytes]]]]:
 def test_a_signed_callback_reaches_the_receiver_and_no_secret_reaches_the_log(
     service: Service, receiver: tuple[str, list[tuple[dict[str, str], bytes]]]
 ) -> None:
-    """GIVEN a key, a callback URL with a token in its query string and the key's callback secret
-    WHEN a task calls back
-    THEN the receiver gets a signature that verifies, and the server's log holds none of the three."""
+    """GIVEN a key, a callback URL with tokens in its user and password, path, query string and fragment,
+    and the key's callback secret
+    WHEN a task calls back, and a client sends its key in a query string
+    THEN the receiver gets a signature that verifies, and the server's log holds none of these."""
     url, received = receiver
-    token = "tok-e2e-4f2a9d"
+    tokens = ["user-e2e-61bd", "pass-e2e-93ce", "path-e2e-2a7f", "tok-e2e-4f2a9d", "frag-e2e-c50e"]
+    user_and_password = f"//{tokens[0]}:{tokens[1]}@"
+    callback_url = url.replace("//", user_and_password) + f"/{tokens[2]}?token={tokens[3]}#{tokens[4]}"
     headers, secret = service.new_key("hooked")
     file = upload(service, headers, "cb.jpg", astronaut_jpeg())
-    task = submit(
-        service, headers, {"operation": "detect", "input": file["id"], "callback_url": f"{url}?token={token}"}
-    )
+    request = {"operation": "detect", "input": file["id"], "callback_url": callback_url}
+    task = submit(service, headers, request)
     service.wait_for_task(headers, task["id"])
+    httpx.get(f"{service.url}/v1/tasks?key={headers['x-api-key']}", headers=headers)
 
     deadline = time.monotonic() + 20
     while not received and time.monotonic() < deadline:
@@ -220,9 +223,9 @@ def test_a_signed_callback_reaches_the_receiver_and_no_secret_reaches_the_log(
     assert json.loads(body)["id"] == task["id"]
     assert json.loads(body)["status"] == "completed"
     log = wait_for_log(service, "veil.deliver_callback", "succeeded")
-    for leaked in (token, headers["x-api-key"], secret):
+    for leaked in (*tokens, headers["x-api-key"], secret):
         assert leaked not in log
-    assert "/hook?[redacted]" in log, "the delivery was logged, without its query string"
+    assert "http://127.0.0.1:" in log and "/[redacted]" in log, "the delivery was logged, only its host"
 
 
 def wait_for_log(service: Service, *words: str, timeout_s: float = 20.0) -> str:

@@ -4,9 +4,10 @@
 
 Fields given with `extra={...}` become keys of their own, so lines can be searched and parsed without
 regular expressions. Callers log key ids and names, not secrets; as a second line of defence each field and
-traceback goes through `redact` before it is quoted and written: the query string of any URL or request
-target (callback URLs carry tokens there; httpx and uvicorn log them), anything shaped like an API key and
-any long hex string (callback secrets, key hashes) become `[redacted]`.
+traceback goes through `redact` before it is quoted and written: everything of an absolute URL after its
+host and port (callback URLs carry tokens in their user and password, path, query or fragment; httpx logs
+each URL it requests), the query string of a request target (uvicorn logs them), anything shaped like an API
+key and any long hex string (callback secrets, key hashes) become `[redacted]`.
 """
 
 from __future__ import annotations
@@ -25,18 +26,28 @@ _IGNORED_ATTRIBUTES = frozenset({"color_message"})
 
 
 REDACTED = "[redacted]"
-# A query string after a path (`/hook?token=...`, `GET /v1/tasks?filter=...`): up to white space, a quote,
-# an angle bracket or a fragment. Prose question marks do not follow a path, so they stay.
-_QUERY = re.compile(r"""(/[^\s?#"'<>]*)\?[^\s#"'<>]*""")
+# An absolute URL: its scheme and host stay; user and password are dropped, and what follows the host is
+# replaced whole, since a webhook's token can be any path segment (`/services/T0/B0/XXXX`), not only a query.
+_ABSOLUTE_URL = re.compile(r"""\b([A-Za-z][A-Za-z0-9+.-]*://)([^\s/?#@"'<>]*@)?([^\s/?#"'<>]*)([^\s"'<>]*)""")
+# A query string or fragment after a request target (`GET /v1/tasks?key=...`): up to white space, a quote
+# or an angle bracket. Prose question marks do not follow a path, so they stay.
+_QUERY = re.compile(r"""(/[^\s?#"'<>]*)([?#])[^\s"'<>]*""")
 _API_KEY = re.compile(r"veil_[A-Za-z0-9_-]{16,}")
 _LONG_HEX = re.compile(r"\b[0-9a-fA-F]{32,}\b")
 
 
 def redact(text: str) -> str:
-    """`text` without URL query strings, API keys or long hex strings (callback secrets)."""
-    text = _QUERY.sub(rf"\1?{REDACTED}", text)
+    """`text` with no more of a URL than its scheme and host, no query string or fragment of a request
+    target, no API key and no long hex string (callback secrets)."""
+    text = _ABSOLUTE_URL.sub(_url_origin, text)
+    text = _QUERY.sub(rf"\1\2{REDACTED}", text)
     text = _API_KEY.sub(f"veil_{REDACTED}", text)
     return _LONG_HEX.sub(REDACTED, text)
+
+
+def _url_origin(match: re.Match[str]) -> str:
+    scheme, user, host, rest = match.groups()
+    return f"{scheme}{host}/{REDACTED}" if user or rest.strip("/") else f"{scheme}{host}{rest}"
 
 
 def _value(value: object) -> str:
