@@ -151,14 +151,22 @@ def test_an_admin_creates_a_key_with_its_own_file_root(
         ("DATA_DIR", "holds the data directory"),
         ("STORAGE_DIR/key", "overlaps the storage directory"),
         ("/tmp/\x00", "is not a usable path"),
+        # Other keys' files: every key's own folder, one key's own folder, every key's work in progress.
+        ("FILE_ROOT", "holds the file root"),
+        ("FILE_ROOT/key_alice/photos", "a key's own folder"),
+        ("DATA_DIR/staging", "holds every key's work in progress"),
     ],
 )
 def test_an_unusable_file_root_is_refused(
     client: TestClient, admin: dict[str, str], settings: Settings, file_root: str, says: str
 ) -> None:
-    (settings.storage_dir / "key").mkdir(parents=True, exist_ok=True)
-    given = file_root.replace("DATA_DIR", str(settings.data_dir)).replace(
-        "STORAGE_DIR", str(settings.storage_dir)
+    for folder in (settings.storage_dir / "key", settings.file_root_dir / "key_alice" / "photos"):
+        folder.mkdir(parents=True, exist_ok=True)
+    (settings.data_dir / "staging").mkdir(exist_ok=True)
+    given = (
+        file_root.replace("DATA_DIR", str(settings.data_dir))
+        .replace("STORAGE_DIR", str(settings.storage_dir))
+        .replace("FILE_ROOT", str(settings.file_root_dir))
     )
 
     body = problem(client.post("/v1/keys", headers=admin, json={"name": "x", "file_root": given}), 422)

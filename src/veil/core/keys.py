@@ -83,7 +83,9 @@ def key_file_root(key: ApiKey, file_root: Path) -> FileRoot:
 def checked_file_root(raw: str, settings: Settings) -> str:
     """`raw` as a key's file root: an existing directory, given as an absolute path, stored resolved. It may
     lie outside the server's file root (an operator's choice, such as /srv/dashcam), but must not hold the
-    data directory (the database) nor overlap the storage directory (every key's uploads).
+    data directory (the database) nor lie in it outside the file root (work in progress of every key), nor
+    overlap the storage directory (every key's uploads), nor reach another key's own folder: it may not
+    hold the file root, nor lie in a `key_...` folder below it.
 
     Raises:
         InvalidInputError: on `file_root`, saying why.
@@ -111,6 +113,20 @@ def _file_root_problem(raw: str, settings: Settings) -> str | None:
     storage = settings.storage_dir
     if path == storage or storage in path.parents or path in storage.parents:
         return f"{path} overlaps the storage directory {storage}, which holds every key's uploads"
+    return _other_keys_problem(path, settings)
+
+
+def _other_keys_problem(path: Path, settings: Settings) -> str | None:
+    """Why `path` would reach what belongs to other keys: their own folders or the work in progress."""
+    file_root, data_dir = settings.file_root_dir, settings.data_dir
+    if path == file_root or path in file_root.parents:
+        return f"{path} holds the file root {file_root}, where each key has its own folder"
+    if file_root in path.parents:
+        top = path.relative_to(file_root).parts[0]
+        if top.startswith("key_"):  # named by a key id (`ApiKey.id`), now or for a key made later
+            return f"{path} is in {file_root / top}, a key's own folder"
+    elif data_dir in path.parents:
+        return f"{path} is in the data directory {data_dir}, which holds every key's work in progress"
     return None
 
 
