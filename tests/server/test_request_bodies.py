@@ -82,6 +82,19 @@ def test_file_uploads_are_bound_by_the_upload_limit_only(client: TestClient, ali
     assert response.status_code == 201, response.text
 
 
+@pytest.mark.parametrize("media_type", ["multipart/form-data; boundary=x", "application/offset+octet-stream"])
+@pytest.mark.parametrize("path", ["/v1/tasks", "/v1/keys", "/api/task/file"])
+def test_an_upload_typed_body_to_a_json_route_is_bound_too(
+    client: TestClient, admin: dict[str, str], media_type: str, path: str
+) -> None:
+    # Such a route would read the whole body to parse it: only the upload routes stream these types.
+    response = client.post(
+        path, headers={**admin, "content-type": media_type}, content=chunks(task_body(LIMIT + 1))
+    )
+
+    problem(response, 413)
+
+
 @pytest.mark.parametrize("declared", ["-1", "abc", "1e3", "+5", "5, 6", "\N{SUPERSCRIPT TWO}"])
 def test_an_unusable_content_length_gets_400(
     client: TestClient, alice: dict[str, str], declared: str

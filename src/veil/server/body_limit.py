@@ -4,7 +4,10 @@ A `Content-Length` that is not one non-negative decimal number answers 400. A bo
 (JSON, or anything else a route would parse in memory) answers 413 once it passes `max_bytes`, whether its
 `Content-Length` says so or the streamed bytes do: FastAPI reads such a body whole before validating it,
 so without a bound one request could fill the server's memory. File uploads (multipart forms, TUS chunks)
-stream to storage under their own limit (`max_upload_bytes`) and pass through untouched.
+stream to storage under their own limit (`max_upload_bytes`) and pass through untouched, but only to a route
+that declares that body type in its API document: any other route would read an upload-typed body whole
+too, so there the same 413 comes once the body passes `max_bytes`. The route is known only after routing,
+so that check is made as the body is read.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from veil.server.problems import problem_response, problem_responses
@@ -39,8 +43,9 @@ class BodyLimitMiddleware:
         except ValueError as exc:
             await problem_response(400, str(exc))(scope, receive, send)
             return
-        if _media_type(headers) in UPLOAD_MEDIA_TYPES:
-            await self.app(scope, receive, send)
+        media_type = _media_type(headers)
+        if media_type in UPLOAD_MEDIA_TYPES:
+            await self.app(scope, self._bounded_unless_streamed(scope, receive, media_type), send)
             return
         if declared is not None and declared > self.max_bytes:
             await self._too_large(scope, receive, send)
@@ -52,11 +57,29 @@ class BodyLimitMiddleware:
         await self.app(scope, _replay(body, receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        detail = (
+        await problem_response(413, self._too_large_detail())(scope, receive, send)
+
+    def _too_large_detail(self) -> str:
+        return (
             f"The request body is larger than the limit of {self.max_bytes} bytes for JSON; "
             "send media as a file upload."
         )
-        await problem_response(413, detail)(scope, receive, send)
+
+    def _bounded_unless_streamed(self, scope: Scope, receive: Receive, media_type: str) -> Receive:
+        """A `receive` for an upload-typed body: untouched when the route declares that type, otherwise
+        raising 413 once the body passes `max_bytes` (FastAPI passes an HTTPException from reading on)."""
+        size = 0
+
+        async def bounded() -> Message:
+            nonlocal size
+            message = await receive()
+            if message["type"] == "http.request" and not _declares_body(scope.get("route"), media_type):
+                size += len(message.get("body", b""))
+                if size > self.max_bytes:
+                    raise HTTPException(413, self._too_large_detail())
+            return message
+
+        return bounded
 
 
 def document_body_limit(document: dict[str, Any], max_bytes: int) -> dict[str, Any]:
@@ -91,6 +114,13 @@ def declared_length(values: list[str]) -> int | None:
 
 def _media_type(headers: Headers) -> str:
     return headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _declares_body(route: object, media_type: str) -> bool:
+    """Whether `route` (the one routing chose; None before routing or for a non-API route) lists
+    `media_type` as its request body in its API document."""
+    extra = getattr(route, "openapi_extra", None) or {}
+    return media_type in extra.get("requestBody", {}).get("content", {})
 
 
 async def _read_body(receive: Receive, max_bytes: int) -> bytes | None:
