@@ -17,7 +17,7 @@ from tests.engine.video_factory import make_video
 from tests.helpers import FACE_BOX, load_rgb, noise_image, save_image, validate_report
 from tests.worker.conftest import key_row, submit_blurit, task_row
 from veil.core.db import session_scope
-from veil.core.keys import create_api_key
+from veil.core.keys import create_api_key, revoke_api_key
 from veil.core.maintenance import run_maintenance
 from veil.core.models import ApiKey, ExpiringPath, Task, utc_now
 from veil.engine.detections import Detections
@@ -331,6 +331,32 @@ def test_the_worker_reads_below_the_owners_root_only(
     assert task_row(context, admins).status == "completed"
     assert (context.settings.file_root_dir / "top.json").is_file()
     assert not (root / "top.json").exists()
+
+
+def test_a_task_of_a_key_revoked_after_submitting_it_does_not_run(
+    context: WorkerContext, owner: ApiKey, root: Path, one_face: Detections
+) -> None:
+    """GIVEN a queued task that would delete its input (auto_delete) and write an output
+    WHEN its key is revoked before a worker takes the task
+    THEN the task fails saying so, and the files below the key's root are as they were."""
+    source = save_image(root / "photo.png")
+    body = {
+        "input_image": {"protocol": "file", "path": "photo.png", "auto_delete": True},
+        "output_image": {"protocol": "file", "path": "photo_blured.png"},
+    }
+    task_id = submit_blurit(context, owner, body)
+    with session_scope(context.sessions) as session:
+        revoke_api_key(session, key_id=owner.id)
+
+    run_task(context, task_id)
+
+    task = task_row(context, task_id)
+    assert task.status == "failed"
+    assert task.error == {
+        "title": "Key revoked",
+        "detail": "the key that submitted this task was revoked before it ran",
+    }
+    assert sorted(path.name for path in root.iterdir()) == [source.name]
 
 
 def _photo_task(context: WorkerContext, owner: ApiKey, root: Path, **changes: Any) -> str:

@@ -16,7 +16,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 
 from veil.core.db import session_scope
-from veil.core.models import FINAL_STATUSES, Task
+from veil.core.models import FINAL_STATUSES, ApiKey, Task
 from veil.core.paths import PathOutsideRootError
 from veil.core.settings import Settings
 from veil.core.tasks import tasks_waiting_on
@@ -83,6 +83,7 @@ def run_task(context: WorkerContext, task_id: str) -> None:
     ticker = Ticker(context, claim)
     try:
         with ticker.running():
+            _require_live_key(context, claim)
             finished = _runner(claim)(context, claim, ticker)
     except InputNotReadyError as waiting:
         release_task(context, claim)
@@ -113,6 +114,19 @@ def _enqueue_if_input_ended(context: WorkerContext, task_id: str, input_task_id:
         status = session.scalar(select(Task.status).where(Task.id == input_task_id))
     if status in FINAL_STATUSES:
         context.queue.enqueue(task_id)
+
+
+def _require_live_key(context: WorkerContext, claim: Claim) -> None:
+    """Refuses to run a task whose key was revoked after it was submitted: revoking a key stops what it
+    queued too (reading, writing and deleting below its root, callbacks with results).
+
+    Raises:
+        TaskFailure: the key is revoked.
+    """
+    with context.sessions() as session:
+        revoked_at = session.scalar(select(ApiKey.revoked_at).where(ApiKey.id == claim.owner_id))
+    if revoked_at is not None:
+        raise TaskFailure("Key revoked", "the key that submitted this task was revoked before it ran")
 
 
 def _runner(claim: Claim) -> Runner:
