@@ -39,7 +39,9 @@ _MAX_WEBP_CHUNKS = 64  # a still WebP has a handful (VP8X, ICCP, VP8/VP8L, EXIF,
 _WEBP_ANIMATED = 0x02  # VP8X flag
 _MAX_EXIF_BYTES = 1024 * 1024  # JPEG caps EXIF at 64 KiB; a larger WebP EXIF chunk is not read
 _BIGTIFF = 43
-_TIFF_WIDTH, _TIFF_LENGTH = 256, 257
+_TIFF_WIDTH, _TIFF_LENGTH, _TIFF_SAMPLES = 256, 257, 277
+_TIFF_PIECE_OFFSETS = (273, 324)  # StripOffsets, TileOffsets
+_MAX_TIFF_PLANES = 8  # samples per pixel that a page may store apart, each in its own strips or tiles
 _TIFF_NUMBERS = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG and BigTIFF's LONG8, as struct formats
 _MAX_TIFF_TAGS = 4096
 _TAIL = 64 * 1024
@@ -188,29 +190,43 @@ def _jpeg_marker(file: BinaryIO) -> int:
 
 
 def _tiff_size(file: BinaryIO) -> tuple[int, int]:
-    """ImageWidth and ImageLength of the first page (classic TIFF or BigTIFF)."""
+    """ImageWidth and ImageLength of the first page (classic TIFF or BigTIFF), once its count of strips or
+    tiles is one such a page can have: Pillow reads them all, a Python object each, so a tiny picture
+    declaring millions costs the API seconds and hundreds of MB."""
+    entries = _tiff_entries(file)
+    if _TIFF_WIDTH not in entries or _TIFF_LENGTH not in entries:
+        raise _damaged("the TIFF's first page has no width or height")
+    width, height = entries[_TIFF_WIDTH][1], entries[_TIFF_LENGTH][1]
+    pieces = max(entries.get(tag, (0, 0))[0] for tag in _TIFF_PIECE_OFFSETS)
+    planes = min(entries.get(_TIFF_SAMPLES, (1, 1))[1], _MAX_TIFF_PLANES)
+    # A strip holds at least one row, a tile at least 16 x 16 pixels (TIFF 6.0), per plane stored apart.
+    most = max(height, -(-width // 16) * -(-height // 16), 1) * max(planes, 1)
+    if pieces > most:
+        raise _damaged(f"the TIFF declares {pieces:,} strips or tiles for a {width}x{height} picture")
+    return width, height
+
+
+def _tiff_entries(file: BinaryIO) -> dict[int, tuple[int, int]]:
+    """The first page's tags as (count, first value), the value read for SHORT, LONG and LONG8 only."""
     order = "<" if _read(file, 0, 2) == b"II" else ">"
     if struct.unpack(f"{order}H", _read(file, 2, 2))[0] == _BIGTIFF:
         (directory,) = struct.unpack(f"{order}Q", _read(file, 8, 8))
         (count,) = struct.unpack(f"{order}Q", _read(file, directory, 8))
-        first, entry_size = directory + 8, 20
+        first, entry_size, count_format = directory + 8, 20, f"{order}Q"
     else:
         (directory,) = struct.unpack(f"{order}I", _read(file, 4, 4))
         (count,) = struct.unpack(f"{order}H", _read(file, directory, 2))
-        first, entry_size = directory + 2, 12
-    sizes: dict[int, int] = {}
+        first, entry_size, count_format = directory + 2, 12, f"{order}I"
+    value_at = 4 + struct.calcsize(count_format)
+    entries: dict[int, tuple[int, int]] = {}
     for index in range(min(count, _MAX_TIFF_TAGS)):
         entry = _read(file, first + index * entry_size, entry_size)
         tag, kind = struct.unpack(f"{order}HH", entry[:4])
-        if tag in (_TIFF_WIDTH, _TIFF_LENGTH) and kind in _TIFF_NUMBERS:
-            number = _TIFF_NUMBERS[kind]
-            value_at = 4 + struct.calcsize(f"{order}Q" if entry_size == 20 else f"{order}I")
-            sizes[tag] = struct.unpack(
-                f"{order}{number}", entry[value_at : value_at + struct.calcsize(number)]
-            )[0]
-    if len(sizes) < 2:
-        raise _damaged("the TIFF's first page has no width or height")
-    return sizes[_TIFF_WIDTH], sizes[_TIFF_LENGTH]
+        (values,) = struct.unpack(count_format, entry[4:value_at])
+        number = _TIFF_NUMBERS.get(kind)
+        value = struct.unpack_from(f"{order}{number}", entry, value_at)[0] if number else 0
+        entries[tag] = (values, value)
+    return entries
 
 
 _CODED_SIZE = {
