@@ -16,19 +16,40 @@ from veil.core.settings import Settings, get_settings
 runner = CliRunner(env={"COLUMNS": "200"})
 
 
+class _WorkerApp:
+    def worker_main(self, argv: list[str]) -> None:
+        self.argv = argv
+
+
+@pytest.fixture
+def worker_app(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """The settings of each worker `veil worker` starts; none actually runs."""
+    started: list[Settings] = []
+
+    def create(settings: Settings) -> Any:
+        started.append(settings)
+        return _WorkerApp()
+
+    monkeypatch.setattr("veil.cli.serve.configure_logging", lambda: None)
+    monkeypatch.setattr("veil.cli.serve.create_worker_app", create)
+    return started
+
+
 def _line(settings: Settings) -> str:
     return f"data directory: {settings.data_dir}  database: sqlite:///{settings.data_dir / 'veil.db'}"
 
 
 @pytest.mark.parametrize(
-    "command", [["apikey", "list"], ["apikey", "create", "--name", "x"], ["apikey", "revoke", "key_x"]]
+    "command",
+    [["apikey", "list"], ["apikey", "create", "--name", "x"], ["apikey", "revoke", "key_x"], ["worker"]],
 )
-def test_apikey_without_a_database_says_so_and_creates_nothing(
-    veil_env: Settings, command: list[str]
+def test_apikey_or_worker_without_a_database_says_so_and_creates_nothing(
+    veil_env: Settings, command: list[str], worker_app: list[Settings]
 ) -> None:
     """GIVEN a data directory where `veil serve` never ran (VEIL_DATA_DIR unset or mistyped, say)
-    WHEN any `veil apikey` command runs
-    THEN it names the database it looked for and how to get one, exits 1, and leaves no file behind."""
+    WHEN any `veil apikey` command or a `veil worker` runs
+    THEN it names the database it looked for and how to get one, exits 1, and leaves no file behind
+    (a worker used to make an empty database and log "no such table" every few seconds)."""
     result = runner.invoke(app, command)
 
     assert result.exit_code == 1
@@ -39,6 +60,7 @@ def test_apikey_without_a_database_says_so_and_creates_nothing(
     ]
     assert result.stdout == ""
     assert not veil_env.data_dir.exists()
+    assert worker_app == [], "no worker started"
 
 
 def test_apikey_says_which_installation_it_works_on(veil_env: Settings) -> None:
@@ -68,22 +90,11 @@ def test_a_database_password_is_never_shown(monkeypatch: pytest.MonkeyPatch, vei
     assert "s3cret-pass" not in result.output
 
 
-class _WorkerApp:
-    def worker_main(self, argv: list[str]) -> None:
-        self.argv = argv
-
-
-def test_worker_says_which_installation_it_works_on(
-    monkeypatch: pytest.MonkeyPatch, veil_env: Settings
-) -> None:
-    started: list[Any] = []
-    monkeypatch.setattr("veil.cli.serve.configure_logging", lambda: None)
-    monkeypatch.setattr(
-        "veil.cli.serve.create_worker_app", lambda settings: started.append(settings) or _WorkerApp()
-    )
+def test_worker_says_which_installation_it_works_on(veil_env: Settings, worker_app: list[Settings]) -> None:
+    migrate(veil_env.database_url)
 
     result = runner.invoke(app, ["worker"])
 
     assert result.exit_code == 0, result.output
-    assert started == [veil_env]
+    assert worker_app == [veil_env]
     assert result.stderr.splitlines() == [_line(veil_env)]

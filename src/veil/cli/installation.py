@@ -1,5 +1,5 @@
 """Which installation a server-side command works on: `veil serve`, `veil worker` and `veil apikey` say it
-first, and `veil apikey` refuses to work where there is no Veil database yet."""
+first, and `veil apikey` and `veil worker` refuse to work where there is no Veil database yet."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from veil.cli.installation import announce_installation
+from veil.cli.installation import announce_installation, require_database
 from veil.cli.logs import configure_logging
 from veil.core.db import create_db_engine, migrate, session_scope
 from veil.core.keys import create_api_key
@@ -255,6 +255,7 @@ def worker(
     settings = get_settings()
     if parent_pid is None:
         announce_installation(settings)  # `veil serve` said it already for the workers it starts
+        require_database(settings)  # and made the database first
     else:
         _stop_when_orphaned(parent_pid)
     create_worker_app(settings).worker_main(
