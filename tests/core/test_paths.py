@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from veil.core import paths
-from veil.core.paths import FileRoot, OutputRefusedError, PathOutsideRootError, file_id, path_parts
+from veil.core.paths import MAX_DEPTH, FileRoot, OutputRefusedError, PathOutsideRootError, file_id, path_parts
 
 
 @pytest.fixture
@@ -54,6 +54,29 @@ def test_a_path_has_one_spelling(relative: str, parts: tuple[str, ...]) -> None:
 def test_paths_out_of_the_root_or_unusable_are_refused(relative: str) -> None:
     with pytest.raises(PathOutsideRootError):
         path_parts(relative)
+
+
+def test_a_path_deeper_than_the_limit_is_refused() -> None:
+    assert len(path_parts("/".join(["a"] * MAX_DEPTH))) == MAX_DEPTH
+    with pytest.raises(PathOutsideRootError, match=f"at most {MAX_DEPTH}"):
+        path_parts("/".join(["a"] * (MAX_DEPTH + 1)))
+
+
+def test_the_walk_stops_at_the_depth_limit_and_says_so(root: FileRoot) -> None:
+    """GIVEN a tree far deeper than Python recurses (made on disk, beyond what a path may name)
+    WHEN it is walked, as a directory task does
+    THEN the walk lists the directory at the limit as skipped, instead of failing with a RecursionError."""
+    deep, levels = root.path / "in" / "deep", 1500
+    for level in range(1, levels + 1):
+        os.mkdir(deep / "/".join(["a"] * level))
+    try:
+        entries = {e.relative: e.skipped for e in root.walk("in") if e.relative.startswith("deep")}
+    finally:  # bottom up: pytest's clean-up recurses, and would fail on this tree
+        for level in range(levels, 0, -1):
+            os.rmdir(deep / "/".join(["a"] * level))
+
+    limit = "/".join(["deep"] + ["a"] * (MAX_DEPTH - 1))
+    assert entries == {limit: f"is more than {MAX_DEPTH} directories deep; not entered"}
 
 
 @pytest.mark.parametrize("relative", ["escape/secret.jpg", "in/escape/secret.jpg", "in/secret.jpg"])

@@ -17,6 +17,7 @@ from tests.helpers import RecordingQueue
 from veil.core.db import session_scope
 from veil.core.keys import hash_key
 from veil.core.models import ApiKey, Task
+from veil.core.paths import MAX_DEPTH
 from veil.core.settings import Settings
 
 # The keys of the result in `GET /api/task/{task_id}` of the BlurIt on-premise documentation.
@@ -168,6 +169,7 @@ def test_a_directory_task_is_stored_and_enqueued(
         "batch/secret.jpg",
         "batch/sub/escape/secret.jpg",
         "batch/sub/escape/new/x.jpg",
+        "/".join(["deep"] * (MAX_DEPTH + 1)),
     ],
 )
 @pytest.mark.parametrize("field", ["input_image", "output_image"])
@@ -464,3 +466,23 @@ def test_a_directory_task_never_writes_over_its_inputs_or_through_links(
         messages
     )
     assert queue.task_ids == []
+
+
+def test_a_directory_task_over_a_tree_deeper_than_python_recurses_is_accepted(
+    client: TestClient, root: Path, alice: dict[str, str], queue: RecordingQueue
+) -> None:
+    """GIVEN an input directory holding a tree 1,200 levels deep, and an existing output directory
+    WHEN a directory task over it is submitted
+    THEN it is accepted (the deep part is skipped when walked), not answered with a 500."""
+    (root / "batch_blured").mkdir()
+    levels = 1200
+    for level in range(1, levels + 1):
+        os.mkdir(root / "batch" / "/".join(["a"] * level))
+    try:
+        response = client.post("/api/task/directory", json=directory_body(), headers=alice)
+    finally:  # bottom up: pytest's clean-up recurses, and would fail on this tree
+        for level in range(levels, 0, -1):
+            os.rmdir(root / "batch" / "/".join(["a"] * level))
+
+    assert response.status_code == 200, response.text
+    assert len(queue.task_ids) == 1

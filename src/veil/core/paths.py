@@ -12,7 +12,8 @@ anywhere in a path, even one swapped in while the operation runs, makes it fail 
   skipped.
 
 A path has one spelling (`path_parts`): `./a//b/` and `a/b` are the same path; `..` and absolute paths are
-refused.
+refused, and so are paths more than `MAX_DEPTH` directories deep; a walk does not enter deeper either, so
+walking and deleting, which recurse, stay bounded whatever tree a client builds.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 __all__ = [
+    "MAX_DEPTH",
     "NOT_FOLLOWED",
     "Entry",
     "FileRoot",
@@ -45,6 +47,8 @@ _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 # Linux names every open file of the process here; opening such a name opens that very file again.
 _OPEN_FILES = Path("/proc/self/fd")
 NOT_FOLLOWED = "links below the file root are not followed"
+MAX_DEPTH = 64
+"""The most components a path below a root has, and how many directories deep a walk goes."""
 
 
 class PathOutsideRootError(ValueError):
@@ -73,6 +77,8 @@ def path_parts(relative: str) -> tuple[str, ...]:
         raise PathOutsideRootError(f"{relative!r} is absolute; give a path relative to the file root")
     if ".." in posix.parts:
         raise PathOutsideRootError(f"{relative!r} climbs out of the file root with '..'")
+    if len(posix.parts) > MAX_DEPTH:
+        raise PathOutsideRootError(f"has {len(posix.parts)} components; at most {MAX_DEPTH} are allowed")
     return posix.parts
 
 
@@ -229,15 +235,15 @@ class FileRoot:
 
     def walk(self, relative: str) -> Iterator[Entry]:
         """Every file below the directory `relative`, depth first in name order, hidden names (".x") left
-        out: regular files, and links and special files with why they are skipped. Only real directories
-        are entered.
+        out: regular files, and links, special files and directories deeper than `MAX_DEPTH` with why they
+        are skipped. Only real directories are entered.
 
         Raises:
             PathOutsideRootError: the path is refused, or it goes through a symbolic link.
             FileNotFoundError, NotADirectoryError: no directory is there.
         """
         with self.directory(path_parts(relative)) as top:
-            yield from _entries(top, "")
+            yield from _entries(top, "", depth=1)
 
 
 def _open_directory(fd: int, name: str, shown: str, *, create: bool) -> int:
@@ -327,14 +333,16 @@ def _copy_in(staged: Path, parent: int, name: str, tag: str) -> None:
         raise
 
 
-def _entries(fd: int, prefix: str) -> Iterator[Entry]:
+def _entries(fd: int, prefix: str, *, depth: int) -> Iterator[Entry]:
     with os.scandir(fd) as listing:
         found = sorted((entry for entry in listing if not entry.name.startswith(".")), key=lambda e: e.name)
     for entry in found:
         relative = f"{prefix}{entry.name}"
         info = entry.stat(follow_symlinks=False)
-        if stat.S_ISDIR(info.st_mode):
-            yield from _subdirectory(fd, entry.name, relative, info)
+        if stat.S_ISDIR(info.st_mode) and depth >= MAX_DEPTH:
+            yield Entry(relative, info, f"is more than {MAX_DEPTH} directories deep; not entered")
+        elif stat.S_ISDIR(info.st_mode):
+            yield from _subdirectory(fd, entry.name, relative, info, depth=depth + 1)
         elif stat.S_ISLNK(info.st_mode):
             yield Entry(relative, info, f"is a symbolic link; {NOT_FOLLOWED}")
         elif not stat.S_ISREG(info.st_mode):
@@ -343,13 +351,13 @@ def _entries(fd: int, prefix: str) -> Iterator[Entry]:
             yield Entry(relative, info)
 
 
-def _subdirectory(fd: int, name: str, relative: str, info: os.stat_result) -> Iterator[Entry]:
+def _subdirectory(fd: int, name: str, relative: str, info: os.stat_result, *, depth: int) -> Iterator[Entry]:
     try:
         child = _open_directory(fd, name, relative, create=False)
     except (PathOutsideRootError, OSError) as exc:  # replaced or removed since it was listed
         yield Entry(relative, info, str(exc))
         return
     try:
-        yield from _entries(child, f"{relative}/")
+        yield from _entries(child, f"{relative}/", depth=depth)
     finally:
         os.close(child)
