@@ -14,8 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import RecordingQueue
+from tests.server.conftest import make_key
 from veil.core.db import session_scope
-from veil.core.keys import hash_key
+from veil.core.keys import hash_key, revoke_api_key
 from veil.core.models import ApiKey, Task, WorkerBeat, utc_now
 from veil.core.settings import Settings
 from veil.server.main import create_app
@@ -145,24 +146,42 @@ def settings(tmp_path: Path) -> Settings:
         ("an unknown key", 401),
         ("a wrong bearer token", 401),
         ("the token in another scheme", 401),
+        ("an empty bearer token", 401),
+        ("the token with more after it", 401),
+        ("the token in the query string", 401),
+        ("a revoked admin key", 401),
         ("an admin key", 200),
         ("the bearer token", 200),
     ],
 )
 def test_metrics_answer_only_an_admin_key_or_the_metrics_token(
-    client: TestClient, alice: dict[str, str], admin: dict[str, str], who: str, status: int
+    client: TestClient,
+    sessions: sessionmaker[Session],
+    alice: dict[str, str],
+    admin: dict[str, str],
+    who: str,
+    status: int,
 ) -> None:
+    revoked = make_key(sessions, "retired", admin=True)
+    with session_scope(sessions) as session:
+        key = session.scalars(select(ApiKey).where(ApiKey.name == "retired")).one()
+        revoke_api_key(session, key_id=key.id)
     headers = {
         "nobody": {},
         "a key that is not admin": alice,
         "an unknown key": {"x-api-key": "veil_unknown"},
         "a wrong bearer token": {"authorization": "Bearer guess"},
         "the token in another scheme": {"authorization": f"Basic {METRICS_TOKEN}"},
+        "an empty bearer token": {"authorization": "Bearer "},
+        "the token with more after it": {"authorization": f"Bearer {METRICS_TOKEN}x"},
+        "the token in the query string": {},
+        "a revoked admin key": revoked,
         "an admin key": admin,
         "the bearer token": {"authorization": f"Bearer {METRICS_TOKEN}"},
     }[who]
+    query = {"token": METRICS_TOKEN, "access_token": METRICS_TOKEN}
 
-    response = client.get("/metrics", headers=headers)
+    response = client.get("/metrics", headers=headers, params=query if who.endswith("query string") else None)
 
     assert response.status_code == status, response.text
     if status == 200:
