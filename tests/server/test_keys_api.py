@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.server.test_files import problem
 from veil.core.db import session_scope
+from veil.core.errors import InvalidInputError
+from veil.core.keys import checked_file_root
 from veil.core.models import ApiKey
 from veil.core.settings import Settings
 
@@ -174,3 +176,20 @@ def test_an_unusable_file_root_is_refused(
     [message] = body["errors"]["file_root"]
     assert says in message
     assert client.get("/v1/keys", headers=admin).json()["count"] == 1
+
+
+def test_a_file_root_holding_the_data_directory_leaves_it_to_no_key(tmp_path: Path) -> None:
+    """GIVEN an installation whose file root holds its data directory (VEIL_FILE_ROOT=/srv,
+    VEIL_DATA_DIR=/srv/veil)
+    WHEN a key's root is set inside the data directory, or beside it in the file root
+    THEN the first is refused (the database and every key's work in progress are there), the second not."""
+    settings = Settings(data_dir=tmp_path / "srv" / "veil", file_root=tmp_path / "srv")
+    for folder in (settings.data_dir / "staging", tmp_path / "srv" / "dashcam"):
+        folder.mkdir(parents=True)
+
+    with pytest.raises(InvalidInputError) as refused:
+        checked_file_root(str(settings.data_dir / "staging"), settings)
+
+    [message] = refused.value.errors["file_root"]
+    assert "is in the data directory" in message
+    assert checked_file_root(str(tmp_path / "srv" / "dashcam"), settings) == str(tmp_path / "srv" / "dashcam")

@@ -121,12 +121,13 @@ def _other_keys_problem(path: Path, settings: Settings) -> str | None:
     file_root, data_dir = settings.file_root_dir, settings.data_dir
     if path == file_root or path in file_root.parents:
         return f"{path} holds the file root {file_root}, where each key has its own folder"
-    if file_root in path.parents:
-        top = path.relative_to(file_root).parts[0]
-        if top.startswith("key_"):  # named by a key id (`ApiKey.id`), now or for a key made later
-            return f"{path} is in {file_root / top}, a key's own folder"
-    elif data_dir in path.parents:
+    in_file_root = file_root in path.parents
+    # Of the data directory, only the file root (where it lies inside) is for keys' files.
+    if data_dir in path.parents and not (in_file_root and data_dir in file_root.parents):
         return f"{path} is in the data directory {data_dir}, which holds every key's work in progress"
+    if in_file_root and (top := path.relative_to(file_root).parts[0]).startswith("key_"):
+        # named by a key id (`ApiKey.id`), now or for a key made later
+        return f"{path} is in {file_root / top}, a key's own folder"
     return None
 
 
