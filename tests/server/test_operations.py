@@ -55,6 +55,10 @@ def test_a_schema_accepts_what_the_server_accepts(client: TestClient) -> None:
         ({"styles": {"face": {"mask-scale": 2}}}, "parameters.styles.face.mask-scale", "'mask_scale'"),
         ({"detector": ["face"]}, "parameters.detector", "'detectors'"),
         ({"keep_audi": False}, "parameters.keep_audi", "'keep_audio'"),
+        # A style option one level too high, as `veil blur --blur-strength` sets it for every label.
+        ({"blur_strength": 1.0}, "parameters.blur_strength", "'styles.face.blur_strength'"),
+        ({"strength": 1.0}, "parameters.strength", "'styles.face.blur_strength'"),
+        ({"method": "fill"}, "parameters.method", "'styles.face.method'"),
     ],
 )
 def test_a_wrong_parameter_name_is_refused_with_the_right_one(

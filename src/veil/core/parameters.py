@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 from collections import Counter
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -67,8 +67,12 @@ def closest_name(name: str, known: Iterable[str]) -> str | None:
     return close[0] if close else None
 
 
-def _unknown_field_message(name: str, known: Iterable[str]) -> str:
+def _unknown_field_message(name: str, known: Iterable[str], nested: tuple[str, Iterable[str]]) -> str:
     hint = closest_name(name, known)
+    prefix, nested_names = nested
+    nested_hint = closest_name(name, nested_names) if hint is None else None
+    if nested_hint is not None:
+        hint = f"{prefix}.{nested_hint}"
     if hint is not None:
         return f"unknown field {name!r}; did you mean {hint!r}?"
     return f"unknown field {name!r}; the fields are {', '.join(known)}"
@@ -79,6 +83,8 @@ class _Strict(BaseModel):
     'blur_strength'?" in place of pydantic's "Extra inputs are not permitted"."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # The fields of a nested model that a client may write one level too high, and where they belong.
+    _nested_fields: ClassVar[tuple[str, tuple[str, ...]]] = ("", ())
 
     @model_validator(mode="wrap")
     @classmethod
@@ -90,7 +96,10 @@ class _Strict(BaseModel):
             if not any(_own_extra(error) for error in errors):
                 raise
             known = [field.alias or name for name, field in cls.model_fields.items()]
-            details = [_hinted(error, known) if _own_extra(error) else _kept(error) for error in errors]
+            details = [
+                _hinted(error, known, cls._nested_fields) if _own_extra(error) else _kept(error)
+                for error in errors
+            ]
             raise ValidationError.from_exception_data(exc.title, details) from None
 
 
@@ -99,8 +108,8 @@ def _own_extra(error: Any) -> bool:
     return error["type"] == "extra_forbidden" and len(error["loc"]) == 1
 
 
-def _hinted(error: Any, known: list[str]) -> InitErrorDetails:
-    message = _unknown_field_message(str(error["loc"][0]), known)
+def _hinted(error: Any, known: list[str], nested: tuple[str, tuple[str, ...]]) -> InitErrorDetails:
+    message = _unknown_field_message(str(error["loc"][0]), known, nested)
     return InitErrorDetails(
         type=PydanticCustomError("extra_forbidden", message), loc=error["loc"], input=error["input"]
     )
@@ -165,6 +174,9 @@ DEFAULT_STYLE_PARAMETERS: dict[Label, StyleParameters] = {
 
 class OutputParameters(_Strict):
     """How regions are obscured and the output media written (`anonymize` and `render`)."""
+
+    # `veil blur --blur-strength 1` sets it for every label; here it is set per label.
+    _nested_fields = ("styles.face", STYLE_OPTIONS)
 
     styles: dict[Label, StyleParameters] = Field(
         default=DEFAULT_STYLE_PARAMETERS,
