@@ -362,18 +362,31 @@ def test_a_video_with_frames_over_the_pixel_limit_is_refused(
         inspect_upload(clip, "video/mp4")
 
 
+# How much the peak memory (VmHWM) of a process grows while it runs `READ` on the file named by argv[1].
 _PEAK_GROWTH_MIB = """
 import sys
 from pathlib import Path
+from veil.core.errors import UnprocessableMediaError
 from veil.core.probe import inspect_upload
+from veil.core.video_container import RefusedVideoError, check_video_complete, read_video_header
 def kib(field):
     line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field))
     return int(line.split()[1])
+path = Path(sys.argv[1])
 Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts again from the resident size
 before = kib("VmRSS")
-inspect_upload(Path(sys.argv[1]), "video/mp4")
+try:
+    READ
+except (UnprocessableMediaError, RefusedVideoError):
+    pass
 print((kib("VmHWM") - before) // 1024)
 """
+
+
+def _peak_growth_mib(path: Path, read: str) -> int:
+    code = _PEAK_GROWTH_MIB.replace("READ", read)
+    run = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+    return int(run.stdout)
 
 
 def test_reading_a_video_decodes_no_frame(tmp_path: Path) -> None:
@@ -392,8 +405,30 @@ def test_reading_a_video_decodes_no_frame(tmp_path: Path) -> None:
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
 
-    growth_mib = subprocess.run(
-        [sys.executable, "-c", _PEAK_GROWTH_MIB, str(path)], capture_output=True, text=True, check=True
-    ).stdout
+    growth_mib = _peak_growth_mib(path, "read_video_header(path, 10**9); check_video_complete(path)")
 
-    assert int(growth_mib) < side * side * 1.5 / 2**20 * 0.8
+    assert growth_mib < side * side * 1.5 / 2**20 * 0.8
+
+
+def _declaring_samples(path: Path, samples: int) -> None:
+    """Rewrites an MP4's sample tables to declare `samples` samples of 100 bytes each, in its few KB."""
+    data = bytearray(path.read_bytes())
+    sizes = data.find(b"stsz")  # version and flags, the size of every sample, how many samples
+    data[sizes + 8 : sizes + 16] = struct.pack(">II", 100, samples)
+    times = data.find(b"stts")  # version and flags, entry count, then the first entry's sample count
+    data[times + 12 : times + 16] = struct.pack(">I", samples)
+    path.write_bytes(bytes(data))
+
+
+def test_a_video_declaring_millions_of_samples_costs_the_api_nothing(tmp_path: Path) -> None:
+    """GIVEN a 3 KB MP4 whose tables declare 50 million samples (FFmpeg indexes them all as it opens the
+        file: +600 MB and a second of CPU in the process that opens it)
+    WHEN its upload is inspected
+    THEN it is refused, and the inspecting process's peak memory grows by a few MiB at most."""
+    path = tmp_path / "bomb.mp4"
+    make_video(path, frames=10, audio=None)
+    _declaring_samples(path, 50_000_000)
+
+    with pytest.raises(UnprocessableMediaError, match=r"cut short|declares more"):
+        inspect_upload(path, "video/mp4")
+    assert _peak_growth_mib(path, 'inspect_upload(path, "video/mp4")') < 20

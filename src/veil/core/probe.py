@@ -20,7 +20,7 @@ from veil.core.documents import DOCUMENT_TYPE, MAX_DOCUMENT_BYTES, DocumentError
 from veil.core.errors import MediaRefusedError, UnprocessableMediaError, UnsupportedMediaTypeError
 from veil.core.photo_probe import check_photo_complete, read_photo_header
 from veil.core.storage import UploadTooLargeError
-from veil.core.video_probe import check_video_complete, read_video_header
+from veil.core.video_probe import probe_video
 from veil.engine.media.image import DEFAULT_MAX_PIXELS
 
 __all__ = [
@@ -132,8 +132,7 @@ def inspect_upload(path: Path, media_type: str) -> dict[str, Any]:
         check_photo_complete(path, media_type)
         properties.update(width=header.width, height=header.height)
     else:
-        properties.update(read_video_header(path, MAX_PIXELS).properties())
-        check_video_complete(path)
+        properties.update(probe_video(path, MAX_PIXELS, check_complete=True).properties())
     return properties
 
 
@@ -156,7 +155,7 @@ def media_properties(path: Path, media_type: str) -> dict[str, Any]:
             header = read_photo_header(path, media_type, MAX_PIXELS)
             properties.update(width=header.width, height=header.height)
         elif media_type in VIDEO_TYPES:
-            properties.update(read_video_header(path, MAX_PIXELS).properties())
+            properties.update(probe_video(path, MAX_PIXELS, check_complete=False).properties())
     except MediaRefusedError as exc:
         log.info("could not read properties of %s (%s): %s", path.name, media_type, exc)
     return properties
