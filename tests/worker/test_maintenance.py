@@ -171,6 +171,26 @@ def test_a_task_whose_worker_died_too_often_fails(
     assert task_row(context, task_id).status == "failed"
 
 
+def test_staging_left_by_dead_workers_is_removed_unless_a_worker_runs_its_task(
+    context: WorkerContext, owner: ApiKey, tmp_path: Path
+) -> None:
+    """GIVEN half-made outputs in staging from two attempts of a task whose worker died too often, and the
+        staging folder of a task a live worker runs
+    WHEN maintenance runs
+    THEN the failed task's folders are gone and the running one's is untouched."""
+    lost = _started(context, owner, tmp_path, attempts=MAX_ATTEMPTS, stale=True)
+    alive = _started(context, owner, tmp_path, attempts=1, stale=False)
+    staging = context.settings.staging_dir
+    for folder in (f"{lost}-2", f"{lost}-3", f"{alive}-1"):
+        (staging / folder / "output_image").mkdir(parents=True)
+        (staging / folder / "output_image" / "street.jpg").write_bytes(b"half an output")
+
+    _maintain(context)
+
+    assert sorted(folder.name for folder in staging.iterdir()) == [f"{alive}-1"]
+    assert (staging / f"{alive}-1" / "output_image" / "street.jpg").read_bytes() == b"half an output"
+
+
 def test_a_task_chained_on_one_that_failed_for_good_is_woken(
     context: WorkerContext, owner: ApiKey, tmp_path: Path, queue: RecordingQueue
 ) -> None:

@@ -9,6 +9,7 @@ claim makes duplicate messages harmless.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
@@ -42,11 +43,14 @@ def run_maintenance(
     sessions: sessionmaker[Session], storage: LocalStorage, queue: TaskQueue, settings: Settings
 ) -> None:
     """One pass: delete expired stored files (not those a queued or running task reads), delete expired
-    BlurIt outputs, and queue again (or fail) tasks whose worker stopped sending heartbeats."""
+    BlurIt outputs and what workers that died left in staging, and queue again (or fail) tasks whose
+    worker stopped sending heartbeats."""
     now = utc_now()
     files = _delete_expired_files(sessions, storage, now) + _delete_expired_uploads(sessions, storage, now)
     paths = _delete_expired_paths(sessions, settings.file_root_dir, now)
     requeued = _requeue_stale_tasks(sessions, queue, now - timedelta(seconds=settings.stale_task_s))
+    # After the tasks of dead workers left `started`, so a task failed for good loses its staging now.
+    _delete_abandoned_staging(sessions, settings.staging_dir)
     if files or paths or requeued:
         log.info("maintenance: %d files and %d paths expired, %d tasks queued again", files, paths, requeued)
 
@@ -98,6 +102,29 @@ def _delete_expired_paths(sessions: sessionmaker[Session], file_root: Path, now:
         [ExpiringPath.expires_at <= now],
         partial(_remove_below, file_root),
     )
+
+
+def _delete_abandoned_staging(sessions: sessionmaker[Session], staging_dir: Path) -> None:
+    """Removes the staging folders (`<task id>-<attempt>`) of tasks no worker is running: a worker that
+    died leaves its half-made outputs there, and a task failed for good never comes back to clear them.
+    A worker claims its task before it makes the folder, so a folder listed here of a task not `started`
+    is no worker's."""
+    folders = _listed(staging_dir)
+    if not folders:
+        return
+    task_ids = {folder.name.rpartition("-")[0] for folder in folders}
+    with sessions() as session:
+        running = set(session.scalars(select(Task.id).where(Task.id.in_(task_ids), Task.status == "started")))
+    for folder in folders:
+        if folder.name.rpartition("-")[0] not in running:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _listed(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except FileNotFoundError:
+        return []
 
 
 def _purge(

@@ -85,6 +85,12 @@ class Settings(BaseSettings):
         return self.storage_root
 
     @property
+    def staging_dir(self) -> Path:
+        """Where workers make BlurIt-style outputs before moving them below a key's root: one folder per
+        attempt, `<task id>-<attempt>`."""
+        return self.data_dir / "staging"
+
+    @property
     def file_root_dir(self) -> Path:
         assert self.file_root is not None  # filled by the validator
         return self.file_root

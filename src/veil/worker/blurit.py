@@ -74,7 +74,7 @@ def _key_root(context: WorkerContext, claim: Claim) -> FileRoot:
 def _staging(settings: Settings, claim: Claim) -> Iterator[Path]:
     """A directory no client reaches, for this attempt's outputs until they are complete; what killed
     attempts of the task left there goes first."""
-    base = settings.data_dir / "staging"
+    base = settings.staging_dir
     for left in base.glob(f"{claim.task_id}-*"):
         shutil.rmtree(left, ignore_errors=True)
     base.mkdir(mode=0o700, parents=True, exist_ok=True)
