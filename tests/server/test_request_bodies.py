@@ -1,8 +1,10 @@
 """Request bodies the API refuses with a problem rather than a 500 or a full memory: JSON over the size
-limit, an unusable Content-Length, malformed JSON, lone surrogates, numbers beyond 64 bits."""
+limit, an unusable Content-Length, malformed, too deeply nested, non-UTF-8 or compressed JSON, lone
+surrogates, numbers beyond 64 bits, NaN."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 from collections.abc import Iterator
@@ -169,3 +171,36 @@ def test_a_time_with_no_utc_form_gets_422(client: TestClient, alice: dict[str, s
     response = client.post("/api/task/file", headers={**alice, **JSON}, json=body)
 
     assert "input_image.expires_at" in problem(response, 422)["errors"]
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "message"),
+    [
+        ({}, b"[" * 2_000 + b"]" * 2_000, "The body nests arrays and objects too deeply to be read"),
+        ({}, b"[" * LIMIT, "The body nests arrays and objects too deeply to be read"),
+        ({}, '{"operation": "anonymize", "input": "café"}'.encode("latin-1"), "not UTF-8 text (byte 0xe9 at"),
+        (
+            {"content-encoding": "gzip"},
+            gzip.compress(b" " * 1_000_000 + b'{"operation": "anonymize", "input": "f"}'),
+            "The body is encoded (gzip); send it uncompressed",
+        ),
+    ],
+    ids=["2000-deep", "4096-deep-unclosed", "latin-1", "gzip"],
+)
+def test_a_body_that_cannot_be_read_as_json_says_why(
+    client: TestClient, alice: dict[str, str], headers: dict[str, str], body: bytes, message: str
+) -> None:
+    response = client.post("/v1/tasks", headers={**alice, **JSON, **headers}, content=body)
+
+    (found,) = problem(response, 422)["errors"]["body"]
+    assert message in found
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
+def test_nan_and_infinity_in_a_body_are_refused_naming_the_field(
+    client: TestClient, alice: dict[str, str], literal: bytes
+) -> None:
+    body = b'{"operation": "anonymize", "input": "f", "parameters": {"threshold": %s}}' % literal
+    response = client.post("/v1/tasks", headers={**alice, **JSON}, content=body)
+
+    assert "parameters.threshold" in problem(response, 422)["errors"]

@@ -24,6 +24,7 @@ __all__ = [
     "install_problem_handlers",
     "problem_response",
     "problem_responses",
+    "unreadable_body",
 ]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
@@ -143,6 +144,19 @@ def json_syntax_error(error: Any, document: Any) -> str:
     return f"The body is not valid JSON: {reason} at line {line}, column {column} (character {offset})."
 
 
+def unreadable_body(cause: BaseException | None, content_encoding: str) -> str | None:
+    """Why a body FastAPI could not parse (its 400 says only "There was an error parsing the body", raised
+    from the cause) is no JSON a route can read; None for other causes."""
+    if isinstance(cause, RecursionError):
+        return "The body nests arrays and objects too deeply to be read; flatten it."
+    if not isinstance(cause, UnicodeDecodeError):
+        return None
+    if content_encoding.strip().lower() != "identity":
+        return f"The body is encoded ({content_encoding}); send it uncompressed, as UTF-8 JSON."
+    byte = cause.object[cause.start]
+    return f"The body is not UTF-8 text (byte {byte:#04x} at {cause.start}); send UTF-8 JSON."
+
+
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route accepts at this path. Starlette's own 405 names only the first route that
     matched the path, so GET and POST on /v1/tasks would each hide the other."""
@@ -170,6 +184,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         headers = getattr(exc, "headers", None)
         if exc.status_code == 405:
             headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        unreadable = unreadable_body(exc.__cause__, request.headers.get("content-encoding", "identity"))
+        if exc.status_code == 400 and unreadable is not None:
+            return problem_response(
+                422, "The request has invalid fields: body.", errors={"body": [unreadable]}
+            )
         return problem_response(exc.status_code, detail, headers=headers)
 
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
