@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 import subprocess
 import sys
+import zlib
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,32 @@ def test_a_photo_over_pillows_warning_size_but_under_the_limit_is_read_from_its_
     path, media_type = stored(tmp_path, declaring(image_format, 10_000, 9_000))
 
     assert inspect_upload(path, media_type) == {"size": path.stat().st_size, "width": 10_000, "height": 9_000}
+
+
+def with_metadata(image_format: str, size: int) -> bytes:
+    """A small photo carrying `size` bytes of metadata before its picture data: a private PNG chunk, or
+    JPEG application segments (64 KiB at most each)."""
+    data = photo_bytes(image_format)
+    if image_format == "PNG":
+        chunk = b"prIv" + bytes(size)
+        return data[:33] + struct.pack(">I", size) + chunk + struct.pack(">I", zlib.crc32(chunk)) + data[33:]
+    segment = b"\xff\xe5" + struct.pack(">H", 65535) + bytes(65533)
+    return data[:2] + segment * (size // 65535) + data[2:]
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG"])
+def test_a_photo_with_more_metadata_than_a_photo_needs_is_refused_from_its_header(
+    tmp_path: Path, image_format: str
+) -> None:
+    """GIVEN a small photo carrying 40 MB of metadata before its picture data (Pillow reads it whole as it
+        opens the file: a 300 MB PNG chunk cost the API 570 MB)
+    WHEN its upload is inspected, in a process of its own
+    THEN it is refused saying why, and that process's peak grows by less than the metadata."""
+    path, media_type = stored(tmp_path, with_metadata(image_format, 40_000_000))
+
+    with pytest.raises(UnprocessableMediaError, match="more than 16 MiB of metadata before its picture data"):
+        inspect_upload(path, media_type)
+    assert _peak_growth_mib(path, f"inspect_upload(path, {media_type!r})") < 20
 
 
 def striped_tiff(width: int, height: int, strips: int) -> bytes:

@@ -44,6 +44,8 @@ _TIFF_PIECE_OFFSETS = (273, 324)  # StripOffsets, TileOffsets
 _MAX_TIFF_PLANES = 8  # samples per pixel that a page may store apart, each in its own strips or tiles
 _TIFF_NUMBERS = {3: "H", 4: "I", 16: "Q"}  # SHORT, LONG and BigTIFF's LONG8, as struct formats
 _MAX_TIFF_TAGS = 4096
+_MAX_HEADER_BYTES = 16 * 1024**2  # metadata before the picture data: Pillow holds it in memory as it opens
+_MAX_PNG_CHUNKS = 10_000  # a PNG has a handful before IDAT (sRGB, pHYs, iCCP, eXIf, text)
 _TAIL = 64 * 1024
 _BLOCK = 1024 * 1024
 
@@ -127,7 +129,29 @@ def _read(file: BinaryIO, offset: int, size: int) -> bytes:
 
 def _png_size(file: BinaryIO) -> tuple[int, int]:
     width, height = struct.unpack(">II", _read(file, 16, 8))  # IHDR, always the first chunk
+    _check_png_metadata(file)
     return width, height
+
+
+def _check_png_metadata(file: BinaryIO) -> None:
+    """Refuses a PNG with more than `_MAX_HEADER_BYTES` of chunks before its picture data (IDAT): Pillow
+    reads each of them whole as it opens the file, an unknown chunk of 300 MB costing the API 570 MB."""
+    offset = 8
+    for _ in range(_MAX_PNG_CHUNKS):
+        length, kind = struct.unpack(">I4s", _read(file, offset, 8))
+        if kind == b"IDAT":
+            return
+        offset += 12 + length  # length and type, the data, its CRC
+        _check_header_bytes(offset)
+    raise _damaged(f"the PNG has more than {_MAX_PNG_CHUNKS:,} chunks before its picture data")
+
+
+def _check_header_bytes(offset: int) -> None:
+    if offset > _MAX_HEADER_BYTES:
+        raise UnprocessableMediaError(
+            f"The photo holds more than {_MAX_HEADER_BYTES // 1024**2} MiB of metadata before its picture "
+            "data; remove it (for one, save the photo again without extra metadata) and send it again."
+        )
 
 
 def _bmp_size(file: BinaryIO) -> tuple[int, int]:
@@ -166,6 +190,7 @@ def _jpeg_layout(file: BinaryIO) -> tuple[tuple[int, int], int]:
             continue
         (length,) = struct.unpack(">H", _read(file, file.tell(), 2))
         data_at = file.tell()
+        _check_header_bytes(data_at + length)
         if code in _JPEG_FRAME_CODES:  # sample precision, then height and width
             height, width = struct.unpack(">HH", _read(file, data_at + 1, 4))
             size = (width, height)
