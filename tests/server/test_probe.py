@@ -179,6 +179,21 @@ def with_metadata(image_format: str, size: int) -> bytes:
     return data[:2] + segment * (size // 65535) + data[2:]
 
 
+def test_exif_entries_pointing_past_their_data_are_skipped_without_a_warning_each(tmp_path: Path) -> None:
+    """GIVEN a PNG whose EXIF holds 500 entries that each point past the end of the EXIF data
+    WHEN its upload is inspected (warnings are errors in the tests)
+    THEN it is accepted with its size, and Pillow's warning per entry never reaches the server's log."""
+    entries = b"".join(struct.pack("<HHII", 0x100 + index, 4, 100, 0xFFFFFF00) for index in range(500))
+    exif = b"II*\0" + struct.pack("<IH", 8, 500) + entries + bytes(4)
+    png = photo_bytes("PNG", 8, 6)
+    body = b"eXIf" + exif
+    chunk = struct.pack(">I", len(exif)) + body + struct.pack(">I", zlib.crc32(body))
+    path = tmp_path / "exif.png"
+    path.write_bytes(png[:33] + chunk + png[33:])  # after the signature and IHDR
+
+    assert inspect_upload(path, "image/png") == {"size": path.stat().st_size, "width": 8, "height": 6}
+
+
 @pytest.mark.parametrize("image_format", ["PNG", "JPEG"])
 def test_a_photo_with_more_metadata_than_a_photo_needs_is_refused_from_its_header(
     tmp_path: Path, image_format: str

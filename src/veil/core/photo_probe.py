@@ -278,10 +278,19 @@ def _pillow_open(source: Path | BinaryIO) -> Image.Image:
 def _pillow_details(path: Path) -> tuple[int | None, bool]:
     """EXIF orientation and whether there is more than one picture, from Pillow's header parsers (its
     `size` is not used: for a TIFF it is already turned by the orientation)."""
-    with _pillow_open(path) as image:
+    with _pillow_open(path) as image, _quiet_exif():
         # The base class reads EXIF from the header; PngImageFile's own getexif() decodes every pixel.
         orientation = Image.Image.getexif(image).get(_EXIF_ORIENTATION)
         return orientation, image.format != "MPO" and bool(getattr(image, "is_animated", False))
+
+
+@contextmanager
+def _quiet_exif() -> Iterator[None]:
+    """Pillow warns once per EXIF entry that points past its data: an upload with 65,535 of them would
+    write as many lines to the server's log. Such entries are skipped either way."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yield
 
 
 def _webp_details(file: BinaryIO) -> tuple[int | None, bool]:
@@ -297,7 +306,8 @@ def _webp_details(file: BinaryIO) -> tuple[int | None, bool]:
             animated = bool(_read(file, offset + 8, 1)[0] & _WEBP_ANIMATED)
         elif kind == b"EXIF" and length <= _MAX_EXIF_BYTES:
             exif = Image.Exif()
-            exif.load(_read(file, offset + 8, length))
+            with _quiet_exif():
+                exif.load(_read(file, offset + 8, length))
             orientation = exif.get(_EXIF_ORIENTATION)
         offset += 8 + length + (length & 1)  # chunks are padded to an even size
     return orientation, animated
