@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import Engine, inspect
 
 from veil.core import db
 from veil.core.db import create_db_engine, migrate
@@ -27,32 +28,29 @@ def test_the_migrated_schema_matches_the_models(tmp_path: Path) -> None:
     engine.dispose()
 
 
-def test_uploads_migration_steps_down(tmp_path: Path) -> None:
+def _columns(engine: Engine) -> set[str]:
+    """Every table and every `table.column` of the database."""
+    schema = inspect(engine)
+    tables = set(schema.get_table_names())
+    return tables | {f"{table}.{column['name']}" for table in tables for column in schema.get_columns(table)}
+
+
+@pytest.mark.parametrize(
+    ("revision", "gone"),
+    [
+        ("0002", {"api_keys.file_root", "expiring_paths.root"}),
+        ("0001", {"uploads", "api_keys.file_root", "expiring_paths.root"}),
+    ],
+)
+def test_migrations_step_down(tmp_path: Path, revision: str, gone: set[str]) -> None:
     url = f"sqlite:///{tmp_path / 'veil.db'}"
     migrate(url)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     engine = create_db_engine(url)
+    assert gone <= _columns(engine)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.downgrade(config, "0001")
-    assert "uploads" not in inspect(engine).get_table_names()
-    engine.dispose()
-
-
-def test_key_file_roots_migration_steps_down(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'veil.db'}"
-    migrate(url)
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    engine = create_db_engine(url)
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0002")
-    columns = {
-        table: {c["name"] for c in inspect(engine).get_columns(table)}
-        for table in ("api_keys", "expiring_paths")
-    }
-    assert "file_root" not in columns["api_keys"]
-    assert "root" not in columns["expiring_paths"]
+        command.downgrade(config, revision)
+    assert not gone & _columns(engine)
     engine.dispose()
