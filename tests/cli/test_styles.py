@@ -5,8 +5,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.helpers import save_image
 from veil.cli.app import app
 from veil.cli.styles import StyleSpecError, build_styles, parse_color
+from veil.engine.detections import Detections
 from veil.engine.redactors.style import ObscureStyle
 
 runner = CliRunner()
@@ -98,3 +100,35 @@ def test_veil_blur_answers_an_old_option_name_with_the_new_one(
     assert result.exit_code == 2
     assert hint in result.output, result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("label", "hint"),
+    [
+        ("fase", "did you mean 'face'?"),
+        ("Plate", "did you mean 'plate'?"),
+        ("logo", "the labels are face, plate"),
+    ],
+)
+def test_a_style_for_a_label_no_detector_finds_is_refused(
+    tmp_path: Path, one_face: Detections, label: str, hint: str
+) -> None:
+    """GIVEN `--style` for a label that no detector finds (a typo would otherwise obscure nothing)
+    WHEN `veil blur` runs
+    THEN it stops before writing anything, naming the label and the one meant."""
+    save_image(tmp_path / "in" / "a.png")
+    command = ["blur", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--style", f"{label}:method=fill"]
+    result = runner.invoke(app, command, env={"COLUMNS": "200"})
+
+    assert result.exit_code == 2
+    assert f"no detector finds the label '{label}'; {hint}" in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_style_for_a_default_label_is_kept_when_its_detector_is_not_run(
+    tmp_path: Path, one_face: Detections
+) -> None:
+    save_image(tmp_path / "in" / "a.png")
+    command = ["blur", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--style", "plate:method=fill"]
+
+    assert runner.invoke(app, command).exit_code == 0

@@ -18,11 +18,13 @@ from veil.cli.progress import BatchProgress, print_summary
 from veil.cli.readable_help import ReadableHelpGroup
 from veil.cli.serve import serve, worker
 from veil.cli.styles import StyleSpecError, build_styles
+from veil.core.parameters import closest_name
 from veil.engine.anonymizer import DEFAULT_DETECTORS, AnonymizeOptions, Anonymizer
 from veil.engine.batch import FileJob, plan_jobs, run_jobs, summarize
 from veil.engine.detectors.base import DetectorConfig, Device
 from veil.engine.errors import VeilError
 from veil.engine.media.image import DEFAULT_MAX_PIXELS
+from veil.engine.redactors.style import DEFAULT_STYLES
 from veil.engine.report import Report
 from veil.engine.video import VideoOptions
 
@@ -235,10 +237,23 @@ def _load_and_run(
     names = [name.strip() for name in detectors.split(",") if name.strip()]
     try:
         anonymizer = Anonymizer.load(names, config, options, models)
+        _check_style_labels(anonymizer)
         return _run(inputs, output, anonymizer, write_media, jobs, skip_existing)
     except VeilError as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(2) from exc
+
+
+def _check_style_labels(anonymizer: Anonymizer) -> None:
+    """Refuses a `--style LABEL:...` whose label no detector of the run finds and no default style names:
+    most likely misspelt (`fase`), it would obscure nothing while the run looks configured."""
+    known = {label for detector in anonymizer.detectors for label in detector.info.labels}
+    known |= set(DEFAULT_STYLES.per_label)
+    for label in anonymizer.options.styles.per_label:
+        if label not in known:
+            hint = closest_name(label, sorted(known))
+            meant = f"did you mean {hint!r}?" if hint else f"the labels are {', '.join(sorted(known))}"
+            raise typer.BadParameter(f"no detector finds the label {label!r}; {meant}", param_hint="--style")
 
 
 @app.command()
