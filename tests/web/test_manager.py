@@ -257,6 +257,34 @@ def test_completed_tasks_download_as_one_zip(
     assert {f"{tasks[0]}/p1.jpg", f"{tasks[1]}/p2.jpg"} <= names, names
 
 
+def test_an_admin_gives_a_new_key_its_own_file_root(
+    new_page: Callable[..., Page], web_server: WebServer, admin_key: str, tmp_path: Path
+) -> None:
+    """GIVEN an admin on the keys page and a directory on the server
+    WHEN a key is created with that directory as its file root, then one with a root that does not exist
+    THEN the first is listed with its root (and sees it in /v1/keys/me); the second is refused in words."""
+    dashcam = tmp_path / "dashcam"
+    dashcam.mkdir()
+    page = new_page()
+    sign_in(page, admin_key)
+    page.get_by_role("link", name="Keys").click()
+    page.get_by_label("Name").fill("dashcam-team")
+    page.get_by_label("File root").fill(str(dashcam))
+    page.get_by_role("button", name="Create key").click()
+    secret = page.locator("#new-secret-value").inner_text()
+    me = httpx.get(f"{web_server.url}/v1/keys/me", headers={"x-api-key": secret}).json()
+    assert me["file_root"] == str(dashcam)
+    key_row = page.locator("#key-table tbody tr", has_text="dashcam-team")
+    expect(key_row.locator(".key-file-root")).to_have_text(str(dashcam))
+    expect(page.get_by_label("File root")).to_have_value("")
+
+    page.get_by_label("Name").fill("nowhere-team")
+    page.get_by_label("File root").fill(str(tmp_path / "missing"))
+    page.get_by_role("button", name="Create key").click()
+    expect(page.locator("#keys-error")).to_contain_text("is not a directory on the server; create it first")
+    expect(page.locator("#key-table tbody tr", has_text="nowhere-team")).to_have_count(0)
+
+
 def test_an_admin_creates_and_revokes_a_key(
     new_page: Callable[..., Page], web_server: WebServer, admin_key: str, screenshot: Shoot
 ) -> None:

@@ -127,8 +127,8 @@ export class Api {
   listKeys() {
     return this.json("GET", "/v1/keys");
   }
-  createKey(name, isAdmin) {
-    return this.json("POST", "/v1/keys", { json: { name, is_admin: isAdmin } });
+  createKey(name, isAdmin, fileRoot) {
+    return this.json("POST", "/v1/keys", { json: { name, is_admin: isAdmin, file_root: fileRoot || null } });
   }
   revokeKey(id) {
     return this.json("DELETE", `/v1/keys/${encodeURIComponent(id)}`);

@@ -8,17 +8,24 @@ export function showKeys(root, api, me) {
   const body = el("tbody");
   const name = el("input", { type: "text", id: "key-name", required: "", maxlength: "100", autocomplete: "off" });
   const admin = el("input", { type: "checkbox", id: "key-admin" });
+  const fileRoot = el("input", {
+    type: "text", id: "key-file-root", maxlength: "4096", autocomplete: "off", spellcheck: "false",
+    placeholder: "its own folder", "aria-describedby": "key-file-root-help",
+  });
   const secretBox = el("div", { id: "new-secret", class: "secret", hidden: "", role: "status" });
   const form = el("form", { class: "inline-form", id: "create-key" },
     el("label", { for: "key-name" }, "Name"), name,
     el("span", { class: "check" }, admin, el("label", { for: "key-admin" }, "Administrator")),
+    el("label", { for: "key-file-root" }, "File root"), fileRoot,
+    el("span", { id: "key-file-root-help", class: "muted" },
+      "optional: an existing server directory for its BlurIt-style paths"),
     el("button", { type: "submit", class: "primary" }, "Create key"));
 
   root.replaceChildren(el("h1", {}, "API keys"), el("h2", {}, "New key"), form, secretBox, message,
     el("h2", {}, "All keys"),
     el("div", { class: "table-wrap" }, el("table", { class: "keys", id: "key-table" },
-      el("thead", {}, el("tr", {}, ...["Name", "Prefix", "Role", "Created", "Status", "Files", "Bytes", "Frames",
-        "Actions"].map((text) => el("th", { scope: "col" }, text)))),
+      el("thead", {}, el("tr", {}, ...["Name", "Prefix", "Role", "File root", "Created", "Status", "Files", "Bytes",
+        "Frames", "Actions"].map((text) => el("th", { scope: "col" }, text)))),
       body)));
 
   function showError(text) {
@@ -53,7 +60,9 @@ export function showKeys(root, api, me) {
     }
     return el("tr", { "data-key-id": key.id },
       el("td", {}, key.name), el("td", { class: "mono" }, key.prefix),
-      el("td", {}, key.is_admin ? "admin" : "user"), el("td", {}, formatDate(key.created_at)),
+      el("td", {}, key.is_admin ? "admin" : "user"),
+      el("td", { class: "mono key-file-root" }, key.file_root || (key.is_admin ? "whole file root" : "own folder")),
+      el("td", {}, formatDate(key.created_at)),
       el("td", { class: "key-status" }, key.revoked_at ? `revoked ${formatDate(key.revoked_at)}` : "active"),
       el("td", {}, String(usage.files ?? 0)), el("td", {}, formatBytes(usage.bytes ?? 0)),
       el("td", {}, String(usage.frames ?? 0)), actions);
@@ -71,7 +80,7 @@ export function showKeys(root, api, me) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
-      const created = await api.createKey(name.value.trim(), admin.checked);
+      const created = await api.createKey(name.value.trim(), admin.checked, fileRoot.value.trim());
       const secret = el("code", { id: "new-secret-value" }, created.secret);
       const copy = el("button", { type: "button" }, "Copy");
       copy.addEventListener("click", async () => {
@@ -88,6 +97,7 @@ export function showKeys(root, api, me) {
       secretBox.hidden = false;
       name.value = "";
       admin.checked = false;
+      fileRoot.value = "";
       showError("");
       await reload();
     } catch (error) {
