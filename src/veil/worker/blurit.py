@@ -145,15 +145,21 @@ def _run_file(
 def _opened_input(root: FileRoot, field: str, path: str) -> Iterator[tuple[Path, os.stat_result]]:
     """The input file opened now (`FileRoot.reading`), or the reason it cannot be, for the client."""
     with ExitStack() as stack:
-        try:
+        with _input_failures(field, path, "file"):
             opened = stack.enter_context(root.reading(path))
-        except PathOutsideRootError as exc:
-            raise TaskFailure(_OUTSIDE, f"{field} {path!r}: {exc}") from None
-        except OSError:
-            raise TaskFailure(
-                "Input not found", f"{field} {path!r}: no such file under the file root"
-            ) from None
         yield opened
+
+
+@contextmanager
+def _input_failures(field: str, path: str, kind: str) -> Iterator[None]:
+    """Turns an input `path` that is refused or not there (no such `kind`) into the task's failure."""
+    try:
+        yield
+    except PathOutsideRootError as exc:
+        raise TaskFailure(_OUTSIDE, f"{field} {path!r}: {exc}") from None
+    except OSError:
+        missing = f"{field} {path!r}: no such {kind} under the file root"
+        raise TaskFailure("Input not found", missing) from None
 
 
 def _process_file(
@@ -221,14 +227,8 @@ def _run_directory(
 
 
 def _input_entries(root: FileRoot, folder: str) -> list[Entry]:
-    try:
+    with _input_failures("input_directory", folder, "directory"):
         return list(root.walk(folder))
-    except PathOutsideRootError as exc:
-        raise TaskFailure(_OUTSIDE, f"input_directory {folder!r}: {exc}") from None
-    except OSError:
-        raise TaskFailure(
-            "Input not found", f"input_directory {folder!r}: no such directory under the file root"
-        ) from None
 
 
 def _below(folder: str, relative: str) -> str:
