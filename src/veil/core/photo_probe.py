@@ -23,7 +23,7 @@ from PIL import Image
 
 from veil.core.errors import UnprocessableMediaError
 
-__all__ = ["PhotoHeader", "check_photo_complete", "read_photo_header"]
+__all__ = ["PhotoHeader", "read_photo_header"]
 
 _EXIF_ORIENTATION = 0x0112
 # EXIF orientations that turn the picture a quarter, so a viewer shows it with width and height swapped.
@@ -65,37 +65,27 @@ class PhotoHeader:
     several_pictures: bool
 
 
-def read_photo_header(path: Path, media_type: str, max_pixels: int) -> PhotoHeader:
+def read_photo_header(path: Path, media_type: str, max_pixels: int, *, check_complete: bool) -> PhotoHeader:
     """The photo's size, from the format's own header before Pillow opens it, and whether it holds
-    several pictures.
+    several pictures; with `check_complete`, also that the file holds all the picture data its structure
+    announces (checked without decoding it).
 
     Raises:
-        UnprocessableMediaError: more than `max_pixels` pixels (the message names the size), or a header
-            that cannot be read.
+        UnprocessableMediaError: more than `max_pixels` pixels (the message names the size), a header
+            that cannot be read, or (with `check_complete`) a file that ends before its picture data does.
     """
     with path.open("rb") as file, _damaged_on_parse_errors():
         width, height = _CODED_SIZE[media_type](file)
         _check_pixels(width, height, max_pixels)
         orientation, several = _webp_details(file) if media_type == "image/webp" else _pillow_details(path)
+        if check_complete and not _COMPLETE[media_type](file, file.seek(0, 2)):
+            raise UnprocessableMediaError(
+                "The photo is cut short: the file ends before its picture data does (an interrupted upload "
+                "or copy?). Send the whole file."
+            )
     if orientation in _QUARTER_TURNS:
         width, height = height, width
     return PhotoHeader(width, height, several)
-
-
-def check_photo_complete(path: Path, media_type: str) -> None:
-    """Checks that the file holds all the picture data its structure announces, without decoding it.
-
-    Raises:
-        UnprocessableMediaError: the file ends before its picture data does.
-    """
-    with path.open("rb") as file, _damaged_on_parse_errors():
-        size = file.seek(0, 2)
-        complete = _COMPLETE[media_type](file, size) if media_type in _COMPLETE else True
-    if not complete:
-        raise UnprocessableMediaError(
-            "The photo is cut short: the file ends before its picture data does (an interrupted upload "
-            "or copy?). Send the whole file."
-        )
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from veil.core.documents import DOCUMENT_TYPE, MAX_DOCUMENT_BYTES, DocumentError, read_document
 from veil.core.errors import MediaRefusedError, UnprocessableMediaError, UnsupportedMediaTypeError
-from veil.core.photo_probe import check_photo_complete, read_photo_header
+from veil.core.photo_probe import read_photo_header
 from veil.core.storage import UploadTooLargeError
 from veil.core.video_probe import probe_video
 from veil.engine.media.image import DEFAULT_MAX_PIXELS
@@ -124,12 +124,11 @@ def inspect_upload(path: Path, media_type: str) -> dict[str, Any]:
     if media_type == DOCUMENT_TYPE:
         properties.update(_document_summary(path, properties["size"]))
     elif media_type in IMAGE_TYPES:
-        header = read_photo_header(path, media_type, MAX_PIXELS)
+        header = read_photo_header(path, media_type, MAX_PIXELS, check_complete=True)
         if header.several_pictures:
             raise UnprocessableMediaError(
                 "The photo is animated or has several pages; Veil processes still, single photos."
             )
-        check_photo_complete(path, media_type)
         properties.update(width=header.width, height=header.height)
     else:
         properties.update(probe_video(path, MAX_PIXELS, check_complete=True).properties())
@@ -152,7 +151,7 @@ def media_properties(path: Path, media_type: str) -> dict[str, Any]:
     properties: dict[str, Any] = {"size": path.stat().st_size}
     try:
         if media_type in IMAGE_TYPES:
-            header = read_photo_header(path, media_type, MAX_PIXELS)
+            header = read_photo_header(path, media_type, MAX_PIXELS, check_complete=False)
             properties.update(width=header.width, height=header.height)
         elif media_type in VIDEO_TYPES:
             properties.update(probe_video(path, MAX_PIXELS, check_complete=False).properties())
