@@ -462,3 +462,54 @@ def test_auto_delete_never_deletes_through_a_link_swapped_in_after_the_run(
 
     assert task_row(context, task_id).status == "completed"
     assert _listing(outside) == before
+
+
+def test_an_input_directory_removed_before_the_run_fails_the_task(
+    context: WorkerContext, owner: ApiKey, root: Path, one_face: Detections
+) -> None:
+    save_image(root / "batch" / "a.png")
+    body = {
+        "input_directory": {"protocol": "file", "path": "batch"},
+        "output_directory": {"protocol": "file", "path": "out"},
+    }
+    task_id = submit_blurit(context, owner, body)
+    (root / "batch" / "a.png").unlink()
+    (root / "batch").rmdir()
+    run_task(context, task_id)
+    assert task_row(context, task_id).error == {
+        "title": "Input not found",
+        "detail": "input_directory 'batch': no such directory under the file root",
+    }
+
+
+@pytest.mark.parametrize("kind", ["file", "directory"])
+def test_an_output_folder_that_became_a_file_after_acceptance_fails_saying_so(
+    context: WorkerContext, owner: ApiKey, root: Path, one_face: Detections, kind: str
+) -> None:
+    """GIVEN an accepted task whose output folder is then replaced by a file
+    WHEN it runs
+    THEN it fails with "Output not written" naming the field, not as an internal error."""
+    save_image(root / "in" / "photo.png")
+    (root / "out").mkdir()
+    if kind == "file":
+        field, path = "output_json", "out/photo.json"
+        body = {
+            "input_image": {"protocol": "file", "path": "in/photo.png"},
+            field: {"protocol": "file", "path": path},
+        }
+    else:
+        field, path = "output_directory", "out"
+        body = {
+            "input_directory": {"protocol": "file", "path": "in"},
+            field: {"protocol": "file", "path": path},
+        }
+    task_id = submit_blurit(context, owner, body)
+    (root / "out").rmdir()
+    (root / "out").write_bytes(b"someone else's")
+
+    run_task(context, task_id)
+
+    task = task_row(context, task_id)
+    assert task.error is not None and task.error["title"] == "Output not written"
+    assert task.error["detail"] == f"{field} {path!r}: a file is where a directory has to be"
+    assert (root / "out").read_bytes() == b"someone else's"

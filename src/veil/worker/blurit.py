@@ -177,12 +177,23 @@ def _process_file(
 
 
 def _put(outputs: _Outputs, staged: Path, field: str, path: str) -> None:
-    try:
+    with _output_failures(field, path):
         outputs.put(staged, path)
+
+
+@contextmanager
+def _output_failures(field: str, path: str) -> Iterator[None]:
+    """Turns an output `path` that is refused, or blocked by a file where a directory must be (the tree
+    changed after the task was accepted), into the task's failure."""
+    try:
+        yield
     except PathOutsideRootError as exc:
         raise TaskFailure(_OUTSIDE, f"{field} {path!r}: {exc}") from None
     except OutputRefusedError as exc:
         raise TaskFailure("Output not written", f"{field} {path!r}: {exc}") from None
+    except NotADirectoryError:
+        blocked = f"{field} {path!r}: a file is where a directory has to be"
+        raise TaskFailure("Output not written", blocked) from None
 
 
 def _check_not_expired(field: str, spec: dict[str, Any]) -> None:
@@ -203,10 +214,8 @@ def _run_directory(
     folder, target = str(spec["path"]), str(claim.input["output_directory"]["path"])
     entries = _input_entries(outputs.root, folder)
     outputs.inputs.update(file_id(entry.info) for entry in entries if entry.skipped is None)
-    try:
+    with _output_failures("output_directory", target):
         outputs.root.make_directory(target)
-    except PathOutsideRootError as exc:
-        raise TaskFailure(_OUTSIDE, f"output_directory {target!r}: {exc}") from None
     anonymizer, write_media = _anonymizer(context, claim)
     jobs = [_job(outputs.root, folder, entry, staging, write_media) for entry in entries if not entry.skipped]
     run = _DirectoryRun(outputs, folder, target, ticker, len(jobs))
