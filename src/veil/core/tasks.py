@@ -20,7 +20,7 @@ from veil.core.files import file_public, get_file, get_own_file, store_document
 from veil.core.listing import Listing, fetch_page, visible_to
 from veil.core.models import FINAL_STATUSES, ApiKey, StoredFile, Task, utc_now
 from veil.core.parameters import OPERATIONS, RenderParameters
-from veil.core.schemas import TaskCreate, TaskListQuery, TaskPublic, TaskResult, TasksPublic
+from veil.core.schemas import DocumentSummary, TaskCreate, TaskListQuery, TaskPublic, TaskResult, TasksPublic
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage
 from veil.core.urls import check_public_url
@@ -55,7 +55,8 @@ TASK_LISTING = Listing(
 _CHAINABLE_OPERATIONS = frozenset({"anonymize"})
 # These take a stored file only: `render` draws given boxes, which belong to the original media.
 _FILE_ONLY_OPERATIONS = frozenset({"render"})
-_SUMMARY_FIELDS = ("media", "width", "height", "frames", "boxes", "labels")
+# What a render document's file properties hold beside its size, as task views show it.
+_SUMMARY_FIELDS = tuple(name for name in DocumentSummary.model_fields if name != "file_id")
 
 
 def create_task(
