@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from veil.server.problems import problem_response, problem_responses
 
-__all__ = ["UPLOAD_MEDIA_TYPES", "BodyLimitMiddleware", "declared_length", "document_body_limit"]
+__all__ = ["UPLOAD_MEDIA_TYPES", "BodyLimitMiddleware", "document_body_limit"]
 
 UPLOAD_MEDIA_TYPES = frozenset({"multipart/form-data", "application/offset+octet-stream"})
 """Bodies streamed to storage as they arrive, bounded by `max_upload_bytes` instead."""

@@ -24,7 +24,6 @@ __all__ = [
     "install_problem_handlers",
     "problem_response",
     "problem_responses",
-    "unreadable_body",
 ]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
