@@ -58,9 +58,7 @@ class VideoHeader:
 
     def properties(self) -> dict[str, Any]:
         """The known values, as a file's `properties` lists them."""
-        values = {"width": self.width, "height": self.height, "duration": self.duration, "fps": self.fps}
-        values["frame_count"] = self.frame_count
-        return {name: value for name, value in values.items() if value is not None}
+        return {name: value for name, value in asdict(self).items() if value is not None}
 
 
 def read_video_header(path: Path, max_pixels: int) -> VideoHeader:
