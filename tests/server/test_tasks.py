@@ -14,14 +14,17 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import RecordingQueue, noise_image
 from veil.core.db import session_scope
-from veil.core.models import TASK_STATUSES, StoredFile, Task
+from veil.core.models import TASK_STATUSES, ApiKey, StoredFile, Task
 from veil.core.parameters import OPERATIONS
-from veil.core.schemas import Operation, TaskStatus
+from veil.core.schemas import Operation, TaskCreate, TaskStatus
 from veil.core.settings import Settings
+from veil.core.storage import LocalStorage
+from veil.core.tasks import create_task
 
 PROBLEM = "application/problem+json"
 
@@ -506,6 +509,39 @@ def test_a_render_task_is_queued_with_its_document_stored_as_a_file(
     with session_scope(sessions) as session:
         row = session.get_one(Task, task["id"])
         assert "frames" not in json.dumps(row.parameters)
+
+
+def test_an_inline_render_document_is_not_kept_when_its_task_cannot_be_recorded(
+    client: TestClient,
+    alice: dict[str, str],
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """GIVEN an uploaded photo, and a database that refuses to record the render task naming it
+    WHEN the task is submitted with its document inline
+    THEN the error comes through and the document's bytes, which no row would record, are deleted."""
+    file_id = upload_photo(client, alice)
+    stored_before = sorted(path for path in settings.storage_dir.rglob("*") if path.is_file())
+    request = TaskCreate(operation="render", input=file_id, parameters={"detections": detections_document()})
+
+    with sessions() as session:
+        owner = session.scalars(select(ApiKey).where(ApiKey.name == "alice")).one()
+
+        def refuse() -> None:
+            raise OperationalError("INSERT INTO tasks", {}, Exception("database is locked"))
+
+        monkeypatch.setattr(session, "commit", refuse)
+        with pytest.raises(OperationalError):
+            create_task(
+                session,
+                owner=owner,
+                settings=settings,
+                storage=LocalStorage(settings.storage_dir),
+                request=request,
+            )
+
+    assert sorted(path for path in settings.storage_dir.rglob("*") if path.is_file()) == stored_before
 
 
 def test_a_large_render_document_is_an_upload_and_listings_stay_small(
