@@ -20,6 +20,7 @@ from veil.core.documents import DOCUMENT_TYPE, MAX_DOCUMENT_BYTES, DocumentError
 from veil.core.errors import MediaRefusedError, UnprocessableMediaError, UnsupportedMediaTypeError
 from veil.core.photo_probe import read_photo_header
 from veil.core.storage import UploadTooLargeError
+from veil.core.video_container import RefusedVideoError, read_video_header
 from veil.core.video_probe import probe_video
 from veil.engine.media.image import DEFAULT_MAX_PIXELS
 
@@ -154,8 +155,9 @@ def media_properties(path: Path, media_type: str) -> dict[str, Any]:
             header = read_photo_header(path, media_type, MAX_PIXELS, check_complete=False)
             properties.update(width=header.width, height=header.height)
         elif media_type in VIDEO_TYPES:
-            properties.update(probe_video(path, MAX_PIXELS, check_complete=False).properties())
-    except MediaRefusedError as exc:
+            # Read here, not in a capped child as uploads are: Veil encoded this file itself.
+            properties.update(read_video_header(path, MAX_PIXELS).properties())
+    except (MediaRefusedError, RefusedVideoError) as exc:
         log.info("could not read properties of %s (%s): %s", path.name, media_type, exc)
     return properties
 

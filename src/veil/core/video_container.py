@@ -1,10 +1,11 @@
 """What a video's container says, read without decoding a frame: its size, rate and length, and whether the
 file holds what the container announces.
 
-This module runs as a script in a child process of its own (see `veil.core.video_probe`), with its memory
-capped, so it imports nothing of Veil: a container can make FFmpeg build huge indexes from a few bytes (an
-MP4 declaring 85 million samples costs a gigabyte before any packet is read), and that must cost the API
-nothing. It answers one JSON line on stdout: `{"header": {...}}` or `{"refused": "why, for a person"}`.
+For uploads this module runs as a script in a child process of its own (see `veil.core.video_probe`),
+with its memory capped, so it imports nothing of Veil: a container can make FFmpeg build huge indexes from
+a few bytes (an MP4 declaring 85 million samples costs a gigabyte before any packet is read), and that must
+cost the API nothing. Videos Veil encoded itself are read in-process. As a script it answers one JSON line
+on stdout: `{"header": {...}}` or `{"refused": "why, for a person"}`.
 
 FFmpeg's stream probing decodes a few frames of some codecs (H.264 among them) to learn their delay;
 `skip_frame=all` lets it parse the headers it needs and skip every picture, so a huge frame size costs no
