@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# MTCNN's weights (MIT) for the face verifier, without the package's dependencies: they pull in torch.
+	$(BIN)/python -m pip install --quiet --no-deps 'facenet-pytorch>=2.6'
 	touch $(STAMP)
 
 lint: install
