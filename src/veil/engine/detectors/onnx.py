@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from importlib.resources import files
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import onnxruntime as ort
 from veil.engine.detectors.base import Device
 from veil.engine.errors import ModelError
 
-__all__ = ["create_session", "packaged_model", "providers_for"]
+__all__ = ["create_session", "package_version", "packaged_model", "providers_for"]
 
 
 def providers_for(device: Device) -> list[str]:
@@ -41,6 +42,14 @@ def packaged_model(package: str, resource: str) -> Path:
     if not path.is_file():
         raise ModelError(f"model file {resource!r} is missing from package {package!r}")
     return path
+
+
+def package_version(package: str) -> str:
+    """The installed version of the package a model ships in; "unknown" if it is not installed."""
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def create_session(model: Path | bytes, device: Device, threads: int = 0) -> ort.InferenceSession:
