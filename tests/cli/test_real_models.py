@@ -55,6 +55,8 @@ def test_doctor_lists_models_licences_and_codecs() -> None:
         "MIT",
         "rapidocr",
         "Apache-2.0",
+        "verifier",
+        "FP32",
         "CPUExecutionProvider",
         "libx264",
     ):

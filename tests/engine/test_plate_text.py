@@ -90,7 +90,7 @@ def test_two_line_plate_is_read_as_halves(verifier: PlateTextVerifier) -> None:
 
 @pytest.mark.weights
 def test_reads_the_middle_of_each_box(verifier: PlateTextVerifier) -> None:
-    """GIVEN a plate box with a wide margin of other text WHEN read_fraction narrows the crop THEN it passes."""
+    """GIVEN a plate box with a wide margin of other text WHEN read_fraction narrows it THEN it passes."""
     frame = np.full((200, 600, 3), CAR_RED_BGR, np.uint8)
     write(frame, "SALE SALE SALE SALE SALE SALE", (10, 60), 0.9, (255, 255, 255))
     plate(frame, (220, 80, 380, 120), "B 123 XYZ")

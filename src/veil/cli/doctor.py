@@ -18,9 +18,10 @@ _DECODERS = ("h264", "hevc", "vp8", "vp9", "av1", "mpeg4", "mjpeg", "aac", "mp3"
 
 def _model_table(console: Console, config: DetectorConfig) -> bool:
     table = Table(title="Detectors (entry points: veil.detectors)")
-    for column in ("name", "labels", "model", "package", "licence", "provider"):
+    for column in ("name", "labels", "model", "package", "licence", "precision"):
         table.add_column(column)
     ok = True
+    providers = []
     for name in available_detectors():
         try:
             info = load_detector(name, config).info
@@ -28,9 +29,14 @@ def _model_table(console: Console, config: DetectorConfig) -> bool:
             table.add_row(name, "", f"[red]{exc}[/red]", "", "", "")
             ok = False
             continue
-        provider = info.provider.removesuffix("ExecutionProvider")
-        table.add_row(info.name, ", ".join(info.labels), info.model, info.package, info.license, provider)
+        labels = ", ".join(info.labels)
+        table.add_row(info.name, labels, info.model, info.package, info.license, info.precision)
+        if info.verifier is not None:
+            checker = info.verifier
+            table.add_row("", "verifier", checker.model, checker.package, checker.license, checker.precision)
+        providers.append(f"{info.name} on {info.provider.removesuffix('ExecutionProvider')}")
     console.print(table)
+    console.print(f"Detectors run: {', '.join(providers)}")
     return ok
 
 

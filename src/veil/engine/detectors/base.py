@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from veil.engine.detections import Detections
 from veil.engine.errors import ModelError
+from veil.engine.verifiers.base import Precision, VerifierInfo
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -48,7 +49,14 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class DetectorInfo:
-    """What `veil doctor` reports about a loaded detector."""
+    """What `veil doctor` reports about a loaded detector.
+
+    Attributes:
+        name: the detector's name. labels: what it finds. model, package, license: its network, the
+            installed distribution that ships the weights, and their licence. provider: ONNX Runtime's
+            execution provider. precision: of the weights as run. verifier: the second model that
+            confirms its boxes, if any.
+    """
 
     name: str
     labels: tuple[str, ...]
@@ -56,6 +64,8 @@ class DetectorInfo:
     package: str
     license: str
     provider: str
+    precision: Precision = "FP32"
+    verifier: VerifierInfo | None = None
 
 
 @runtime_checkable

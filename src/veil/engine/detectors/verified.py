@@ -8,11 +8,13 @@ confirms are kept.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import numpy.typing as npt
 
 from veil.engine.detections import Detections
-from veil.engine.detectors.base import Detector, DetectorInfo
+from veil.engine.detectors.base import Detector
 from veil.engine.verifiers.base import Verifier
 
 __all__ = ["VerifiedDetector"]
@@ -31,17 +33,7 @@ class VerifiedDetector:
         self.detector = detector
         self.verifier = verifier
         self.check_below = check_below
-        found, checker = detector.info, verifier.info
-        self.info = DetectorInfo(
-            name=found.name,
-            labels=found.labels,
-            model=f"{found.model}, verified by {checker.model}",
-            package=f"{found.package}; {checker.package}",
-            license=found.license
-            if found.license == checker.license
-            else f"{found.license}; {checker.license}",
-            provider=found.provider,
-        )
+        self.info = replace(detector.info, verifier=verifier.info)
 
     def detect(self, frame_bgr: npt.NDArray[np.uint8]) -> Detections:
         """The detector's strong or confirmed boxes in `frame_bgr` (H, W, 3 uint8 BGR), in its order."""

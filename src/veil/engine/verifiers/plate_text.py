@@ -156,7 +156,7 @@ class PlateTextVerifier:
         self.read_halves = read_halves
         self.info = VerifierInfo(
             name="plate text",
-            model="PP-OCRv6 small text recognition",
+            model="PP-OCRv6 text recognition",
             package=f"{MODEL_PACKAGE} {package_version(MODEL_PACKAGE)}",
             license="Apache-2.0",
             precision="FP32",
