@@ -36,7 +36,14 @@ from veil.engine.detectors.plates import plate_detector
 from veil.engine.detectors.plates.candidates import LineShape, TextLineFinder, TextLines
 from veil.engine.detectors.plates.outline import PlateOutline
 from veil.engine.media.image import read_image
-from veil.engine.verifiers.plate_text import PlateTextRule, Reading, TextReader, crop_box, halves
+from veil.engine.verifiers.plate_text import (
+    PlateTextRule,
+    Reading,
+    TextReader,
+    crop_box,
+    halves,
+    unread_blocks,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev"
 PLATE_SETS = ("openalpr_us", "plates_ro", "plates_eg", "plates_in")
@@ -164,6 +171,8 @@ class Setting:
         block_veto: boxes narrower than halves_below that fail are still kept unless read whole as confident
             (mean confidence >= this) Latin text: scripts the recognizer lacks (Arabic) read as low-confidence
             noise. None: no veto.
+        unread_blocks: keep failed boxes as the engine's `unread_blocks` does (block-shaped, <= 5% of the
+            photo, not surely Latin).
     """
 
     name: str
@@ -175,11 +184,13 @@ class Setting:
     halves_below: float = 99.0
     block_veto: float | None = None
     any_half: bool = True
+    unread_blocks: bool = True
 
 
-OLD_RULE = PlateTextRule(max_lowercase=99)
-FIRST = {"any_half": False, "halves_below": 2.0, "rule": OLD_RULE}
-DEFAULT = Setting("default")
+OLD_RULE = PlateTextRule(max_lowercase=99, letter_groups_confidence=None)
+FIRST = {"any_half": False, "halves_below": 2.0, "rule": OLD_RULE, "unread_blocks": False}
+LAST = {"unread_blocks": False}
+DEFAULT = Setting("default (+ unreadable blocks up to 5% of the photo kept)")
 SETTINGS = [
     Setting("candidates only, unread", read=False),
     Setting("first rule: halves joined, boxes under 2:1 only, any case", **FIRST),
@@ -194,18 +205,18 @@ SETTINGS = [
     Setting("first rule, 2 digits", **(FIRST | {"rule": replace(OLD_RULE, min_digits=2)})),
     Setting("first rule, no other script", **(FIRST | {"rule": replace(OLD_RULE, max_other=0)})),
     Setting("first rule, up to 12 characters", **(FIRST | {"rule": replace(OLD_RULE, max_chars=12)})),
-    Setting("halves apart too, every failed box, any case", rule=OLD_RULE),
-    Setting("halves apart too, every failed box, <= 2 lower case", rule=PlateTextRule(max_lowercase=2)),
+    Setting("halves apart too, every failed box, any case", rule=OLD_RULE, **LAST),
+    Setting("+ <= 2 lower case", rule=PlateTextRule(max_lowercase=2, letter_groups_confidence=None), **LAST),
+    Setting("+ <= 1 lower case", rule=PlateTextRule(letter_groups_confidence=None), **LAST),
+    Setting("+ letter groups (UHI-FOF): default without unreadable blocks", **LAST),
+    Setting(
+        "+ every failed block under 2:1 kept unless surely Latin", halves_below=2.0, block_veto=0.8, **LAST
+    ),
     DEFAULT,
     Setting("default, 12 characters", rule=PlateTextRule(max_chars=12)),
     Setting("default, no halves", halves_below=0.0),
     Setting("default, score 0.3", score=0.3),
     Setting("default, no lower case", rule=PlateTextRule(max_lowercase=0)),
-    Setting("default, blocks under 2:1 vetoed at 0.8", halves_below=2.0, block_veto=0.8),
-    Setting("default, blocks under 1.6:1 vetoed at 0.8", halves_below=1.6, block_veto=0.8),
-    Setting(
-        "default, blocks under 2:1 vetoed at 0.8, score 0.3", score=0.3, halves_below=2.0, block_veto=0.8
-    ),
 ]
 
 
@@ -225,6 +236,10 @@ def kept(photo: dict[str, Any], setting: Setting) -> npt.NDArray[np.bool_]:
             if not ok and setting.block_veto is not None:
                 ok = not confident_latin(photo["whole"][i], setting.block_veto)
         keep[i] = ok
+    if setting.unread_blocks:
+        width, height = photo["size_wh"]
+        boxes = setting.outline.boxes(lines)
+        keep |= (lines.scores >= setting.score) & unread_blocks(boxes, photo["whole"], width * height)
     return keep
 
 

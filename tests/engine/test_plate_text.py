@@ -110,11 +110,51 @@ def test_reads_the_middle_of_each_box(verifier: PlateTextVerifier) -> None:
         pytest.param((590, 390, 700, 500), id="past-the-corner"),
     ],
 )
-def test_degenerate_boxes_are_read_without_error(verifier: PlateTextVerifier, box: Box) -> None:
+def test_degenerate_boxes_are_read_without_error(box: Box) -> None:
     frame, _ = scene()
     candidates = Detections.from_boxes(np.array([box], np.float32), [1.0], "plate")
+    reader_only = PlateTextVerifier("cpu", keep_unread_blocks=False, threads=1)
 
-    assert verifier.keep(frame, candidates).tolist() == [False]
+    assert reader_only.keep(frame, candidates).tolist() == [False]
+
+
+def scribbles(frame: Frame, box: Box, seed: int) -> None:
+    """A light block with two rows of curved dark strokes: a plate in a script the recognizer lacks."""
+    x0, y0, x1, y1 = box
+    cv2.rectangle(frame, (x0, y0), (x1, y1), PLATE_WHITE_BGR, -1)
+    rng = np.random.default_rng(seed)
+    row_h = (y1 - y0) // 2
+    for row in range(2):
+        for k in range(4):
+            cx = x0 + (k + 0.5) * (x1 - x0) / 4
+            cy = y0 + row * row_h + row_h / 2
+            axes = (int(row_h * rng.uniform(0.15, 0.3)), int(row_h * rng.uniform(0.2, 0.35)))
+            start = int(rng.integers(0, 180))
+            centre = (int(cx), int(cy))
+            cv2.ellipse(frame, centre, axes, 0, start, start + 220, (20, 20, 20), max(2, row_h // 10))
+
+
+@pytest.mark.weights
+def test_unreadable_two_line_block_is_kept_unless_large_or_readable(verifier: PlateTextVerifier) -> None:
+    """GIVEN blocks of strokes the recognizer cannot read, small and large, and a block of plain words
+    WHEN verified THEN only the small unreadable one is kept (the reader alone keeps none)."""
+    frame = np.full((720, 1280, 3), CAR_RED_BGR, np.uint8)
+    boxes = {"small unreadable": (100, 100, 200, 180), "large unreadable": (400, 100, 800, 420)}
+    scribbles(frame, boxes["small unreadable"], seed=1)
+    scribbles(frame, boxes["large unreadable"], seed=2)
+    boxes["words"] = (900, 100, 1100, 260)
+    cv2.rectangle(frame, (900, 100), (1100, 260), PLATE_WHITE_BGR, -1)
+    write(frame, "OPEN", (920, 165), 1.5, (20, 20, 20))
+    write(frame, "CAFE", (920, 240), 1.5, (20, 20, 20))
+    candidates = Detections.from_boxes(np.array(list(boxes.values()), np.float32), np.ones(3), "plate")
+    reader_only = PlateTextVerifier("cpu", keep_unread_blocks=False, threads=1)
+
+    assert dict(zip(boxes, verifier.keep(frame, candidates).tolist(), strict=True)) == {
+        "small unreadable": True,
+        "large unreadable": False,
+        "words": False,
+    }
+    assert not reader_only.keep(frame, candidates).any()
 
 
 @pytest.mark.weights
@@ -151,6 +191,9 @@ def reading(text: str, confidence: float = 0.9) -> Reading:
         pytest.param(reading("Feb. 24"), False, id="a-date-in-lower-case"),
         pytest.param(reading("5:30 pm"), False, id="a-time"),
         pytest.param(reading(""), False, id="nothing-read"),
+        pytest.param(reading("UHI-FOF"), True, id="letter-groups"),
+        pytest.param(reading("UHI-FOF", 0.5), False, id="letter-groups-unsure"),
+        pytest.param(reading("OPEN DAILY"), False, id="words-are-no-letter-groups"),
     ],
 )
 def test_rule_accepts_registrations(read: Reading, accepted: bool) -> None:

@@ -9,6 +9,7 @@ again as its top and bottom halves.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import cv2
@@ -21,7 +22,15 @@ from veil.engine.detectors.onnx import create_session, package_version, packaged
 from veil.engine.errors import ModelError
 from veil.engine.verifiers.base import VerifierInfo
 
-__all__ = ["PlateTextRule", "PlateTextVerifier", "Reading", "TextReader", "crop_box", "halves"]
+__all__ = [
+    "PlateTextRule",
+    "PlateTextVerifier",
+    "Reading",
+    "TextReader",
+    "crop_box",
+    "halves",
+    "unread_blocks",
+]
 
 MODEL_PACKAGE = "rapidocr"
 MODEL_RESOURCE = "models/PP-OCRv6_rec_small.onnx"
@@ -31,6 +40,15 @@ MAX_LINE_WIDTH = 1280
 BATCH = 8
 
 Frame = npt.NDArray[np.uint8]
+
+_LETTER_GROUPS = re.compile(r"[A-Z]{2,4}(?:[ -][A-Z]{2,4})+")
+# A box narrower than this (width / height) may be a two-line plate.
+BLOCK_ASPECT = 2.0
+# Two-line plates the recognizer cannot read are kept up to this share of the frame; larger unreadable
+# blocks on people photos are clothing and faces, and no dev plate of that shape is larger than 7%.
+MAX_UNREAD_BLOCK = 0.05
+# Reading at least this sure as Latin letters and digits means the recognizer could read it: not a plate.
+SURE_LATIN = 0.8
 
 
 @dataclass(frozen=True)
@@ -52,6 +70,9 @@ class PlateTextRule:
         min_confidence: lowest mean confidence of those characters.
         max_other: most letters or digits of other scripts (a Chinese province sign, a misread glyph).
         max_lowercase: most lower-case letters (plates are upper case; dates, times and words are not).
+        letter_groups_confidence: a reading with too few digits still passes as upper-case letter groups of
+            2-4 joined by spaces or dashes ("UHI-FOF": older and vanity US plates) read at least this sure;
+            None: never.
 
     Lenient on purpose (measured on all four dev plate sets, BENCHMARKS.md, issue 9): blurred and small plates
     read with low confidence, and a stricter rule drops more plates than the few extra false boxes it removes.
@@ -63,8 +84,20 @@ class PlateTextRule:
     min_confidence: float = 0.3
     max_other: int = 1
     max_lowercase: int = 1
+    letter_groups_confidence: float | None = 0.6
 
     def accepts(self, reading: Reading) -> bool:
+        return self._registration(reading) or self._letter_groups(reading)
+
+    def _letter_groups(self, reading: Reading) -> bool:
+        sure = self.letter_groups_confidence
+        return (
+            sure is not None
+            and bool(_LETTER_GROUPS.fullmatch(reading.text.strip()))
+            and float(np.mean(reading.confidence)) >= sure
+        )
+
+    def _registration(self, reading: Reading) -> bool:
         chars = [
             (c, p)
             for c, p in zip(reading.text, reading.confidence, strict=False)
@@ -138,6 +171,9 @@ class PlateTextVerifier:
             a plate detector's box holds a margin around the text, which reads worse than the line alone.
         read_halves: read a box that fails whole again as its top and bottom halves: a two-line plate passes
             when the halves joined, or either alone, read as a plate.
+        keep_unread_blocks: keep a block-shaped box (a two-line plate's shape) of at most
+            MAX_UNREAD_BLOCK of the frame that fails, unless it was read surely as Latin text: plates in
+            scripts the recognizer lacks (Egypt's Arabic) read as unsure noise.
         threads: ONNX Runtime intra-op threads; 0 lets it choose.
     """
 
@@ -148,12 +184,14 @@ class PlateTextVerifier:
         rule: PlateTextRule | None = None,
         read_fraction: tuple[float, float] = (1.0, 1.0),
         read_halves: bool = True,
+        keep_unread_blocks: bool = True,
         threads: int = 0,
     ) -> None:
         self._reader = TextReader(device, threads)
         self.rule = rule or PlateTextRule()
         self.read_fraction = np.array(read_fraction * 2, np.float32)
         self.read_halves = read_halves
+        self.keep_unread_blocks = keep_unread_blocks
         self.info = VerifierInfo(
             name="plate text",
             model="PP-OCRv6 text recognition",
@@ -167,13 +205,40 @@ class PlateTextVerifier:
         centre = np.tile((candidates.xyxy[:, :2] + candidates.xyxy[:, 2:]) / 2, 2)
         read_xyxy = centre + (candidates.xyxy - centre) * self.read_fraction
         crops = [crop_box(frame_bgr, box) for box in read_xyxy]
-        kept = np.array([self.rule.accepts(r) for r in self._reader.read(crops)], bool).reshape(len(crops))
+        whole = self._reader.read(crops)
+        kept = np.array([self.rule.accepts(r) for r in whole], bool).reshape(len(crops))
         failed = np.flatnonzero(~kept) if self.read_halves else np.empty(0, np.int64)
         readings = self._reader.read([half for i in failed for half in halves(crops[i])])
         for i, top, bottom in zip(failed, readings[0::2], readings[1::2], strict=True):
             joined = Reading(top.text + bottom.text, top.confidence + bottom.confidence)
             kept[i] = any(self.rule.accepts(r) for r in (joined, top, bottom))
+        if self.keep_unread_blocks:
+            kept |= unread_blocks(candidates.xyxy, whole, frame_bgr.shape[0] * frame_bgr.shape[1])
         return kept
+
+
+def unread_blocks(
+    xyxy: npt.NDArray[np.float32], whole: list[Reading], frame_area: int
+) -> npt.NDArray[np.bool_]:
+    """(N,) True for the boxes shaped like a two-line plate, at most MAX_UNREAD_BLOCK of the frame, whose
+    whole reading is not surely Latin text.
+
+    Args:
+        xyxy: (N, 4) candidate boxes, frame pixels.
+        whole: each box's reading.
+        frame_area: the frame's width times height, pixels.
+    """
+    width, height = xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]
+    block = (width < BLOCK_ASPECT * height) & (width * height <= MAX_UNREAD_BLOCK * frame_area)
+    latin = np.array([_surely_latin(r) for r in whole], bool).reshape(len(whole))
+    unread: npt.NDArray[np.bool_] = block & ~latin
+    return unread
+
+
+def _surely_latin(reading: Reading) -> bool:
+    """At least 3 ASCII letters and digits, read with a mean confidence of SURE_LATIN or more."""
+    latin = [p for c, p in zip(reading.text, reading.confidence, strict=False) if c.isascii() and c.isalnum()]
+    return len(latin) >= 3 and float(np.mean(latin)) >= SURE_LATIN
 
 
 def crop_box(frame_bgr: Frame, xyxy: npt.NDArray[np.float32]) -> Frame:
