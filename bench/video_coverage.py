@@ -10,11 +10,17 @@ when some box the pipeline obscures in the same frame (before mask scaling) has 
 
     .venv/bin/python bench/video_coverage.py --frames 400 --pan 60 --strides 0 1 4 12
     .venv/bin/python bench/video_coverage.py --label plate --clips ../shared/data/dev/videos/car-detection.mp4
+    .venv/bin/python bench/video_coverage.py --label plate --photos plates_ro --pan 60 --plate-every 1 2 3
+
+--photos builds the clip from a dev photo set instead (each photo held --hold frames while the pan window
+moves across it, so plates move as in a hand-held or turning dashcam clip); --plate-every N runs the plate
+detector on every N-th key frame only (`VideoOptions.key_frames_by_label`); both detectors always run.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -25,12 +31,14 @@ import numpy.typing as npt
 from veil.engine.boxes import box_area, box_intersection, box_iou
 from veil.engine.detectors.base import Detector, DetectorConfig, load_detector
 from veil.engine.detectors.centerface import CenterFaceDetector
-from veil.engine.detectors.plates import PlateDetector
+from veil.engine.detectors.plates import plate_detector
+from veil.engine.media.image import read_image
 from veil.engine.redactors.style import DEFAULT_STYLES
 from veil.engine.report import Report
 from veil.engine.video import VideoOptions, anonymize_video
 
-DEV_VIDEOS = Path(__file__).resolve().parents[2] / "shared/data/dev/videos"
+DEV_DATA = Path(__file__).resolve().parents[2] / "shared/data/dev"
+DEV_VIDEOS = DEV_DATA / "videos"
 IOU_MIN = 0.3
 INSIDE_MIN = 0.9
 
@@ -80,6 +88,29 @@ def build_clip(sources: list[Path], frames: int, pan: int, target: Path) -> None
         dst.mux(stream.encode())
 
 
+def build_photo_clip(dataset: str, frames: int, hold: int, pan: int, target: Path) -> None:
+    """A 30 fps clip of the dataset's photos (sorted; those of the first one's size), each held `hold`
+    frames under the moving pan window."""
+    photos = sorted((DEV_DATA / "plates" / dataset).glob("*.jpg"))
+    first = read_image(photos[0]).frame_bgr
+    with av.open(str(target), "w") as dst:
+        stream = dst.add_stream("libx264", rate=30, options={"crf": "18", "preset": "veryfast"})
+        stream.pix_fmt = "yuv420p"
+        stream.height, stream.width = window(first, 0).shape[:2]
+        written = 0
+        for path in photos:
+            image = read_image(path).frame_bgr
+            if image.shape != first.shape:
+                continue
+            for _ in range(hold):
+                if written >= frames:
+                    break
+                moved = np.ascontiguousarray(window(image, written / pan if pan else 0))
+                dst.mux(stream.encode(av.VideoFrame.from_ndarray(moved, format="bgr24")))
+                written += 1
+        dst.mux(stream.encode())
+
+
 def window(image: npt.NDArray[np.uint8], cycles: float) -> npt.NDArray[np.uint8]:
     """A 3/4-size crop whose left edge swings across the frame and back (cosine) once per cycle."""
     height, width = image.shape[:2]
@@ -98,8 +129,8 @@ def covered(ref: Boxes, out: Boxes) -> int:
     return int(((iou >= IOU_MIN) | (inside >= INSIDE_MIN)).any(axis=1).sum())
 
 
-def coverage(ref: list[Boxes], report: Report) -> tuple[float, int, int]:
-    by_frame = {f.index: f.detections.xyxy for f in report.frames}
+def coverage(ref: list[Boxes], report: Report, label: str) -> tuple[float, int, int]:
+    by_frame = {f.index: f.detections.with_labels(frozenset({label})).xyxy for f in report.frames}
     total = sum(len(r) for r in ref)
     hits = sum(covered(r, by_frame.get(i, np.empty((0, 4), np.float32))) for i, r in enumerate(ref))
     return (hits / total if total else 1.0), hits, total
@@ -110,6 +141,11 @@ def main() -> None:
     parser.add_argument(
         "--clips", type=Path, nargs="+", default=sorted((DEV_VIDEOS / "asl_gestures").glob("*.mkv"))
     )
+    parser.add_argument("--photos", help="build the clip from this dev photo set (e.g. plates_ro) instead")
+    parser.add_argument("--hold", type=int, default=30, help="with --photos: frames per photo")
+    parser.add_argument(
+        "--plate-every", type=int, nargs="+", default=[1], help="plates on every N-th key frame"
+    )
     parser.add_argument("--frames", type=int, default=400)
     parser.add_argument("--label", choices=["face", "plate"], default="face")
     parser.add_argument("--pan", type=int, default=0, help="simulated camera pan: frames per round trip")
@@ -119,34 +155,37 @@ def main() -> None:
     parser.add_argument("--tmp", type=Path, default=Path("/tmp/veil-bench"))
     args = parser.parse_args()
     args.tmp.mkdir(parents=True, exist_ok=True)
-    name = f"{args.clips[0].stem}-{len(args.clips)}-{args.frames}-pan{args.pan}"
+    if args.photos:
+        name = f"{args.photos}-hold{args.hold}-{args.frames}-pan{args.pan}"
+    else:
+        name = f"{args.clips[0].stem}-{len(args.clips)}-{args.frames}-pan{args.pan}"
     clip = args.tmp / f"cov-{name}.mp4"
-    if not clip.exists():
+    if not clip.exists() and args.photos:
+        build_photo_clip(args.photos, args.frames, args.hold, args.pan, clip)
+    elif not clip.exists():
         build_clip(args.clips, args.frames, args.pan, clip)
     cache = args.tmp / f"ref-{name}-{args.label}-{args.confident}.npz"
     ref = reference(clip, args.label, args.frames, args.confident, cache)
-    faces = sum(len(r) for r in ref)
-    print(f"{clip.name}, {len(args.clips)} clips, pan period {args.pan} frames: ", end="")
-    print(f"{len(ref)} frames, {faces} confident faces\n")
-    print("| stride | face max side | coverage | covered / reference | boxes out | detect-only s |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    confident = sum(len(r) for r in ref)
+    print(
+        f"{clip.name}, pan period {args.pan} frames: {len(ref)} frames, {confident} confident {args.label}s\n"
+    )
+    print("| stride | plates every | max side | coverage | covered / reference | boxes out | detect-only s |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    config = DetectorConfig(device="cpu", purpose="video")
     for side in args.face_sides:
-        config = DetectorConfig(device="cpu", purpose="video")
-        detector: Detector = (
-            CenterFaceDetector(config, max_side=side or None)
-            if args.label == "face"
-            else PlateDetector(config, max_side=side or None)
-        )
-        for stride in args.strides:
+        face = CenterFaceDetector(config, max_side=side if side and args.label == "face" else None)
+        plate = plate_detector(config, max_side=side if side and args.label == "plate" else None)
+        detectors: list[Detector] = [face, plate]
+        for stride, plate_every in itertools.product(args.strides, args.plate_every):
+            options = VideoOptions(detect_every=stride or None, key_frames_by_label={"plate": plate_every})
             start = time.perf_counter()
-            report = anonymize_video(
-                clip, None, [detector], DEFAULT_STYLES, VideoOptions(detect_every=stride or None)
-            )
+            report = anonymize_video(clip, None, detectors, DEFAULT_STYLES, options)
             elapsed = time.perf_counter() - start
-            share, hits, total = coverage(ref, report)
-            boxes = sum(len(f.detections) for f in report.frames)
-            row = f"| {stride or 'auto'} | {side or 'default'} | {share:.3f} | {hits} / {total} | {boxes} |"
-            print(f"{row} {elapsed:.1f} |", flush=True)
+            share, hits, total = coverage(ref, report, args.label)
+            boxes = sum(len(f.detections.with_labels(frozenset({args.label}))) for f in report.frames)
+            row = f"| {stride or 'auto'} | {plate_every} | {side or 'default'} | {share:.3f} |"
+            print(f"{row} {hits} / {total} | {boxes} | {elapsed:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""Video speed on a 1280x720 H.264 clip: plain decode, plain decode + encode, Veil and deface.
+"""Video speed on 1280x720 H.264 clips at 10, 24 and 30 fps: plain decode + encode, Veil and deface.
 
-Makes the clip from a dev video (scaled with PyAV, written under /tmp, never the repo), then times each
-stage in the same run. "Veil default" is what `veil blur CLIP -o OUT` does; the plain transcode uses the same
-encoder settings as Veil's default, so the two are comparable.
+Makes the clips from dev videos (scaled with PyAV, written under /tmp, never the repo): the street video
+(one-by-one-person-detection.mp4) at its own 10 fps and re-timed to 24 fps, and the ASL clips joined (30 fps).
+Then times each stage on each clip in the same run. "Veil default" is what `veil blur CLIP -o OUT` does; the
+plain transcode uses the same encoder settings as Veil's default, so the two are comparable.
 
-    .venv/bin/python bench/video_speed.py --frames 600 [--detect-every 0 6 12] [--no-deface]
+    .venv/bin/python bench/video_speed.py --frames 600 [--plate-every 2 3] [--detect-every 6] [--deface]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -25,16 +27,23 @@ from veil.engine.anonymizer import AnonymizeOptions, Anonymizer
 from veil.engine.detectors.base import DetectorConfig
 from veil.engine.video import VideoOptions
 
-DEV_VIDEO = Path(__file__).resolve().parents[2] / "shared/data/dev/videos/one-by-one-person-detection.mp4"
+DEV_VIDEOS = Path(__file__).resolve().parents[2] / "shared/data/dev/videos"
+STREET = DEV_VIDEOS / "one-by-one-person-detection.mp4"
+# (name, sources, frame rate to write; None keeps the source's)
+CLIPS = [
+    ("street 10 fps", [STREET], None),
+    ("street 24 fps", [STREET], Fraction(24)),
+    ("ASL 30 fps", sorted((DEV_VIDEOS / "asl_gestures").glob("*.mkv")), None),
+]
 SIZE_WH = (1280, 720)
 
 
-def make_clip(sources: list[Path], target: Path, frames: int) -> int:
-    """Scales up to `frames` frames of `sources`, one after another, to 1280x720 H.264 (CRF 18) at the first
-    source's frame rate."""
+def make_clip(sources: list[Path], target: Path, frames: int, rate: Fraction | None = None) -> int:
+    """Scales up to `frames` frames of `sources`, one after another, to 1280x720 H.264 (CRF 18) at `rate`
+    (None: the first source's frame rate)."""
     count = 0
     with av.open(str(sources[0])) as first:
-        rate = first.streams.video[0].average_rate or Fraction(25)
+        rate = rate or first.streams.video[0].average_rate or Fraction(25)
     with av.open(str(target), "w") as dst:
         stream = dst.add_stream("libx264", rate=rate, options={"crf": "18", "preset": "veryfast"})
         stream.width, stream.height, stream.pix_fmt = *SIZE_WH, "yuv420p"
@@ -51,13 +60,6 @@ def make_clip(sources: list[Path], target: Path, frames: int) -> int:
     return count
 
 
-def plain_decode(clip: Path) -> None:
-    with av.open(str(clip)) as src:
-        src.streams.video[0].thread_type = "AUTO"
-        for _ in src.decode(video=0):
-            pass
-
-
 def plain_transcode(clip: Path, out: Path, options: VideoOptions) -> None:
     """Decode and re-encode with Veil's encoder settings, nothing else."""
     with av.open(str(clip)) as src, av.open(str(out), "w") as dst:
@@ -71,14 +73,14 @@ def plain_transcode(clip: Path, out: Path, options: VideoOptions) -> None:
         dst.mux(stream.encode())
 
 
-def timed(label: str, action: Callable[[], object], frames: int) -> None:
-    """Prints wall-clock frames/s and CPU milliseconds per frame (this process and its children)."""
+def timed(action: Callable[[], object], frames: int) -> tuple[float, float]:
+    """Wall-clock frames/s and CPU milliseconds per frame (this process and its children)."""
     start, cpu_start = time.perf_counter(), time.process_time()
     children_start = _children_cpu()
     action()
     elapsed = time.perf_counter() - start
     cpu = time.process_time() - cpu_start + _children_cpu() - children_start
-    print(f"| {label} | {frames / elapsed:.1f} | {cpu * 1000 / frames:.1f} |", flush=True)
+    return frames / elapsed, cpu * 1000 / frames
 
 
 def _children_cpu() -> float:
@@ -86,8 +88,8 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def veil_run(clip: Path, out: Path, names: tuple[str, ...], detect_every: int | None) -> Callable[[], object]:
-    options = AnonymizeOptions(video=VideoOptions(detect_every=detect_every))
+def veil_run(clip: Path, out: Path, names: tuple[str, ...], video: VideoOptions) -> Callable[[], object]:
+    options = AnonymizeOptions(video=video)
     anonymizer = Anonymizer.load(names, DetectorConfig(device="cpu"), options)
     return lambda: anonymizer.process_file(clip, out)
 
@@ -100,33 +102,57 @@ def deface_run(clip: Path, out: Path, extra: list[str]) -> Callable[[], object]:
     return lambda: subprocess.run(command, check=True, capture_output=True)
 
 
+def stages(args: argparse.Namespace, clip: Path, out: Path) -> list[tuple[str, Callable[[], object]]]:
+    """What to time on one clip, in order; the plain transcode comes first (the ratios divide by it)."""
+    base = VideoOptions()
+    rows: list[tuple[str, Callable[[], object]]] = [
+        ("plain decode + encode", lambda: plain_transcode(clip, out, base)),
+        ("Veil default (faces + plates)", veil_run(clip, out, ("face", "plate"), base)),
+        ("Veil, faces only", veil_run(clip, out, ("face",), base)),
+    ]
+    for every in args.plate_every:
+        video = replace(base, key_frames_by_label={"plate": every})
+        rows.append((f"Veil, plates every {every} key frames", veil_run(clip, out, ("face", "plate"), video)))
+    for every in args.detect_every:
+        video = replace(base, detect_every=every)
+        rows.append((f"Veil default, detect every {every}", veil_run(clip, out, ("face", "plate"), video)))
+    if args.deface:
+        rows.append(("deface 1.5.0 default", deface_run(clip, out, [])))
+        rows.append(("deface 1.5.0 --scale 640x360", deface_run(clip, out, ["--scale", "640x360"])))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, nargs="+", default=[DEV_VIDEO], help="joined in order")
-    parser.add_argument("--frames", type=int, default=600, help="frames of the source to use")
-    parser.add_argument("--detect-every", type=int, nargs="*", default=[], help="extra Veil rows; 0 = auto")
-    parser.add_argument("--no-deface", action="store_true")
+    parser.add_argument("--frames", type=int, default=600, help="frames of each clip")
+    parser.add_argument("--plate-every", type=int, nargs="*", default=[], help="extra rows: plates every N")
+    parser.add_argument(
+        "--detect-every", type=int, nargs="*", default=[], help="extra rows: detection stride"
+    )
+    parser.add_argument("--deface", action="store_true", help="also time deface")
     parser.add_argument("--tmp", type=Path, default=Path("/tmp/veil-bench"))
     args = parser.parse_args()
     args.tmp.mkdir(parents=True, exist_ok=True)
-    clip, out = args.tmp / "clip720.mp4", args.tmp / "out.mp4"
-    frames = make_clip(args.source, clip, args.frames)
-    with av.open(str(clip)) as probe:
-        rate = probe.streams.video[0].average_rate
+    out = args.tmp / "out.mp4"
     base = VideoOptions()
-    encoder = f"{base.codec} crf {base.crf} {base.preset}"
-    print(f"clip: {frames} frames, 1280x720, {float(rate or 0):g} fps; encoder {encoder}\n")
-    print("| stage | frames/s | CPU ms/frame |\n| --- | --- | --- |")
-    timed("plain decode", lambda: plain_decode(clip), frames)
-    timed("plain decode + encode", lambda: plain_transcode(clip, out, base), frames)
-    timed("Veil default (faces + plates)", veil_run(clip, out, ("face", "plate"), None), frames)
-    timed("Veil, faces only", veil_run(clip, out, ("face",), None), frames)
-    for every in args.detect_every:
-        label = f"Veil default, detect every {every or 'auto'}"
-        timed(label, veil_run(clip, out, ("face", "plate"), every or None), frames)
-    if not args.no_deface:
-        timed("deface 1.5.0 default", deface_run(clip, out, []), frames)
-        timed("deface 1.5.0 --scale 640x360", deface_run(clip, out, ["--scale", "640x360"]), frames)
+    print(f"1280x720 clips of {args.frames} frames; encoder {base.codec} crf {base.crf} {base.preset}")
+    print("cells: frames/s (speed / plain decode + encode), CPU ms per frame\n")
+    results: dict[str, list[str]] = {}
+    for name, sources, rate in CLIPS:
+        clip = args.tmp / f"speed-{name.replace(' ', '-')}.mp4"
+        frames = make_clip(sources, clip, args.frames, rate)
+        transcode = 0.0
+        for label, action in stages(args, clip, out):
+            fps, cpu_ms = timed(action, frames)
+            transcode = transcode or fps
+            results.setdefault(label, []).append(f"{fps:.1f} ({fps / transcode:.2f}x), {cpu_ms:.0f} ms")
+            print(
+                f"{name}: {label}: {fps:.1f} frames/s, {cpu_ms:.1f} CPU ms/frame", file=sys.stderr, flush=True
+            )
+    print("| stage | " + " | ".join(name for name, _, _ in CLIPS) + " |")
+    print("| --- |" + " --- |" * len(CLIPS))
+    for label, cells in results.items():
+        print(f"| {label} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

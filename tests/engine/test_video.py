@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -277,4 +278,27 @@ def test_costly_label_runs_on_fewer_key_frames_and_stays_covered(tmp_path: Path)
 
     assert face.calls == 7  # key frames 0, 5, ..., 25 and the last, 29
     assert plate.calls == 3  # key frames number 0 and 3 (frames 0 and 15), and the last
+    assert all(sorted(f.detections.label.tolist()) == ["face", "plate"] for f in report.frames)
+
+
+def test_detectors_of_one_key_frame_run_side_by_side(tmp_path: Path) -> None:
+    """GIVEN two detectors that each wait for the other inside detect WHEN a clip is processed THEN both
+    finish: they run at the same time (one after the other, the barrier would time out)."""
+    clip = make_video(tmp_path / "in.mp4", audio=None, frames=10)
+    meeting = threading.Barrier(2, timeout=5)
+
+    def waiting(label: str) -> FakeDetector:
+        def script(_call: int, frame: np.ndarray) -> Detections:
+            meeting.wait()
+            found = find_square(frame)
+            return Detections.from_boxes(found.xyxy, found.confidence, label)
+
+        detector = FakeDetector(script=script)
+        detector.info = DetectorInfo(label, (label,), "scripted", "veil", "MIT", "none")
+        return detector
+
+    face, plate = waiting("face"), waiting("plate")
+    report = anonymize_video(clip.path, None, [face, plate], DEFAULT_STYLES, VideoOptions(detect_every=5))
+
+    assert face.calls == plate.calls == 3
     assert all(sorted(f.detections.label.tolist()) == ["face", "plate"] for f in report.frames)

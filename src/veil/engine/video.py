@@ -17,6 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -374,6 +375,12 @@ class _DetectRun(_Run):
         self.tracker = KeyframeTracker(_tracker_config(self.props, self.stride))
         self.key_frames = 0
 
+    def execute(self) -> Report:
+        # ONNX Runtime releases the GIL, so the detectors of one key frame run side by side.
+        with ThreadPoolExecutor(max(1, len(self.detectors)), thread_name_prefix="veil-detect") as pool:
+            self.pool = pool
+            return super().execute()
+
     def _wants_bgr(self, index: int) -> bool:
         return index % self.stride == 0  # key frames: the detectors need them
 
@@ -403,7 +410,7 @@ class _DetectRun(_Run):
         bgr = bgr if bgr is not None else frame_to_bgr(item.frame)
         upright = np.ascontiguousarray(np.rot90(bgr, self.props.rotation // 90))
         due = self._due_detectors(last=item.index % self.stride != 0)
-        raw = Detections.merge([detector.detect(upright) for detector in due])
+        raw = Detections.merge(list(self.pool.map(lambda detector: detector.detect(upright), due)))
         boxes = self.tracker.update(item.index, raw, {label for d in due for label in d.info.labels})
         for frame, frame_bgr in pending:
             assert key is not None  # frame 0 is always a key frame
