@@ -8,6 +8,7 @@ The networks run once and are cached under --cache, so settings are swept withou
     .venv/bin/python bench/plates_pipeline.py read             # candidates at a loose score, each one read
     .venv/bin/python bench/plates_pipeline.py report           # recall and false boxes per setting, per half
     .venv/bin/python bench/plates_pipeline.py run --parity 1   # the default detector end to end, timed
+    .venv/bin/python bench/plates_pipeline.py speed --every 10 # with and without reading, same photos
 
 `report` prints each setting on the even-numbered photos (sorted by name) of each set, where settings were
 chosen, and on the odd-numbered ones, which were not looked at while choosing. Scoring uses
@@ -32,7 +33,7 @@ import numpy.typing as npt
 from eval_detections import match  # bench/ is on sys.path when this file runs as a script
 from veil.engine.detections import Detections
 from veil.engine.detectors.base import DetectorConfig
-from veil.engine.detectors.plates import plate_detector
+from veil.engine.detectors.plates import PlateCandidates, plate_detector
 from veil.engine.detectors.plates.candidates import LineShape, TextLineFinder, TextLines
 from veil.engine.detectors.plates.outline import PlateOutline
 from veil.engine.media.image import read_image
@@ -322,11 +323,30 @@ def run_default(samples: list[Sample], threads: int, parity: int | None) -> None
         )
 
 
+def compare_speed(samples: list[Sample], threads: int) -> None:
+    """Seconds per photo of the candidates alone (the text network and shape rules: the cost of the detector
+    before issue 9, which ran the same network at the same size) and of the default detector with reading,
+    timed one after the other on each photo (decode excluded)."""
+    config = DetectorConfig(device="cpu")
+    unread, default = PlateCandidates(config, threads=threads), plate_detector(config, threads=threads)
+    spent: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for sample in samples:
+        frame = read_image(DATA / sample.image).frame_bgr
+        start = time.perf_counter()
+        unread.detect(frame)
+        middle = time.perf_counter()
+        default.detect(frame)
+        spent[sample.dataset].append((middle - start, time.perf_counter() - middle))
+    for name, pairs in spent.items():
+        candidates, full = np.mean(pairs, axis=0)
+        print(f"{name}: {len(pairs)} photos, candidates {candidates:.3f} s/photo, with reading {full:.3f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=["maps", "read", "report", "run"])
+    parser.add_argument("command", choices=["maps", "read", "report", "run", "speed"])
     parser.add_argument(
         "--every", type=int, default=1, help="every N-th photo of each set (maps, read, time)"
     )
@@ -340,6 +360,8 @@ def main() -> None:
         make_maps(samples, args.cache, args.threads)
     elif args.command == "read":
         read_candidates(samples, args.cache, args.threads, args.crop)
+    elif args.command == "speed":
+        compare_speed(samples, args.threads)
     elif args.command == "run":
         run_default(samples, args.threads, args.parity)
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +73,20 @@ def test_report_to_json_is_the_text_of_to_dict(tmp_path: Path, anonymizer: veil.
     assert json.loads(text) == document
     indented = report.to_json(indent=2)
     assert indented.startswith('{\n  "schema"') and json.loads(indented) == document
+
+
+def test_detectors_of_a_photo_run_side_by_side() -> None:
+    """GIVEN two detectors that each wait for the other WHEN a frame is detected THEN both answer (one after
+    the other, the barrier would time out) and their boxes are merged."""
+    meeting = threading.Barrier(2, timeout=5)
+
+    def waiting(label: str) -> FakeDetector:
+        def script(_call: int, _frame: np.ndarray) -> Detections:
+            meeting.wait()
+            return Detections.from_boxes([[10, 10, 50, 50]], [0.9], label)
+
+        return FakeDetector(script=script)
+
+    found = veil.Anonymizer([waiting("face"), waiting("plate")]).detect(np.zeros((100, 100, 3), np.uint8))
+
+    assert sorted(found.label.tolist()) == ["face", "plate"]
