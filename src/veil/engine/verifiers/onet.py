@@ -36,8 +36,8 @@ __all__ = [
     "ONET",
     "RNET",
     "MTCNNNet",
+    "MTCNNVerifier",
     "NetSpec",
-    "ONetVerifier",
     "mtcnn_onnx",
     "packaged_weights",
     "read_torch_state",
@@ -66,6 +66,7 @@ class NetSpec:
         convs: (conv, prelu, (pool kernel, pool stride) or None) per convolution block, in order.
         dense: (linear, prelu) hidden layer after the flatten.
         head: the linear layer whose softmax is (not face, face).
+        name: what `veil doctor` calls it.
     """
 
     weights: str
@@ -73,6 +74,7 @@ class NetSpec:
     convs: tuple[tuple[str, str, tuple[int, int] | None], ...]
     dense: tuple[str, str]
     head: str
+    name: str
 
 
 ONET = NetSpec(
@@ -86,6 +88,7 @@ ONET = NetSpec(
     ),
     ("dense5", "prelu5"),
     "dense6_1",
+    "MTCNN O-Net",
 )
 RNET = NetSpec(
     "rnet.pt",
@@ -93,11 +96,12 @@ RNET = NetSpec(
     (("conv1", "prelu1", (3, 2)), ("conv2", "prelu2", (3, 2)), ("conv3", "prelu3", None)),
     ("dense4", "prelu4"),
     "dense5_1",
+    "MTCNN R-Net",
 )
 
 
-class ONetVerifier:
-    """Keeps the face candidates MTCNN's O-Net gives at least `min_face_probability`.
+class MTCNNVerifier:
+    """Keeps the face candidates an MTCNN stage (O-Net or R-Net) gives at least `min_face_probability`.
 
     Args:
         device: "auto", "cpu" or "cuda".
@@ -105,6 +109,7 @@ class ONetVerifier:
         crop_scale: side of the square crop as a multiple of the box's longer side.
         weights_path: a facenet-pytorch O-Net state dict; None uses the installed package's.
         threads: intra-op threads; 0 lets ONNX Runtime choose.
+        net: ONET (48x48 input) or RNET (24x24, five times cheaper).
 
     Raises:
         ModelError: facenet-pytorch or its weights file is missing, or the file cannot be read.
@@ -118,31 +123,33 @@ class ONetVerifier:
         crop_scale: float = 1.0,
         weights_path: Path | None = None,
         threads: int = 0,
+        net: NetSpec = ONET,
     ) -> None:
         self.min_face_probability = min_face_probability
         self.crop_scale = crop_scale
-        self._net = MTCNNNet(ONET, device, weights_path, threads)
+        self.net = net
+        self._net = MTCNNNet(net, device, weights_path, threads)
         self.info = VerifierInfo(
             name="face",
-            model="MTCNN O-Net",
+            model=net.name,
             package=f"{DISTRIBUTION} {_package_version()}",
             license="MIT",
             precision="FP32",
         )
 
     def keep(self, frame_bgr: npt.NDArray[np.uint8], candidates: Detections) -> npt.NDArray[np.bool_]:
-        """(N,) True for each of the N candidates (xyxy, frame pixels) O-Net takes for a face."""
+        """(N,) True for each of the N candidates (xyxy, frame pixels) the network takes for a face."""
         return self.face_probability(frame_bgr, candidates) >= self.min_face_probability
 
     def face_probability(self, frame_bgr: npt.NDArray[np.uint8], candidates: Detections) -> FloatArray:
-        """(N,) O-Net face probability of each candidate's square crop of `frame_bgr` (H, W, 3 BGR)."""
+        """(N,) face probability of each candidate's square crop of `frame_bgr` (H, W, 3 BGR)."""
         return self._net.face_probability(
-            square_crops(frame_bgr, candidates.xyxy, ONET.input_side, self.crop_scale)
+            square_crops(frame_bgr, candidates.xyxy, self.net.input_side, self.crop_scale)
         )
 
 
 class MTCNNNet:
-    """One MTCNN stage opened with ONNX Runtime; see `ONetVerifier` for the arguments."""
+    """One MTCNN stage opened with ONNX Runtime; see `MTCNNVerifier` for the arguments."""
 
     def __init__(self, spec: NetSpec, device: Device, weights_path: Path | None, threads: int) -> None:
         path = weights_path or packaged_weights(spec.weights)
