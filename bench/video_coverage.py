@@ -31,7 +31,7 @@ import numpy.typing as npt
 from veil.engine.boxes import box_area, box_intersection, box_iou
 from veil.engine.detectors.base import Detector, DetectorConfig, load_detector
 from veil.engine.detectors.centerface import CenterFaceDetector
-from veil.engine.detectors.plates import plate_detector
+from veil.engine.detectors.plates import PlateCandidates, plate_detector
 from veil.engine.media.image import read_image
 from veil.engine.redactors.style import DEFAULT_STYLES
 from veil.engine.report import Report
@@ -146,6 +146,7 @@ def main() -> None:
     parser.add_argument(
         "--plate-every", type=int, nargs="+", default=[1], help="plates on every N-th key frame"
     )
+    parser.add_argument("--unread", action="store_true", help="plates: candidates only, no reading")
     parser.add_argument("--frames", type=int, default=400)
     parser.add_argument("--label", choices=["face", "plate"], default="face")
     parser.add_argument("--pan", type=int, default=0, help="simulated camera pan: frames per round trip")
@@ -175,7 +176,8 @@ def main() -> None:
     config = DetectorConfig(device="cpu", purpose="video")
     for side in args.face_sides:
         face = CenterFaceDetector(config, max_side=side if side and args.label == "face" else None)
-        plate = plate_detector(config, max_side=side if side and args.label == "plate" else None)
+        plate_side = side if side and args.label == "plate" else None
+        plate = (PlateCandidates if args.unread else plate_detector)(config, max_side=plate_side)
         detectors: list[Detector] = [face, plate]
         for stride, plate_every in itertools.product(args.strides, args.plate_every):
             options = VideoOptions(detect_every=stride or None, key_frames_by_label={"plate": plate_every})
