@@ -161,7 +161,6 @@ VARIANTS = [
     # Entropy calibration is left out: with onnxruntime's default bins it wrote the MinMax file byte for byte.
     *(Variant(net, "static", True, method="percentile") for net in NETWORKS),
     *(Variant("face", "static", True, method="percentile", float_head=head) for head in (4, 12)),
-    *(Variant("plate", "static", False, float_head=head) for head in (7, 12)),
 ]
 
 
