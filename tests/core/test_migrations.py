@@ -1,7 +1,9 @@
-"""The migrations build exactly the tables the models describe, and step down again."""
+"""The migrations build exactly the tables the models describe, and step down again, on SQLite and on
+PostgreSQL (a private database made for the run)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
+from tests.services import private_postgres
 from veil.core import db
 from veil.core.db import create_db_engine, migrate
 from veil.core.models import Base
@@ -18,9 +21,19 @@ from veil.core.models import Base
 MIGRATIONS = Path(db.__file__).with_name("migrations")
 
 
-def test_the_migrated_schema_matches_the_models(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'veil.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'veil.db'}"
+        return
+    with private_postgres() as postgres_url:
+        yield postgres_url
+
+
+def test_the_migrated_schema_matches_the_models(url: str) -> None:
     migrate(url)
+    migrate(url)  # a second start finds nothing to do
     engine = create_db_engine(url)
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
@@ -38,12 +51,12 @@ def _columns(engine: Engine) -> set[str]:
 @pytest.mark.parametrize(
     ("revision", "gone"),
     [
-        ("0002", {"api_keys.file_root", "expiring_paths.root"}),
-        ("0001", {"uploads", "api_keys.file_root", "expiring_paths.root"}),
+        ("0003", {"leases", "tasks.queue"}),
+        ("0002", {"leases", "tasks.queue", "api_keys.file_root", "expiring_paths.root"}),
+        ("0001", {"leases", "tasks.queue", "uploads", "api_keys.file_root", "expiring_paths.root"}),
     ],
 )
-def test_migrations_step_down(tmp_path: Path, revision: str, gone: set[str]) -> None:
-    url = f"sqlite:///{tmp_path / 'veil.db'}"
+def test_migrations_step_down(url: str, revision: str, gone: set[str]) -> None:
     migrate(url)
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))

@@ -1,7 +1,9 @@
 """Database engine, sessions and migrations.
 
 SQLite (the one-machine default) runs in WAL mode with a busy timeout, so the API and several worker
-processes can write at once; transactions are kept short.
+processes can write at once; transactions are kept short. PostgreSQL (`postgresql+psycopg://`, for
+several machines) gets a connection pool per process, checked before use so that a restarted database
+costs no request.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,16 +24,35 @@ from veil.core.owner_only import create_file
 __all__ = ["create_db_engine", "has_veil_tables", "migrate", "printable_url", "session_scope"]
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
+_MIGRATION_LOCK = 0x7665696C  # "veil": the PostgreSQL advisory lock key migrations take
+
+
+POOL_SIZE = 10
+"""Connections a process keeps open. An API process runs its sync routes on up to 40 threads, each
+holding a connection only for a short transaction; a worker process needs one or two."""
+POOL_OVERFLOW = 20
+"""Extra connections a busy moment may open beyond the pool, closed when returned. With the pool, what
+one process can hold: size PostgreSQL's `max_connections` for (processes x 30) plus room."""
+POOL_RECYCLE_S = 1800
 
 
 def create_db_engine(url: str) -> Engine:
     """An engine for `url`; for SQLite, creates the file owner-only (with its folders) and sets WAL, busy
-    timeout and foreign keys."""
+    timeout and foreign keys. `postgresql://` means the psycopg 3 driver Veil installs."""
     parsed = make_url(url)
     # Statement parameters stay out of error messages, which end up in logs: they hold callback URLs and
     # callback secrets.
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(
+            parsed,
+            pool_pre_ping=True,
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
+            pool_recycle=POOL_RECYCLE_S,
+            hide_parameters=True,
+        )
     if parsed.database and parsed.database != ":memory:":
         create_file(Path(parsed.database))
     engine = create_engine(
@@ -58,6 +79,10 @@ def migrate(url: str) -> None:
     engine = create_db_engine(url)
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Several API processes start at once on several hosts: one migrates, the others wait for
+                # it and then find nothing left to do. Released when the transaction ends.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     finally:

@@ -21,6 +21,7 @@ __all__ = [
     "ApiKey",
     "Base",
     "ExpiringPath",
+    "Lease",
     "StoredFile",
     "Task",
     "Upload",
@@ -116,6 +117,8 @@ class Task(Base):
     parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
     input: Mapped[dict[str, Any]] = mapped_column(default=dict)
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    # The broker queue its messages go to (`veil.core.queue.route`): by media kind and requested device.
+    queue: Mapped[str] = mapped_column(String(16), default="photo", server_default="photo")
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     result: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     error: Mapped[dict[str, Any] | None] = mapped_column(default=None)
@@ -175,4 +178,16 @@ class Upload(Base):
     )
     created_at: Mapped[datetime] = mapped_column(default=utc_now)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Lease(Base):
+    """A named lock that expires: one scheduler runs a periodic job, one request appends to an upload.
+
+    The holder renews it while working; one that died loses it at `expires_at` (`veil.core.leases`)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime] = mapped_column(index=True)
