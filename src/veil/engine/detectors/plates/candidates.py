@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from veil.engine.detectors.base import DetectorConfig
 from veil.engine.detectors.onnx import create_session, packaged_model
+from veil.engine.detectors.quantized import model_for, precision_of
 from veil.engine.errors import ModelError
 
 __all__ = ["MODEL_PACKAGE", "LineShape", "TextLineFinder", "TextLines", "line_geometry", "text_lines"]
@@ -119,12 +120,13 @@ class TextLineFinder:
         shape: LineShape | None = None,
         threads: int = 0,
     ) -> None:
-        model = config.model_path or packaged_model(MODEL_PACKAGE, MODEL_RESOURCE)
+        model = model_for("plate text", config, packaged_model(MODEL_PACKAGE, MODEL_RESOURCE))
         if not model.is_file():
             raise ModelError(f"plate model {model} does not exist")
         self._session = create_session(model, config.device, threads)
         self._input_name: str = self._session.get_inputs()[0].name
         self.provider = str(self._session.get_providers()[0])
+        self.precision = precision_of(self._session)
         self.max_side = max_side
         self.pixel_threshold = pixel_threshold
         self.box_threshold = box_threshold

@@ -77,6 +77,7 @@ class PlateCandidates:
             package=f"{MODEL_PACKAGE} {package_version(MODEL_PACKAGE)}",
             license="Apache-2.0",
             provider=self.lines.provider,
+            precision=self.lines.precision,
         )
 
     def detect(self, frame_bgr: npt.NDArray[np.uint8]) -> Detections:
