@@ -51,10 +51,12 @@ class RecordingQueue:
     """Stands in for the broker: keeps the task ids the API enqueued."""
 
     task_ids: list[str] = field(default_factory=list)
+    queues: list[str] = field(default_factory=list)
     callbacks: list[str] = field(default_factory=list)
 
-    def enqueue(self, task_id: str) -> None:
+    def enqueue(self, task_id: str, queue: str) -> None:
         self.task_ids.append(task_id)
+        self.queues.append(queue)
 
     def enqueue_callback(self, task_id: str) -> None:
         self.callbacks.append(task_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 from typing import Any, get_args
 
 import pytest
@@ -17,6 +18,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.engine.video_factory import make_video
 from tests.helpers import RecordingQueue, noise_image
 from veil.core.db import session_scope
 from veil.core.models import TASK_STATUSES, ApiKey, StoredFile, Task
@@ -119,10 +121,37 @@ def test_a_detect_task_takes_detect_parameters_only(client: TestClient, alice: d
         "detectors",
         "threshold",
         "detect_every",
+        "device",
         "input",
         "callback_url",
     }
     assert list(problem(refused, 422)["errors"]) == ["parameters.draw"]
+
+
+def test_tasks_are_queued_by_media_kind_and_requested_device(
+    client: TestClient, alice: dict[str, str], queue: RecordingQueue, tmp_path: Path
+) -> None:
+    """GIVEN a photo and a video
+    WHEN tasks are submitted on each, with and without `device: "gpu"`, and chained on them
+    THEN each waits in the photo, video or gpu queue, as its row and its message say."""
+    photo = upload_photo(client, alice)
+    clip = make_video(tmp_path / "clip.mp4", frames=5, audio=None)
+    video = client.post("/v1/files", headers=alice, files={"file": ("clip.mp4", clip.path.read_bytes())})
+    cases = [
+        ({"input": photo}, "photo"),
+        ({"input": video.json()["id"]}, "video"),
+        ({"input": photo, "parameters": {"device": "gpu"}}, "gpu"),
+        ({"input": video.json()["id"], "parameters": {"device": "gpu"}}, "gpu"),
+        ({"operation": "detect", "input": video.json()["id"]}, "video"),
+    ]
+    tasks = [submit(client, alice, **body).json() for body, _ in cases]
+    chained = [submit(client, alice, input=task["id"]).json() for task in tasks[2:4]]
+
+    assert [task["queue"] for task in tasks + chained] == [expected for _, expected in cases] + [
+        "photo",
+        "video",
+    ], "a chained task without a device goes by its media kind"
+    assert queue.queues == [task["queue"] for task in tasks + chained]
 
 
 @pytest.mark.parametrize(

@@ -46,6 +46,7 @@ from veil.core.paths import (
     file_id,
     path_parts,
 )
+from veil.core.queue import MediaKind, route
 from veil.core.schemas import TaskError, TaskStatus
 from veil.engine.media.kinds import media_kind
 
@@ -268,10 +269,16 @@ def _store(session: Session, owner: ApiKey, request: FileTaskCreate | DirectoryT
         operation="anonymize",
         input=request.model_dump(mode="json", exclude={"parameters"}, exclude_none=True),
         parameters=request.parameters.model_dump(mode="json"),
+        queue=route(_media_of(request), request.parameters.device),
     )
     session.add(task)
     session.commit()
     return task
+
+
+def _media_of(request: FileTaskCreate | DirectoryTaskCreate) -> MediaKind:
+    """A directory may hold videos: it goes to the video queue, whose workers take long tasks."""
+    return "photo" if isinstance(request, FileTaskCreate) and request.input_image else "video"
 
 
 def create_file_task(session: Session, *, owner: ApiKey, request: FileTaskCreate, file_root: Path) -> Task:

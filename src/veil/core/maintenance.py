@@ -22,7 +22,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 from veil.core.db import session_scope
 from veil.core.models import ExpiringPath, StoredFile, Task, Upload, utc_now
 from veil.core.paths import FileRoot, PathOutsideRootError
-from veil.core.queue import TaskQueue
+from veil.core.queue import Queued, TaskQueue
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage
 from veil.core.tasks import tasks_waiting_on
@@ -59,12 +59,12 @@ def recover_tasks(sessions: sessionmaker[Session], queue: TaskQueue) -> int:
     """Sends every queued task to the workers again, oldest first (at server start, when the broker may
     have lost messages); returns how many."""
     with sessions() as session:
-        task_ids = list(
-            session.scalars(select(Task.id).where(Task.status == "queued").order_by(Task.created_at))
-        )
-    for task_id in task_ids:
-        queue.enqueue(task_id)
-    return len(task_ids)
+        queued = session.execute(
+            select(Task.id, Task.queue).where(Task.status == "queued").order_by(Task.created_at)
+        ).all()
+    for task_id, task_queue in queued:
+        queue.enqueue(task_id, task_queue)
+    return len(queued)
 
 
 def _delete_expired_files(sessions: sessionmaker[Session], storage: LocalStorage, now: datetime) -> int:
@@ -178,13 +178,16 @@ def _requeue_stale_tasks(sessions: sessionmaker[Session], queue: TaskQueue, stal
         "it is not tried again",
     }
     with session_scope(sessions) as session:
-        requeued = session.scalars(
-            update(Task)
-            .where(stale, Task.attempts < MAX_ATTEMPTS)
-            .values(status="queued", heartbeat_at=None, started_at=None, progress=0.0, updated_at=now)
-            .returning(Task.id)
-            .execution_options(synchronize_session=False)
-        ).all()
+        requeued = [
+            Queued(*row)
+            for row in session.execute(
+                update(Task)
+                .where(stale, Task.attempts < MAX_ATTEMPTS)
+                .values(status="queued", heartbeat_at=None, started_at=None, progress=0.0, updated_at=now)
+                .returning(Task.id, Task.queue)
+                .execution_options(synchronize_session=False)
+            )
+        ]
         failed = session.execute(
             update(Task)
             .where(stale, Task.attempts >= MAX_ATTEMPTS)
@@ -193,11 +196,9 @@ def _requeue_stale_tasks(sessions: sessionmaker[Session], queue: TaskQueue, stal
             .execution_options(synchronize_session=False)
         ).all()
         # Tasks chained on a failed one are woken, to fail in turn with a reason of their own.
-        waiting = [
-            waiting_id for task_id, _ in failed for waiting_id in tasks_waiting_on(session, task_id=task_id)
-        ]
-    for task_id in [*requeued, *waiting]:
-        queue.enqueue(task_id)
+        waiting = [waiting for task_id, _ in failed for waiting in tasks_waiting_on(session, task_id=task_id)]
+    for task in [*requeued, *waiting]:
+        queue.enqueue(*task)
     for task_id, callback_url in failed:
         log.warning("task %s failed: its worker stopped %d times", task_id, MAX_ATTEMPTS)
         if callback_url:

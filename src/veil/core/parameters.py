@@ -157,6 +157,11 @@ class DetectParameters(_Strict):
     detect_every: Annotated[int, Field(ge=1, le=300)] | None = Field(
         default=None, description="Video: detect on every N-th frame and track between; default about 0.3 s."
     )
+    device: Literal["any", "gpu"] = Field(
+        default="any",
+        description='"gpu" queues the task for the GPU workers (`veil worker --queues gpu`); "any" for '
+        "whichever worker takes photos or videos.",
+    )
 
     @field_validator("detectors")
     @classmethod

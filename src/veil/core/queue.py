@@ -2,19 +2,62 @@
 
 Messages carry only a task id as JSON (never pickles); the worker loads everything else from the
 database. The worker registers the task functions on the same app (`veil.worker.celery_app`).
+
+Tasks wait in one of three queues, so that each kind of worker takes only what it is for: `photo`
+(short, many), `video` (long) and `gpu` (a task that asked for a GPU with `parameters.device`). A
+task's queue is chosen once, when it is created (`route`), and kept in its row, so that whoever sends
+it again sends it to the same queue. Callback deliveries have a queue of their own that every worker
+takes, as they are short and any worker can make them.
 """
 
 from __future__ import annotations
+
+from typing import Literal, NamedTuple
 
 from celery import Celery
 
 from veil.core.broker import embedded_broker_url
 from veil.core.settings import Settings
 
-__all__ = ["DELIVER_CALLBACK", "RUN_TASK", "TaskQueue", "create_celery"]
+__all__ = [
+    "CALLBACK_QUEUE",
+    "DELIVER_CALLBACK",
+    "GPU_QUEUE",
+    "PHOTO_QUEUE",
+    "RUN_TASK",
+    "TASK_QUEUES",
+    "VIDEO_QUEUE",
+    "MediaKind",
+    "Queued",
+    "TaskQueue",
+    "create_celery",
+    "route",
+]
 
 RUN_TASK = "veil.run_task"
 DELIVER_CALLBACK = "veil.deliver_callback"
+
+PHOTO_QUEUE = "photo"
+VIDEO_QUEUE = "video"
+GPU_QUEUE = "gpu"
+TASK_QUEUES = (PHOTO_QUEUE, VIDEO_QUEUE, GPU_QUEUE)
+CALLBACK_QUEUE = "callbacks"
+
+MediaKind = Literal["photo", "video"]
+
+
+class Queued(NamedTuple):
+    """A task to send again, with the queue it waits in."""
+
+    task_id: str
+    queue: str
+
+
+def route(kind: MediaKind, device: str) -> str:
+    """The queue of a task on `kind` media that asked for `device` ("gpu", or "any" worker)."""
+    if device == "gpu":
+        return GPU_QUEUE
+    return VIDEO_QUEUE if kind == "video" else PHOTO_QUEUE
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -29,6 +72,7 @@ def create_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         task_ignore_result=True,
         task_time_limit=settings.task_time_limit_s,
+        task_default_queue=PHOTO_QUEUE,
         broker_connection_retry_on_startup=True,
         worker_hijack_root_logger=False,
     )
@@ -41,8 +85,9 @@ class TaskQueue:
     def __init__(self, celery: Celery) -> None:
         self.celery = celery
 
-    def enqueue(self, task_id: str) -> None:
-        self.celery.send_task(RUN_TASK, args=[task_id])
+    def enqueue(self, task_id: str, queue: str) -> None:
+        """Sends the task to `queue`, the one in its row (`Task.queue`)."""
+        self.celery.send_task(RUN_TASK, args=[task_id], queue=queue)
 
     def enqueue_callback(self, task_id: str) -> None:
-        self.celery.send_task(DELIVER_CALLBACK, args=[task_id])
+        self.celery.send_task(DELIVER_CALLBACK, args=[task_id], queue=CALLBACK_QUEUE)

@@ -132,6 +132,10 @@ class TaskPublic(BaseModel):
         examples=["street.jpg"],
     )
     status: TaskStatus
+    queue: str = Field(
+        description="The queue it waits in for a worker: photo, video, or gpu (`parameters.device`).",
+        examples=["photo"],
+    )
     progress: float = Field(ge=0.0, le=1.0)
     result: TaskResult | None = Field(description="Set once the task completed.")
     render_document: DocumentSummary | None = Field(

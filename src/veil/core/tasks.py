@@ -19,7 +19,8 @@ from veil.core.errors import ConflictError, InvalidInputError, NotFoundError
 from veil.core.files import file_public, get_file, get_own_file, store_document
 from veil.core.listing import Listing, fetch_page, visible_to
 from veil.core.models import FINAL_STATUSES, ApiKey, StoredFile, Task, utc_now
-from veil.core.parameters import OPERATIONS, RenderParameters
+from veil.core.parameters import OPERATIONS, DetectParameters, RenderParameters
+from veil.core.queue import MediaKind, Queued, route
 from veil.core.schemas import DocumentSummary, TaskCreate, TaskListQuery, TaskPublic, TaskResult, TasksPublic
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage
@@ -92,12 +93,14 @@ def create_task(
         parameters = validated.model_dump(mode="json", exclude={"detections"})
         parameters["detections_file"] = document["file_id"]
         task_input["document"] = document
+    device = validated.device if isinstance(validated, DetectParameters) else "any"
     task = Task(
         owner_id=owner.id,
         api="v1",
         operation=request.operation,
         parameters=parameters,
         input=task_input,
+        queue=route(_media_kind(session, task_input), device),
         callback_url=request.callback_url,
     )
     session.add(task)
@@ -173,11 +176,12 @@ def cancel_task(session: Session, *, owner: ApiKey, task_id: str) -> TaskPublic:
     return describe_task(session, task)
 
 
-def tasks_waiting_on(session: Session, *, task_id: str) -> list[str]:
+def tasks_waiting_on(session: Session, *, task_id: str) -> list[Queued]:
     """The queued tasks chained on `task_id`'s output. Whoever ends `task_id` (the worker that completes or
     fails it, the request that cancels it) enqueues them, so they run, or fail, once their input is final."""
     chained = Task.input["task"].as_string() == task_id
-    return list(session.scalars(select(Task.id).where(chained, Task.status == "queued")))
+    rows = session.execute(select(Task.id, Task.queue).where(chained, Task.status == "queued"))
+    return [Queued(task_id, queue) for task_id, queue in rows]
 
 
 def describe_task(session: Session, task: Task) -> TaskPublic:
@@ -227,6 +231,7 @@ def _public(task: Task, generated: list[StoredFile] | None) -> TaskPublic:
             },
             "input_name": task.input.get("name"),
             "status": task.status,
+            "queue": task.queue,
             "progress": task.progress,
             "result": result,
             "render_document": task.input.get("document"),
@@ -316,6 +321,21 @@ def _resolve_input(session: Session, *, owner: ApiKey, input_id: str) -> dict[st
         raise ConflictError(f"The output media of task {input_id} has expired or was deleted.")
     upstream_name = upstream.input.get("name")
     return {"task": input_id} if upstream_name is None else {"task": input_id, "name": upstream_name}
+
+
+def _media_kind(session: Session, task_input: dict[str, Any]) -> MediaKind:
+    """Photo or video: the input file's type; for a chained task, that of its input task's output once
+    made, else of that task's own input (a file of a queued or running task is never expired)."""
+    file_id = task_input.get("file")
+    while file_id is None:
+        upstream_id = task_input["task"]
+        output = find_output_media(session, task_id=upstream_id)
+        if output is not None:
+            return "video" if output.media_type.startswith("video/") else "photo"
+        task_input = session.get_one(Task, upstream_id).input
+        file_id = task_input.get("file")
+    record = session.get(StoredFile, file_id)
+    return "video" if record is not None and record.media_type.startswith("video/") else "photo"
 
 
 def _visible(owner: ApiKey) -> list[ColumnElement[bool]]:

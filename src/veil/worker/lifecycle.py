@@ -78,6 +78,7 @@ class Claim:
     input: dict[str, Any]
     callback_url: str | None
     attempt: int
+    queue: str
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,7 @@ def claim_task(context: WorkerContext, task_id: str) -> Claim | None:
             input=dict(task.input),
             callback_url=task.callback_url,
             attempt=task.attempts,
+            queue=task.queue,
         )
 
 

@@ -87,7 +87,7 @@ def run_task(context: WorkerContext, task_id: str) -> None:
             finished = _runner(claim)(context, claim, ticker)
     except InputNotReadyError as waiting:
         release_task(context, claim)
-        _enqueue_if_input_ended(context, task_id, waiting.input_task_id)
+        _enqueue_if_input_ended(context, claim, waiting.input_task_id)
         return
     except TaskStopped:
         log.info("task %s: attempt %d stopped (cancelled or taken over)", task_id, claim.attempt)
@@ -103,17 +103,17 @@ def run_task(context: WorkerContext, task_id: str) -> None:
         context.queue.enqueue_callback(task_id)
     with session_scope(context.sessions) as session:
         waiting_ids = tasks_waiting_on(session, task_id=task_id)
-    for waiting_id in waiting_ids:
-        context.queue.enqueue(waiting_id)
+    for waiting_task in waiting_ids:
+        context.queue.enqueue(*waiting_task)
 
 
-def _enqueue_if_input_ended(context: WorkerContext, task_id: str, input_task_id: str) -> None:
+def _enqueue_if_input_ended(context: WorkerContext, claim: Claim, input_task_id: str) -> None:
     """Closes the race where the input ended between the check and the release: its end found this task
     still started and did not wake it, so wake it now."""
     with session_scope(context.sessions) as session:
         status = session.scalar(select(Task.status).where(Task.id == input_task_id))
     if status in FINAL_STATUSES:
-        context.queue.enqueue(task_id)
+        context.queue.enqueue(claim.task_id, claim.queue)
 
 
 def _require_live_key(context: WorkerContext, claim: Claim) -> None:

@@ -27,7 +27,7 @@ def submit_file_task(
 ) -> TaskCreated:
     """Anonymize one photo or video below the file root; poll `GET /api/task/{task_id}`."""
     task = create_file_task(session, owner=key, request=body, file_root=settings.file_root_dir)
-    queue.enqueue(task.id)
+    queue.enqueue(task.id, task.queue)
     return TaskCreated(task_id=task.id)
 
 
@@ -37,7 +37,7 @@ def submit_directory_task(
 ) -> TaskCreated:
     """Anonymize every photo and video below a directory of the file root."""
     task = create_directory_task(session, owner=key, request=body, file_root=settings.file_root_dir)
-    queue.enqueue(task.id)
+    queue.enqueue(task.id, task.queue)
     return TaskCreated(task_id=task.id)
 
 

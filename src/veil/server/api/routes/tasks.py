@@ -45,7 +45,7 @@ def submit_task(
     """Run an operation on a file, or on the output of an anonymize task; poll `GET /v1/tasks/{id}` or give
     a `callback_url`. A render task names its document, uploaded as a file, in `detections_file`."""
     task = create_task(session, owner=key, settings=settings, storage=storage, request=body)
-    queue.enqueue(task.id)  # after the commit, so the worker finds the task
+    queue.enqueue(task.id, task.queue)  # after the commit, so the worker finds the task
     return task
 
 
@@ -79,5 +79,5 @@ def cancel(task_id: str, key: CurrentKey, session: SessionDep, queue: QueueDep) 
     """Cancel a queued or running task; a finished one answers 409."""
     cancelled = cancel_task(session, owner=key, task_id=task_id)
     for waiting in tasks_waiting_on(session, task_id=task_id):
-        queue.enqueue(waiting)
+        queue.enqueue(*waiting)
     return cancelled
