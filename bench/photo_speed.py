@@ -54,8 +54,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--every", type=int, default=10, help="every N-th photo of each set")
     args = parser.parse_args()
-    config = DetectorConfig(device="cpu")
+    config, fp32 = DetectorConfig(device="cpu"), DetectorConfig(device="cpu", int8=False)
     face, plate = load_detector("face", config), load_detector("plate", config)
+    fp32_pair = [load_detector("face", fp32), load_detector("plate", fp32)]
     with ThreadPoolExecutor(2) as pool:
         ways = {
             "faces + plate candidates, in turn (cost before issue 9)": in_turn(
@@ -63,6 +64,7 @@ def main() -> None:
             ),
             "faces + plates, in turn": in_turn([face, plate]),
             "faces + plates, side by side": side_by_side([face, plate], pool),
+            "faces + plates, side by side, FP32 networks": side_by_side(fp32_pair, pool),
         }
         spent: dict[str, dict[str, float]] = {way: defaultdict(float) for way in ways}
         counts: dict[str, int] = defaultdict(int)

@@ -294,10 +294,11 @@ def report(cache: Path, crop: str) -> None:
             )
 
 
-def run_default(samples: list[Sample], threads: int, parity: int | None) -> None:
+def run_default(samples: list[Sample], threads: int, parity: int | None, int8: bool) -> None:
     """The default photo plate detector end to end on the samples (of one index parity, if given): recall
     per set, wider_dev boxes per photo and boxes over 5%, and seconds per photo (decode excluded)."""
-    detector = plate_detector(DetectorConfig(device="cpu"), threads=threads)
+    detector = plate_detector(DetectorConfig(device="cpu", int8=int8), threads=threads)
+    print(f"text network: {detector.info.precision}")
     spent: dict[str, list[float]] = defaultdict(list)
     hits: dict[str, int] = defaultdict(int)
     plates: dict[str, int] = defaultdict(int)
@@ -354,6 +355,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--parity", type=int, choices=[0, 1], help="`run`: only even or odd photos")
     parser.add_argument("--crop", choices=["box", "line", "rotated"], default="line", help="what is read")
+    parser.add_argument("--fp32", action="store_true", help="`run`: the FP32 text network, not the INT8 copy")
     args = parser.parse_args()
     samples = load_samples(args.every)
     if args.command == "maps":
@@ -363,7 +365,7 @@ def main() -> None:
     elif args.command == "speed":
         compare_speed(samples, args.threads)
     elif args.command == "run":
-        run_default(samples, args.threads, args.parity)
+        run_default(samples, args.threads, args.parity, int8=not args.fp32)
     else:
         report(args.cache, args.crop)
 

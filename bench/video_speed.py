@@ -92,11 +92,17 @@ def _children_cpu() -> float:
 
 
 def veil_run(
-    clip: Path, out: Path, names: tuple[str, ...], video: VideoOptions, serial: bool = False
+    clip: Path,
+    out: Path,
+    names: tuple[str, ...],
+    video: VideoOptions,
+    serial: bool = False,
+    int8: bool = True,
 ) -> Callable[[], object]:
-    """`veil blur` on the clip; `serial` runs the detectors one after the other, as before issue 9."""
+    """`veil blur` on the clip; `serial` runs the detectors one after the other, as before issue 9; `int8`
+    False runs the FP32 networks instead of the INT8 copies."""
     options = AnonymizeOptions(video=video)
-    anonymizer = Anonymizer.load(names, DetectorConfig(device="cpu"), options)
+    anonymizer = Anonymizer.load(names, DetectorConfig(device="cpu", int8=int8), options)
     if serial:
         detectors = anonymizer.video_detectors
         anonymizer = Anonymizer(anonymizer.detectors, options, [OneAfterAnother(detectors)])
@@ -130,6 +136,7 @@ def stages(args: argparse.Namespace, clip: Path, out: Path) -> list[tuple[str, C
         ("plain decode + encode", lambda: plain_transcode(clip, out, base)),
         ("Veil default (faces + plates)", veil_run(clip, out, ("face", "plate"), base)),
         ("Veil default, detectors one after the other", veil_run(clip, out, ("face", "plate"), base, True)),
+        ("Veil default, FP32 networks", veil_run(clip, out, ("face", "plate"), base, int8=False)),
         ("Veil, faces only", veil_run(clip, out, ("face",), base)),
     ]
     for every in args.plate_every:
