@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,12 +18,13 @@ from tests.helpers import RecordingQueue
 from tests.photo_factory import png_bomb
 from tests.server.test_files import image_bytes, problem
 from tests.server.test_tasks import detections_document
-from veil.core import uploads
 from veil.core.db import session_scope
+from veil.core.leases import take_lease
 from veil.core.maintenance import run_maintenance
-from veil.core.models import StoredFile, Upload, utc_now
+from veil.core.models import Lease, StoredFile, Upload, utc_now
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage
+from veil.core.upload_lock import LOCK_TTL_S
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OFFSET_STREAM = "application/offset+octet-stream"
@@ -334,18 +336,27 @@ def test_a_dropped_connection_keeps_what_arrived(
     assert client.get(f"/v1/files/{rest.headers['veil-file-id']}/content", headers=alice).content == content
 
 
-def test_a_second_patch_while_one_is_running_is_a_conflict(
-    client: TestClient, alice: dict[str, str], monkeypatch: pytest.MonkeyPatch
+def test_a_second_patch_while_one_is_running_is_a_conflict_until_its_lock_expires(
+    client: TestClient, alice: dict[str, str], sessions: sessionmaker[Session]
 ) -> None:
+    """GIVEN another API process holding the upload's lock (a lease row), as during its PATCH
+    WHEN a PATCH arrives here, and again once that process died and its lock expired
+    THEN the first is a 409 and the second appends; the lock is given up after the request."""
     location = create(client, alice, 100)
-    upload_id = location.rsplit("/", 1)[-1]
-    monkeypatch.setattr(uploads, "_IN_PROGRESS", {upload_id})
+    name = f"upload:{location.rsplit('/', 1)[-1]}"
+    assert take_lease(sessions, name=name, holder="another-process", ttl_s=LOCK_TTL_S)
 
     body = problem(patch(client, alice, location, 0, b"abc"), 409)
+    with session_scope(sessions) as session:
+        session.execute(
+            update(Lease).where(Lease.name == name).values(expires_at=utc_now() - timedelta(seconds=1))
+        )
+    appended = patch(client, alice, location, 0, b"abc")
 
     assert "Another request" in body["detail"]
-    monkeypatch.setattr(uploads, "_IN_PROGRESS", set())
-    assert patch(client, alice, location, 0, b"abc").status_code == 204
+    assert appended.status_code == 204
+    with sessions() as session:
+        assert session.scalar(select(Lease.name).where(Lease.name == name)) is None
 
 
 def test_the_file_of_a_finished_upload_expires_on_its_own(

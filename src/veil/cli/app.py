@@ -17,7 +17,7 @@ from veil.cli.doctor import run_doctor
 from veil.cli.models import models_app
 from veil.cli.progress import BatchProgress, print_summary
 from veil.cli.readable_help import ReadableHelpGroup
-from veil.cli.serve import serve, worker
+from veil.cli.serve import scheduler, serve, worker
 from veil.cli.styles import StyleSpecError, build_styles
 from veil.core.parameters import closest_name
 from veil.engine.anonymizer import DEFAULT_DETECTORS, AnonymizeOptions, Anonymizer
@@ -270,6 +270,7 @@ app.add_typer(models_app, name="models")
 # The task server and its client, listed after the local commands in --help.
 app.command()(serve)
 app.command()(worker)
+app.command()(scheduler)
 app.add_typer(task_app, name="task")
 app.add_typer(apikey_app, name="apikey")
 

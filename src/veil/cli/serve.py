@@ -1,8 +1,11 @@
-"""`veil serve` and `veil worker`: the task server on one machine, and the worker processes it supervises.
+"""`veil serve`, `veil worker` and `veil scheduler`: the task server on one machine, or its three roles
+on as many machines as needed.
 
 `veil serve` brings the database up to date, makes an admin key on a fresh installation, queues again the
 tasks a previous run left queued, starts the workers and restarts any that dies, then serves the API with
-uvicorn in the foreground. SIGINT or SIGTERM stops the API, then the workers.
+uvicorn in the foreground, running the periodic jobs too. SIGINT or SIGTERM stops the API, then the
+workers. `veil serve --role api` only migrates, makes the first key and serves HTTP: any number of them,
+with `veil worker` processes on any hosts and `veil scheduler` for the periodic jobs.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from types import FrameType
 from typing import Annotated
 
@@ -26,19 +30,28 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from veil.cli.installation import announce_installation, require_database
 from veil.cli.logs import configure_logging
+from veil.core.broker import embedded_broker_url
 from veil.core.db import create_db_engine, migrate, session_scope
 from veil.core.keys import create_api_key
 from veil.core.maintenance import recover_tasks
 from veil.core.models import ApiKey
-from veil.core.queue import TaskQueue, create_celery
+from veil.core.queue import CALLBACK_QUEUE, TASK_QUEUES, TaskQueue, create_celery
+from veil.core.scheduler import Scheduler, periodic_jobs
 from veil.core.settings import get_settings
+from veil.core.storage import LocalStorage
 from veil.worker.celery_app import create_worker_app
 
-__all__ = ["WorkerSupervisor", "serve", "worker"]
+__all__ = ["Role", "WorkerSupervisor", "scheduler", "serve", "worker"]
 
 log = logging.getLogger(__name__)
 
-APP_FACTORY = "veil.server.main:create_app"
+
+class Role(StrEnum):
+    all = "all"
+    api = "api"
+
+
+APP_FACTORIES = {Role.all: "veil.server.main:create_app", Role.api: "veil.server.main:create_api_app"}
 STOP_GRACE_S = 10.0
 """How long a worker may take to finish its shutdown before it is killed; tasks are acknowledged only
 when done, so a killed worker's task runs again elsewhere."""
@@ -157,8 +170,9 @@ def _announce_admin_key(secret: str) -> None:
     )
 
 
-def _prepare_database(database_url: str, broker_queue: TaskQueue) -> None:
-    """Migrates, makes the first admin key if needed, and queues again tasks left queued."""
+def _prepare_database(database_url: str, broker_queue: TaskQueue | None) -> None:
+    """Migrates, makes the first admin key if needed, and queues again tasks left queued (unless
+    `broker_queue` is None: an API process among several leaves that to the scheduler)."""
     migrate(database_url)
     engine = create_db_engine(database_url)
     try:
@@ -166,8 +180,9 @@ def _prepare_database(database_url: str, broker_queue: TaskQueue) -> None:
         secret = _bootstrap_admin_key(sessions)
         if secret is not None:
             _announce_admin_key(secret)
-        requeued = recover_tasks(sessions, broker_queue)
-        log.info("queued tasks recovered", extra={"count": requeued})
+        if broker_queue is not None:
+            requeued = recover_tasks(sessions, broker_queue)
+            log.info("queued tasks recovered", extra={"count": requeued})
     finally:
         engine.dispose()
 
@@ -203,21 +218,34 @@ def serve(
         int | None,
         typer.Option(metavar="N", help="Worker processes to start (default: VEIL_WORKERS, else 1).", min=0),
     ] = None,
+    role: Annotated[
+        Role,
+        typer.Option(
+            help="all: API, workers and periodic jobs on this machine. api: HTTP only, for several "
+            "machines (run `veil worker` and `veil scheduler` beside it)."
+        ),
+    ] = Role.all,
 ) -> None:
     """Run the task server: HTTP API in the foreground, plus supervised worker processes."""
     configure_logging()
     settings = get_settings()
     announce_installation(settings)
+    if role is Role.api and workers:
+        raise typer.BadParameter(
+            "an API process starts no workers; run `veil worker`", param_hint="--workers"
+        )
     force = threading.Event()
     _install_stop_handlers(force)
     count = settings.workers if workers is None else workers
     command = [sys.executable, "-m", "veil.cli.app", "worker", "--parent-pid", str(os.getpid())]
-    supervisor = WorkerSupervisor(count, command)
+    supervisor = WorkerSupervisor(0 if role is Role.api else count, command)
     try:
-        _prepare_database(settings.database_url, TaskQueue(create_celery(settings)))
+        _prepare_database(
+            settings.database_url, TaskQueue(create_celery(settings)) if role is Role.all else None
+        )
         supervisor.start()
         config = uvicorn.Config(
-            APP_FACTORY,
+            APP_FACTORIES[role],
             factory=True,
             host=host or settings.host,
             port=settings.port if port is None else port,
@@ -244,32 +272,80 @@ def _stop_when_orphaned(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def _queue_names(value: str) -> list[str]:
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(TASK_QUEUES))
+    if not names or unknown:
+        raise typer.BadParameter(
+            f"name queues among {', '.join(TASK_QUEUES)}, separated by commas"
+            + (f"; not {', '.join(unknown)}" if unknown else ""),
+            param_hint="--queues",
+        )
+    return list(dict.fromkeys(names))
+
+
 def worker(
     concurrency: Annotated[
         int, typer.Option(metavar="N", min=1, help="Tasks run at once, each in a child process.")
     ] = 1,
+    queues: Annotated[
+        str,
+        typer.Option(
+            metavar="NAMES",
+            help="The queues to take tasks from, among photo, video and gpu; callbacks are always taken.",
+        ),
+    ] = ",".join(TASK_QUEUES),
     parent_pid: Annotated[int | None, typer.Option(hidden=True)] = None,
 ) -> None:
-    """Run a worker in the foreground: it takes tasks from the broker and runs them."""
+    """Run a worker in the foreground: it takes tasks from the broker and runs them. It needs only the
+    database, broker and storage settings, so it can run on any host."""
     configure_logging()
     settings = get_settings()
+    names = _queue_names(queues)
     if parent_pid is None:
         announce_installation(settings)  # `veil serve` said it already for the workers it starts
         require_database(settings)  # and made the database first
     else:
         _stop_when_orphaned(parent_pid)
+    embedded = embedded_broker_url(settings.broker_url) != settings.broker_url
     create_worker_app(settings).worker_main(
         [
             "worker",
             # prefork even for one task at a time: only a child process can be stopped at the time limit.
             "--pool=prefork",
             f"--concurrency={concurrency}",
-            # The SQLAlchemy broker has no fanout exchange, which these three need.
+            f"--queues={','.join([*names, CALLBACK_QUEUE])}",
+            # The SQLAlchemy broker has no fanout exchange, which gossip, mingle and heartbeat need; on
+            # other brokers the heartbeat shows the worker in Flower, and gossip and mingle are not used.
             "--without-gossip",
             "--without-mingle",
-            "--without-heartbeat",
+            *(["--without-heartbeat"] if embedded else ["--task-events"]),
             "--loglevel=INFO",
             "-n",
             f"veil-worker-{os.getpid()}@%h",
         ]
     )
+
+
+def scheduler() -> None:
+    """Run the periodic jobs in the foreground: expiry and clean-up, queueing again the tasks of dead
+    workers, and sending again what the broker lost. Two or more may run (on several hosts): each job
+    still runs once per interval (VEIL_CLEANUP_INTERVAL_S)."""
+    configure_logging()
+    settings = get_settings()
+    announce_installation(settings)
+    require_database(settings)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda _signum, _frame: stop.set())
+    engine = create_db_engine(settings.database_url)
+    try:
+        sessions = sessionmaker(engine, expire_on_commit=False)
+        jobs = periodic_jobs(
+            sessions, LocalStorage(settings.storage_dir), TaskQueue(create_celery(settings)), settings
+        )
+        log.info("scheduler started", extra={"interval_s": settings.cleanup_interval_s})
+        Scheduler(sessions, jobs, interval_s=settings.cleanup_interval_s).run_until(stop)
+    finally:
+        engine.dispose()
+    log.info("scheduler stopped")

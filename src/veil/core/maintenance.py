@@ -1,9 +1,11 @@
-"""Periodic upkeep the server runs: delete what expired, and queue again tasks whose worker died.
+"""Periodic upkeep the scheduler runs: delete what expired, queue again tasks whose worker died, and send
+again messages the broker lost.
 
 A task's message may be lost with the worker that held it (the embedded broker forgets a message once a
-worker has taken it), so the database is what says which tasks still need running: `started` tasks with
-a stale heartbeat are queued again, and at server start every `queued` task is sent again. A worker's
-claim makes duplicate messages harmless.
+worker has taken it), or with the broker itself (Redis keeps nothing on disk), so the database is what says
+which tasks still need running: `started` tasks with a stale heartbeat are queued again, at server start
+every `queued` task is sent again, and a queue holding fewer messages than it has queued tasks gets the
+long-waiting ones sent again. A worker's claim makes duplicate messages harmless.
 """
 
 from __future__ import annotations
@@ -16,18 +18,18 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, or_, select, update
-from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased, sessionmaker
 
 from veil.core.db import session_scope
-from veil.core.models import ExpiringPath, StoredFile, Task, Upload, utc_now
+from veil.core.models import FINAL_STATUSES, ExpiringPath, StoredFile, Task, Upload, utc_now
 from veil.core.paths import FileRoot, PathOutsideRootError
-from veil.core.queue import Queued, TaskQueue
+from veil.core.queue import MAX_RETRY_DELAY_S, TASK_QUEUES, Queued, TaskQueue
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage
 from veil.core.tasks import tasks_waiting_on
 
-__all__ = ["MAX_ATTEMPTS", "recover_tasks", "run_maintenance"]
+__all__ = ["MAX_ATTEMPTS", "recover_tasks", "resend_lost_messages", "run_maintenance"]
 
 MAX_ATTEMPTS = 3
 """A task whose worker died this many times is failed instead of queued again: its input may be what
@@ -65,6 +67,69 @@ def recover_tasks(sessions: sessionmaker[Session], queue: TaskQueue) -> int:
     for task_id, task_queue in queued:
         queue.enqueue(task_id, task_queue)
     return len(queued)
+
+
+def resend_lost_messages(sessions: sessionmaker[Session], queue: TaskQueue, settings: Settings) -> int:
+    """Sends again the tasks and callbacks whose message the broker seems to have lost; returns how many.
+
+    A queue that holds fewer messages than it has queued tasks lost some (a worker's claim follows the
+    message it takes within moments, and a task waiting on its input task has no message): its tasks
+    queued for longer than `settings.lost_message_s` are sent again, which a claim makes harmless for
+    those whose message was not lost. A callback is sent again when its delivery should have been made
+    or tried again by now.
+    """
+    waited_since = utc_now() - timedelta(seconds=settings.lost_message_s)
+    resent = 0
+    for name in TASK_QUEUES:
+        task_ids = _lost_task_ids(sessions, queue, name, waited_since)
+        for task_id in task_ids:
+            queue.enqueue(task_id, name)
+        resent += len(task_ids)
+    for task_id, attempt in _lost_callbacks(sessions, waited_since):
+        queue.enqueue_callback(task_id, attempt=attempt)
+        resent += 1
+    if resent:
+        log.warning("maintenance: %d messages the broker lost sent again", resent)
+    return resent
+
+
+def _lost_task_ids(
+    sessions: sessionmaker[Session], queue: TaskQueue, name: str, waited_since: datetime
+) -> list[str]:
+    upstream = aliased(Task)
+    input_task = Task.input["task"].as_string()
+    has_message = or_(
+        input_task.is_(None), input_task.in_(select(upstream.id).where(upstream.status.in_(FINAL_STATUSES)))
+    )
+    queued = [Task.status == "queued", Task.queue == name, has_message]
+    with sessions() as session:
+        expected = session.scalar(select(func.count()).select_from(Task).where(*queued)) or 0
+        if not expected or queue.messages_waiting(name) >= expected:
+            return []
+        return list(
+            session.scalars(
+                select(Task.id).where(*queued, Task.updated_at < waited_since).order_by(Task.created_at)
+            )
+        )
+
+
+def _lost_callbacks(sessions: sessionmaker[Session], waited_since: datetime) -> list[tuple[str, int]]:
+    """(task id, next attempt) of finished tasks whose callback was never tried, or is retrying and
+    overdue by more than the longest delay between attempts, among the tasks finished in the last day."""
+    delivery = Task.callback_delivery
+    never_tried = and_(delivery.is_(None), Task.finished_at < waited_since)
+    overdue = and_(
+        delivery["state"].as_string() == "retrying",
+        delivery["at"].as_string() < (waited_since - timedelta(seconds=MAX_RETRY_DELAY_S)).isoformat(),
+    )
+    query = select(Task.id, delivery).where(
+        Task.callback_url.is_not(None),
+        Task.status.in_(FINAL_STATUSES),
+        Task.finished_at > utc_now() - timedelta(days=1),
+        or_(never_tried, overdue),
+    )
+    with sessions() as session:
+        return [(task_id, (record or {}).get("attempts", 0)) for task_id, record in session.execute(query)]
 
 
 def _delete_expired_files(sessions: sessionmaker[Session], storage: LocalStorage, now: datetime) -> int:

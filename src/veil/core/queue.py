@@ -12,6 +12,7 @@ takes, as they are short and any worker can make them.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal, NamedTuple
 
 from celery import Celery
@@ -23,6 +24,7 @@ __all__ = [
     "CALLBACK_QUEUE",
     "DELIVER_CALLBACK",
     "GPU_QUEUE",
+    "MAX_RETRY_DELAY_S",
     "PHOTO_QUEUE",
     "RUN_TASK",
     "TASK_QUEUES",
@@ -42,6 +44,9 @@ VIDEO_QUEUE = "video"
 GPU_QUEUE = "gpu"
 TASK_QUEUES = (PHOTO_QUEUE, VIDEO_QUEUE, GPU_QUEUE)
 CALLBACK_QUEUE = "callbacks"
+
+MAX_RETRY_DELAY_S = 600.0
+"""The longest wait between two attempts at a callback."""
 
 MediaKind = Literal["photo", "video"]
 
@@ -89,5 +94,20 @@ class TaskQueue:
         """Sends the task to `queue`, the one in its row (`Task.queue`)."""
         self.celery.send_task(RUN_TASK, args=[task_id], queue=queue)
 
-    def enqueue_callback(self, task_id: str) -> None:
-        self.celery.send_task(DELIVER_CALLBACK, args=[task_id], queue=CALLBACK_QUEUE)
+    def enqueue_callback(self, task_id: str, *, attempt: int = 0) -> None:
+        """Sends delivery attempt `attempt` (0 = the first) of the task's callback."""
+        kwargs = {"attempt": attempt} if attempt else {}
+        self.celery.send_task(DELIVER_CALLBACK, args=[task_id], kwargs=kwargs, queue=CALLBACK_QUEUE)
+
+    def messages_waiting(self, queue: str) -> int:
+        """How many messages `queue` holds that no worker has taken yet (0 for a queue never made)."""
+        with self.celery.connection_for_write() as connection:
+            channel = connection.channel()
+            try:
+                _, count, _ = channel.queue_declare(queue=queue, passive=True)
+            except connection.channel_errors:  # no such queue: nothing was ever sent to it
+                return 0
+            finally:
+                with contextlib.suppress(*connection.connection_errors, *connection.channel_errors):
+                    channel.close()
+            return int(count)

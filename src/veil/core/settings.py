@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         callback_timeout_s, callback_retries: per attempt, and how many attempts after the first.
         task_time_limit_s: a task running longer than this is stopped and failed.
         stale_task_s: a started task whose worker sent no heartbeat for this long is queued again.
+        lost_message_s: a queued task (or a callback) whose message the broker no longer holds, as a
+            restarted Redis loses them, is sent again once it has waited this long.
+        flower_basic_auth: `user:password` (several separated by commas) that `veil flower` asks for;
+            needed to listen on anything but loopback.
+        flower_url: where people reach Flower; the manager links to it for admin keys.
     """
 
     model_config = SettingsConfigDict(env_prefix="VEIL_", extra="ignore")
@@ -67,6 +72,9 @@ class Settings(BaseSettings):
     callback_retries: int = Field(default=5, ge=0)
     task_time_limit_s: int = Field(default=6 * 3600, gt=0)
     stale_task_s: float = Field(default=60.0, gt=0)
+    lost_message_s: float = Field(default=300.0, gt=0)
+    flower_basic_auth: SecretStr | None = None
+    flower_url: str | None = None
 
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:

@@ -32,6 +32,7 @@ from veil.core.probe import SNIFF_BYTES, sniff_media_type
 from veil.core.schemas import FilePublic
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage, UploadTooLargeError
+from veil.core.upload_lock import upload_lock
 
 __all__ = [
     "AppendResult",
@@ -42,10 +43,6 @@ __all__ = [
     "get_upload",
     "parse_upload_metadata",
 ]
-
-_IN_PROGRESS: set[str] = set()
-"""Uploads a request of this process is appending to; a second PATCH at the same time is refused."""
-
 
 class UploadPublic(BaseModel):
     """A resumable upload: bytes received so far of the announced length, and the file once complete."""
@@ -164,11 +161,8 @@ async def append_to_upload(
         UploadTooLargeError: also a complete render document over its limit (deleted the same way).
         StorageFullError: the disk is full (nothing of the chunks is kept).
     """
-    # Taken before the offset is read, so two requests of this process never both append at one offset.
-    if upload_id in _IN_PROGRESS:
-        raise ConflictError(f"Another request is sending bytes of upload {upload_id}; wait for it.")
-    _IN_PROGRESS.add(upload_id)
-    try:
+    # Taken before the offset is read, so two requests (of any API process) never append at one offset.
+    async with upload_lock(session.get_bind(), upload_id):
         upload = await asyncio.to_thread(_get_and_release, session, owner=owner, upload_id=upload_id)
         if upload.offset >= upload.length:
             raise ConflictError(f"Upload {upload_id} is complete; nothing more can be sent.")
@@ -183,8 +177,6 @@ async def append_to_upload(
             _commit_bytes, session, storage=storage, settings=settings, owner=owner, upload=upload,
             previous=offset, written=written,
         )  # fmt: skip
-    finally:
-        _IN_PROGRESS.discard(upload_id)
 
 
 def _get_and_release(session: Session, *, owner: ApiKey, upload_id: str) -> Upload:

@@ -1,10 +1,13 @@
-"""The FastAPI application: `create_app()` wires settings, database, storage, queue and routes."""
+"""The FastAPI application: `create_app()` wires settings, database, storage, queue and routes.
+
+`create_app()` is the one-machine server, which also runs the periodic jobs; `create_api_app()` serves
+HTTP only (`veil serve --role api`), leaving those jobs to `veil scheduler`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import version
@@ -17,8 +20,8 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import sessionmaker
 
 from veil.core.db import create_db_engine, migrate
-from veil.core.maintenance import run_maintenance
 from veil.core.queue import TaskQueue, create_celery
+from veil.core.scheduler import Scheduler, periodic_jobs
 from veil.core.settings import Settings, get_settings
 from veil.core.storage import LocalStorage
 from veil.server.api.deps import RateLimiter
@@ -37,17 +40,22 @@ from veil.server.body_limit import BodyLimitMiddleware, document_body_limit
 from veil.server.docs import install_docs
 from veil.server.problems import Problem, install_problem_handlers
 
-__all__ = ["create_app"]
-
-log = logging.getLogger(__name__)
+__all__ = ["create_api_app", "create_app"]
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 """The manager web app (package data): `/` serves its index.html, `/app/...` the rest."""
 
 
-def create_app(settings: Settings | None = None, queue: TaskQueue | None = None) -> FastAPI:
+def create_api_app() -> FastAPI:
+    """The API for the environment's settings, without the periodic jobs."""
+    return create_app(run_jobs=False)
+
+
+def create_app(
+    settings: Settings | None = None, queue: TaskQueue | None = None, *, run_jobs: bool = True
+) -> FastAPI:
     """The API for `settings` (default: from the environment). `queue` replaces the Celery broker, for tests
-    that check what was enqueued."""
+    that check what was enqueued. `run_jobs`: run expiry, requeue and re-sending in this process."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -59,13 +67,14 @@ def create_app(settings: Settings | None = None, queue: TaskQueue | None = None)
         app.state.storage = LocalStorage(settings.storage_dir)
         app.state.queue = queue or TaskQueue(create_celery(settings))
         app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.rate_limit_storage)
-        maintenance = asyncio.create_task(_maintain(app))
+        stop = threading.Event()
+        jobs = asyncio.create_task(_run_periodic_jobs(app, stop)) if run_jobs else None
         try:
             yield
         finally:
-            maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await maintenance
+            stop.set()
+            if jobs is not None:
+                await jobs
             engine.dispose()
 
     app = FastAPI(
@@ -111,14 +120,9 @@ def _serve_web_app(app: FastAPI) -> None:
     app.mount("/app", StaticFiles(directory=WEB_DIR, check_dir=False), name="app")
 
 
-async def _maintain(app: FastAPI) -> None:
-    """Every `cleanup_interval_s`: delete what expired and queue again tasks whose worker died."""
+async def _run_periodic_jobs(app: FastAPI, stop: threading.Event) -> None:
+    """The scheduler's loop, in a thread of this process until `stop` is set."""
     settings: Settings = app.state.settings
-    while True:
-        try:
-            await asyncio.to_thread(
-                run_maintenance, app.state.sessions, app.state.storage, app.state.queue, settings
-            )
-        except Exception:
-            log.exception("maintenance pass failed; trying again at the next interval")
-        await asyncio.sleep(settings.cleanup_interval_s)
+    jobs = periodic_jobs(app.state.sessions, app.state.storage, app.state.queue, settings)
+    scheduler = Scheduler(app.state.sessions, jobs, interval_s=settings.cleanup_interval_s)
+    await asyncio.to_thread(scheduler.run_until, stop)

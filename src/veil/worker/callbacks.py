@@ -25,6 +25,7 @@ from sqlalchemy import update
 from veil.core.db import session_scope
 from veil.core.errors import InvalidInputError
 from veil.core.models import ApiKey, Task, utc_now
+from veil.core.queue import MAX_RETRY_DELAY_S
 from veil.core.tasks import describe_task
 from veil.core.urls import check_public_url
 from veil.worker.context import WorkerContext
@@ -34,7 +35,6 @@ __all__ = ["SIGNATURE_HEADER", "deliver_callback", "retry_delay_s", "sign"]
 SIGNATURE_HEADER = "X-Veil-Signature"
 
 _FIRST_DELAY_S = 2.0
-_MAX_DELAY_S = 600.0
 # Besides 5xx: "request timeout" and "too many requests" say the receiver may take it later.
 _RETRY_STATUSES = frozenset({408, 429})
 
@@ -60,7 +60,7 @@ def sign(body: bytes, secret: str, sent_at: int) -> str:
 def retry_delay_s(attempt: int) -> float:
     """Seconds to wait after failed attempt `attempt` (0 = the first): doubling from 2 s up to 10 min,
     with jitter so receivers that come back are not hit by every retry at once."""
-    delay = min(_MAX_DELAY_S, _FIRST_DELAY_S * 2**attempt)
+    delay = min(MAX_RETRY_DELAY_S, _FIRST_DELAY_S * 2**attempt)
     return random.uniform(delay / 2, delay)
 
 

@@ -44,8 +44,9 @@ def create_worker_app(settings: Settings) -> Celery:
     def run(task: Any, task_id: str) -> None:
         run_task(contexts.get(), task_id)
 
-    def deliver(task: Any, task_id: str) -> None:
-        delay = deliver_callback(contexts.get(), task_id, attempt=task.request.retries)
+    def deliver(task: Any, task_id: str, attempt: int = 0) -> None:
+        # `attempt`: where a delivery the scheduler sent again (its message was lost) carries on from.
+        delay = deliver_callback(contexts.get(), task_id, attempt=attempt + task.request.retries)
         if delay is not None:
             raise task.retry(countdown=delay, max_retries=None)
 
