@@ -77,6 +77,7 @@ def make_video(
     rotation: int = 0,
     subtitles: bool = False,
     codec: str = "libx264",
+    gop: int | None = None,
 ) -> Clip:
     """Writes a 320x240 clip (upright size; coded 240x320 when `rotation` is 90 or 270).
 
@@ -88,6 +89,7 @@ def make_video(
         rotation: display rotation stored in the file, degrees counter-clockwise (PyAV's convention).
         subtitles: add a SubRip stream with two cues (Matroska only).
         codec: video encoder.
+        gop: frames from one key frame to the next; None keeps the encoder's default (x264: 250).
     """
     pts_ms = _pts_ms(frames, fps, vfr)
     with av.open(str(path), "w") as container:
@@ -95,6 +97,8 @@ def make_video(
         turns = rotation // 90
         video.width, video.height = (240, 320) if turns % 2 else (320, 240)
         video.pix_fmt = "yuv420p"
+        if gop is not None:
+            video.codec_context.gop_size = gop
         # AVI stores no timestamps, only a frame rate, so its clips count frames; the others use milliseconds.
         time_base = Fraction(1, fps) if path.suffix == ".avi" else Fraction(1, 1000)
         video.codec_context.time_base = video.time_base = time_base

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 from veil.engine.detections import Detections
 
 __all__ = ["SCHEMA", "FrameDetections", "MediaInfo", "Report"]
@@ -65,6 +67,20 @@ class Report:
         separators = (",", ":") if indent is None else None
         return json.dumps(self.to_dict(), indent=indent, separators=separators)
 
+    @classmethod
+    def from_dict(cls, document: dict[str, Any]) -> Report:
+        """The report a `to_dict` document describes (boxes and scores as rounded there).
+
+        Raises:
+            KeyError, TypeError, ValueError: `document` is not a `veil.detections/1` document.
+        """
+        if document.get("schema") != SCHEMA:
+            raise ValueError(f"not a {SCHEMA} document")
+        report = cls(MediaInfo(**document["media"]))
+        for frame in document["frames"]:
+            report.add(frame["index"], frame["time"], _detections_from_json(frame["detections"]))
+        return report
+
 
 def _frame_json(frame: FrameDetections) -> dict[str, Any]:
     d = frame.detections
@@ -79,3 +95,15 @@ def _frame_json(frame: FrameDetections) -> dict[str, Any]:
         for i in range(len(d))
     ]
     return {"index": frame.index, "time": round(frame.time, 6), "detections": boxes}
+
+
+def _detections_from_json(boxes: list[dict[str, Any]]) -> Detections:
+    if not boxes:
+        return Detections.empty()
+    return Detections(
+        np.array([b["box"] for b in boxes], np.float32),
+        np.array([b["score"] for b in boxes], np.float32),
+        np.array([b["label"] for b in boxes]),
+        np.array([-1 if b["track_id"] is None else b["track_id"] for b in boxes], np.int64),
+        np.array([b["source"] for b in boxes]),
+    )

@@ -7,6 +7,10 @@ runs the detectors (ONNX Runtime releases it too) and the tracker, and a writer 
 frames between wait in a small look-ahead buffer until the next key frame is detected, then get boxes moved
 linearly between the two (see `veil.engine.tracking`).
 
+A `FrameRange` runs the pipeline on one segment of a longer video (`veil.engine.segments`): detection keeps
+to the whole video's grid of key frames, so a segment's boxes are those a single run would choose, given
+enough frames around the segment (`context_frames`) for the tracker to know what is there.
+
 Orientation: frames stay in their coded orientation and the display matrix is copied, so players turn the
 output exactly as they turned the input. Detectors see the upright (displayed) frame, because face models
 miss sideways faces; report boxes and `MediaInfo` width/height are in that displayed orientation too.
@@ -19,6 +23,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +36,7 @@ from veil.engine.errors import SizeMismatchError
 from veil.engine.media.video import (
     DecodedFrame,
     EncoderSettings,
+    ReadWindow,
     VideoProps,
     VideoReader,
     VideoWriter,
@@ -44,7 +50,15 @@ from veil.engine.redactors.style import StylesByLabel
 from veil.engine.report import MediaInfo, Report
 from veil.engine.tracking import KeyframeTracker, TrackerConfig, fill_between
 
-__all__ = ["DETECT_INTERVAL_S", "Progress", "VideoOptions", "anonymize_video", "render_video"]
+__all__ = [
+    "DETECT_INTERVAL_S",
+    "FrameRange",
+    "Progress",
+    "VideoOptions",
+    "anonymize_video",
+    "context_frames",
+    "render_video",
+]
 
 Progress = Callable[[int, int | None], None]
 """Called as progress(frames_done, frames_total or None) after each output frame."""
@@ -84,6 +98,28 @@ class VideoOptions:
     key_frames_by_label: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class FrameRange:
+    """The part of a video one run covers; frame indices count from 0 in presentation order over the
+    whole video, pts are in the video stream's time base.
+
+    Attributes:
+        seek_pts, seek_index: the key frame decoding starts at (its pts and index), at or before `start`.
+        start, stop: frames [start, stop) are looked at: detected, tracked and reported.
+        write_start, write_stop: frames [write_start, write_stop), inside the above, are written; the
+            frames around them only let the tracker see what comes before and after.
+        origin_pts: pts of frame 0, which report times count from.
+    """
+
+    seek_pts: int
+    seek_index: int
+    start: int
+    stop: int
+    write_start: int
+    write_stop: int
+    origin_pts: int
+
+
 def anonymize_video(
     src: Path,
     dst: Path | None,
@@ -91,6 +127,7 @@ def anonymize_video(
     styles: StylesByLabel,
     options: VideoOptions | None = None,
     progress: Progress | None = None,
+    frames: FrameRange | None = None,
 ) -> Report:
     """Obscures every detected and tracked face and plate in a video.
 
@@ -100,11 +137,14 @@ def anonymize_video(
         detectors: run on the upright frame (H, W, 3 BGR) of each key frame; their boxes are merged.
         styles: how each label is obscured.
         options: encoder and detection-stride settings.
-        progress: see `Progress`.
+        progress: see `Progress`; with `frames`, it counts the frames looked at.
+        frames: only this part of the video; `dst` then holds the frames to write and no other stream.
 
     Returns:
         The report: the output's size (displayed orientation), fps, frame count and duration, and for every
         frame with a box, each box obscured in it (before mask scaling, displayed orientation, track ids set).
+        With `frames`: frame count and duration of the written frames, duration counted from frame 0, and
+        the boxes of every frame looked at.
 
     Raises:
         MediaError: `src` does not exist.
@@ -120,7 +160,8 @@ def anonymize_video(
         src,
         dst,
         options,
-        lambda reader, writer: _DetectRun(reader, writer, detectors, styles, chosen, progress),
+        lambda reader, writer: _DetectRun(reader, writer, detectors, styles, chosen, progress, frames),
+        frames,
     )
 
 
@@ -165,14 +206,29 @@ def render_video(
     )
 
 
+def context_frames(frame_rate: Fraction | None, options: VideoOptions) -> tuple[int, int]:
+    """How many frames before and after a `FrameRange`'s written frames the run must look at so that its
+    boxes are those of a single run: before, the key frames a missed face stays tracked over, and one
+    more; after, one detection stride, up to the key frame the last written frames move towards.
+
+    Args:
+        frame_rate: the video's frames per second, None where unknown.
+        options: the run's options (`detect_every`).
+    """
+    stride = _stride(frame_rate, options)
+    return stride * (_tracker_config(frame_rate, stride).max_misses + 1), stride
+
+
 def _run_pipeline(
     src: Path,
     dst: Path | None,
     options: VideoOptions,
     make_run: Callable[[VideoReader, VideoWriter | None], _Run],
+    frames: FrameRange | None = None,
 ) -> Report:
     """Opens the reader and (for `dst`) the writer, runs one pass, and leaves no partial `dst` on failure."""
-    reader = VideoReader(src, copy_streams=options.keep_audio and dst is not None)
+    window = None if frames is None else ReadWindow(frames.seek_pts, frames.seek_index, frames.stop)
+    reader = VideoReader(src, copy_streams=options.keep_audio and dst is not None, window=window)
     writer = None
     try:
         if dst is not None:
@@ -238,9 +294,11 @@ class _Run:
         options: VideoOptions,
         progress: Progress | None,
         look_ahead: int,
+        frames: FrameRange | None = None,
     ) -> None:
         self.reader, self.writer = reader, writer
         self.styles, self.options, self.progress = styles, options, progress
+        self.frames = frames
         self.props = reader.props
         self.display_wh = _display_size(self.props)
         self.report = Report(MediaInfo("video", *self.display_wh))
@@ -249,8 +307,10 @@ class _Run:
         size = look_ahead + _QUEUE_FRAMES
         self.decoded = _Channel(size, self.cancel)
         self.encoded = _Channel(size, self.cancel)
+        self.frames_seen = 0
         self.frames_out = 0
-        self.first_pts: int | None = None
+        self.frames_total = reader.props.frame_count if frames is None else frames.stop - frames.start
+        self.first_pts: int | None = None if frames is None else frames.origin_pts
         self.last_frame: av.VideoFrame | None = None
 
     def execute(self) -> Report:
@@ -298,6 +358,8 @@ class _Run:
     def _read(self) -> None:
         """Reader thread: decodes, and converts the frames the main thread needs to BGR meanwhile."""
         for item in self.reader.items():
+            if isinstance(item, DecodedFrame) and self.frames is not None and item.index < self.frames.start:
+                continue  # decoded from the key frame on, only to reach the range
             if isinstance(item, DecodedFrame) and self._wants_bgr(item.index):
                 self.decoded.put((item, frame_to_bgr(item.frame)))
             else:
@@ -338,12 +400,14 @@ class _Run:
         boxes = boxes.clipped(*self.display_wh)
         time_s = float((pts - self.first_pts) * self.props.time_base)
         self.report.add(item.index, time_s, boxes)
-        if self.writer is not None:
-            self.encoded.put((frame, bgr, _to_coded(boxes, self.props)))
-        self.frames_out += 1
-        self.last_frame = frame
+        self.frames_seen += 1
+        if self.frames is None or self.frames.write_start <= item.index < self.frames.write_stop:
+            if self.writer is not None:
+                self.encoded.put((frame, bgr, _to_coded(boxes, self.props)))
+            self.frames_out += 1
+            self.last_frame = frame
         if self.progress is not None:
-            self.progress(self.frames_out, self.props.frame_count)
+            self.progress(self.frames_seen, self.frames_total)
 
     def _media_info(self) -> MediaInfo:
         rate = self.props.frame_rate
@@ -368,12 +432,12 @@ class _DetectRun(_Run):
         styles: StylesByLabel,
         options: VideoOptions,
         progress: Progress | None,
+        frames: FrameRange | None,
     ) -> None:
-        self.stride = _stride(reader.props, options)
-        super().__init__(reader, writer, styles, options, progress, look_ahead=self.stride)
+        self.stride = _stride(reader.props.frame_rate, options)
+        super().__init__(reader, writer, styles, options, progress, self.stride, frames)
         self.detectors = detectors
-        self.tracker = KeyframeTracker(_tracker_config(self.props, self.stride))
-        self.key_frames = 0
+        self.tracker = KeyframeTracker(_tracker_config(self.props.frame_rate, self.stride))
 
     def execute(self) -> Report:
         # ONNX Runtime releases the GIL, so the detectors of one key frame run side by side.
@@ -391,7 +455,7 @@ class _DetectRun(_Run):
         for item, bgr in self.decoded.items():
             if not isinstance(item, DecodedFrame):
                 self.encoded.put(item)  # audio/subtitle packets: the muxer interleaves them
-            elif item.index % self.stride == 0:
+            elif item.index % self.stride == 0 or key is None:  # a range may start off the grid
                 key = self._key_frame(key, pending, item, bgr)
                 pending = []
             else:
@@ -409,24 +473,26 @@ class _DetectRun(_Run):
     ) -> _Key:
         bgr = bgr if bgr is not None else frame_to_bgr(item.frame)
         upright = np.ascontiguousarray(np.rot90(bgr, self.props.rotation // 90))
-        due = self._due_detectors(last=item.index % self.stride != 0)
+        due = self._due_detectors(item.index)
         raw = Detections.merge(list(self.pool.map(lambda detector: detector.detect(upright), due)))
         boxes = self.tracker.update(item.index, raw, {label for d in due for label in d.info.labels})
         for frame, frame_bgr in pending:
-            assert key is not None  # frame 0 is always a key frame
+            assert key is not None  # the first frame is always a key frame
             fraction = (frame.index - key.index) / (item.index - key.index)
             self._emit(frame, frame_bgr, fill_between(key.boxes, boxes, fraction))
         self._emit(item, bgr, boxes)
         return _Key(item.index, boxes)
 
-    def _due_detectors(self, last: bool) -> list[Detector]:
-        """The detectors to run on this key frame (see `VideoOptions.key_frames_by_label`)."""
-        number, self.key_frames = self.key_frames, self.key_frames + 1
+    def _due_detectors(self, index: int) -> list[Detector]:
+        """The detectors to run on key frame `index` (see `VideoOptions.key_frames_by_label`); counted on
+        the whole video's grid, so every segment of a split video runs them on the same frames. A frame
+        off the grid (the last, or a range's first) runs them all."""
+        number, off_grid = divmod(index, self.stride)
         every = self.options.key_frames_by_label
         return [
             d
             for d in self.detectors
-            if last or number % max((every.get(label, 1) for label in d.info.labels), default=1) == 0
+            if off_grid or number % max((every.get(label, 1) for label in d.info.labels), default=1) == 0
         ]
 
 
@@ -463,19 +529,19 @@ class _GivenRun(_Run):
 _NO_BOXES = Detections.empty()
 
 
-def _stride(props: VideoProps, options: VideoOptions) -> int:
+def _stride(frame_rate: Fraction | None, options: VideoOptions) -> int:
     if options.detect_every is not None:
         return options.detect_every
-    return max(1, round(DETECT_INTERVAL_S * _fps(props)))
+    return max(1, round(DETECT_INTERVAL_S * _fps(frame_rate)))
 
 
-def _fps(props: VideoProps) -> float:
-    return float(props.frame_rate) if props.frame_rate else 25.0
+def _fps(frame_rate: Fraction | None) -> float:
+    return float(frame_rate) if frame_rate else 25.0
 
 
-def _tracker_config(props: VideoProps, stride: int) -> TrackerConfig:
+def _tracker_config(frame_rate: Fraction | None, stride: int) -> TrackerConfig:
     """Keeps a missed track covered for about half a second, and at least two key frames."""
-    return TrackerConfig(max_misses=max(2, round(0.5 * _fps(props) / stride)))
+    return TrackerConfig(max_misses=max(2, round(0.5 * _fps(frame_rate) / stride)))
 
 
 def _display_size(props: VideoProps) -> tuple[int, int]:

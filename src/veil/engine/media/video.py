@@ -1,7 +1,8 @@
 """Video decode, encode and stream copy with PyAV (FFmpeg's libraries), every av error wrapped here.
 
-`VideoReader` decodes the first video stream of a file and hands out, in file order, its frames and the
-untouched packets of the audio and subtitle streams to copy. `VideoWriter` encodes frames into the same
+`VideoReader` decodes the first video stream of a file (or, with a `ReadWindow`, a part of it starting at a
+key frame) and hands out, in file order, its frames and the untouched packets of the audio and subtitle
+streams to copy. `VideoWriter` encodes frames into the same
 container type, keeping each frame's pts, the frame rate and the rotation (display matrix), and remuxes
 the copied packets unchanged. Frames cross this boundary as `av.VideoFrame` so that a frame with nothing to
 obscure is re-encoded without a round trip through BGR.
@@ -28,12 +29,14 @@ __all__ = [
     "DecodedFrame",
     "EncoderSettings",
     "Packet",
+    "ReadWindow",
     "VideoProps",
     "VideoReader",
     "VideoWriter",
     "edit_region",
     "frame_from_bgr",
     "frame_to_bgr",
+    "muxer_for",
 ]
 
 FrameBGR = npt.NDArray[np.uint8]
@@ -94,6 +97,23 @@ class DecodedFrame:
 
 
 @dataclass(frozen=True)
+class ReadWindow:
+    """A part of the video stream to decode, for one segment of a video split over several workers.
+
+    Attributes:
+        seek_pts: pts of a key frame, in the video stream's time base; decoding starts there, and frames
+            shown before it (in an earlier group of pictures) are skipped.
+        seek_index: that key frame's index in the whole video, presentation order from 0; the frames
+            handed out are numbered from it.
+        stop_index: decoding ends before this frame index.
+    """
+
+    seek_pts: int
+    seek_index: int
+    stop_index: int
+
+
+@dataclass(frozen=True)
 class EncoderSettings:
     """Encoder choice; `crf` and `preset` apply where the codec has them (x264, x265; crf for VP9)."""
 
@@ -103,17 +123,20 @@ class EncoderSettings:
 
 
 class VideoReader:
-    """Decodes the first video stream of `src`; with `copy_streams`, also yields audio/subtitle packets.
+    """Decodes the first video stream of `src`; with `copy_streams`, also yields audio/subtitle packets;
+    with `window`, only that part of the video, no other stream, and no truncation check (which needs the
+    whole stream).
 
     Raises:
         MediaError: `src` does not exist.
         CorruptMediaError: the file is empty, not media, damaged, or has no decodable video stream.
     """
 
-    def __init__(self, src: Path, copy_streams: bool = True) -> None:
+    def __init__(self, src: Path, copy_streams: bool = True, window: ReadWindow | None = None) -> None:
         if not src.is_file():
             raise MediaError(f"{src}: no such file")
         self.src = src
+        self._window = window
         self._container = _wrap_read(src, lambda: av.open(str(src), metadata_errors="ignore"))
         try:
             self.props, self.copied_streams, self._items = self._start(copy_streams)
@@ -140,9 +163,12 @@ class VideoReader:
         video = self._container.streams.video[0]
         video.thread_type = "AUTO"  # frame + slice threads: decoding runs beside detection and encoding
         copied = (
-            [s for s in self._container.streams if s.type in ("audio", "subtitle")] if copy_streams else []
+            [s for s in self._container.streams if s.type in ("audio", "subtitle")]
+            if copy_streams and self._window is None
+            else []
         )
-        items = _wrap_iter(self.src, self._demux(video, copied))
+        demuxed = self._demux(video, copied) if self._window is None else self._demux_window(video)
+        items = _wrap_iter(self.src, demuxed)
         pending: deque[DecodedFrame | Packet] = deque()
         for item in items:  # the output is set up from the first frame, so read up to it now
             pending.append(item)
@@ -176,6 +202,28 @@ class VideoReader:
             time_base = video.time_base or Fraction(1, 90000)
             self._check_complete(float((last_pts - first_pts + step) * time_base), video)
 
+    def _demux_window(self, video: av.VideoStream) -> Iterator[DecodedFrame | Packet]:
+        """The frames of the window, from its key frame on, numbered from its index; pts are kept as they
+        are (a file is only split where every frame has its own pts)."""
+        window = self._window
+        assert window is not None
+        if window.seek_index > 0:
+            self._container.seek(window.seek_pts, stream=video, backward=True)
+        index = window.seek_index
+        for packet in self._container.demux(video):
+            for frame in video.decode(packet):
+                if frame.pts is None or frame.pts < window.seek_pts:
+                    continue  # before the window: an earlier key frame's pictures
+                if index == window.seek_index and frame.pts != window.seek_pts:
+                    raise CorruptMediaError(f"{self.src.name}: no key frame at pts {window.seek_pts}")
+                yield DecodedFrame(index, frame)
+                index += 1
+                if index == window.stop_index:
+                    return
+        raise CorruptMediaError(
+            f"{self.src.name}: the video ends at frame {index}, before frame {window.stop_index}"
+        )
+
     def _check_complete(self, decoded_s: float, video: av.VideoStream) -> None:
         """Fails on a file that ends early: its header promised a video more than 1 s and 5% longer.
 
@@ -208,7 +256,7 @@ class VideoReader:
             frame_count=video.frames or None,
             rotation=round(first.rotation / 90) % 4 * 90,
             display_matrix=matrix,
-            muxer=_muxer_for(self.src, self._container.format.name),
+            muxer=muxer_for(self.src, self._container.format.name),
             sample_aspect_ratio=sar if sar and sar != 1 else None,
         )
 
@@ -406,7 +454,8 @@ def _encoder_options(codec: str, settings: EncoderSettings) -> dict[str, str]:
     return {}
 
 
-def _muxer_for(src: Path, demuxer: str) -> str:
+def muxer_for(src: Path, demuxer: str) -> str:
+    """The FFmpeg muxer that writes `src`'s container type, from its demuxer name and file extension."""
     names = demuxer.split(",")
     by_suffix = _MUXER_BY_SUFFIX.get(src.suffix.lower())
     if by_suffix is not None and (by_suffix in names or (by_suffix == "mp4" and "mov" in names)):
