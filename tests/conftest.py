@@ -3,13 +3,14 @@ recording queue for the service tests (each folder defines its own `settings`)."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import FACE_BOX, RecordingQueue
+from tests.s3_server import S3Server, seaweedfs
 from veil.core.db import create_db_engine, migrate
 from veil.core.settings import Settings
 from veil.engine.detections import Detections
@@ -55,3 +56,10 @@ def small_int8_recipes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(quantized, "PLATE_TEXT_RECIPE", replace(quantized.PLATE_TEXT_RECIPE, frames=1))
     small_face = replace(quantized.CENTERFACE_RECIPE, frames=1, size_wh=(320, 192))
     monkeypatch.setattr(quantized, "CENTERFACE_RECIPE", small_face)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server (SeaweedFS) for the whole run, started when a test first needs it (about 3 s)."""
+    with seaweedfs(tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server

@@ -17,6 +17,7 @@ from veil.core.db import create_db_engine, migrate
 from veil.core.models import WorkerBeat
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage
+from veil.core.storage.base import write_stream
 
 UMASKS = [0o022, 0o002, 0o000]
 
@@ -70,16 +71,17 @@ async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
 
 def test_stored_media_is_owner_only(tmp_path: Path, permissive_umask: None) -> None:
     storage = LocalStorage(tmp_path / "storage")
-    source = tmp_path / "source.jpg"
-    source.write_bytes(b"photo")
 
     async def store_every_way() -> None:
-        await storage.save_stream("key_a/file_1/photo.jpg", _chunks(b"ph", b"oto"), max_bytes=100)
+        staged = storage.staging_path("key_a/file_1/photo.jpg")
+        await write_stream(staged, _chunks(b"ph", b"oto"), max_bytes=100)
+        storage.commit(staged, "key_a/file_1/photo.jpg")
         await storage.append_stream("key_a/uploads/upload_1", _chunks(b"vid"), offset=0, max_bytes=100)
-        storage.move("key_a/uploads/upload_1", "key_a/file_2/video.mp4")
+        staged = storage.staging_path("key_a/file_2/video.mp4")
+        storage.take_appended("key_a/uploads/upload_1", 3, staged)
+        storage.commit(staged, "key_a/file_2/video.mp4")
 
     anyio.run(store_every_way)
-    storage.save_file("key_b/file_3/copy.jpg", source)
     staged = storage.staging_path("key_b/task_1/out.png")
     staged.write_bytes(b"written by an encoder, with the umask's mode")
     storage.commit(staged, "key_b/task_1/out.png")
@@ -88,7 +90,6 @@ def test_stored_media_is_owner_only(tmp_path: Path, permissive_umask: None) -> N
     assert stored == {
         "key_a/file_1/photo.jpg",
         "key_a/file_2/video.mp4",
-        "key_b/file_3/copy.jpg",
         "key_b/task_1/out.png",
     }
     assert owner_only(storage.root) == {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -129,7 +130,8 @@ def test_the_zip_is_written_a_piece_at_a_time(tmp_path: Path) -> None:
     big = tmp_path / "big.mp4"
     big.write_bytes(bytes(range(256)) * 12_000)  # about 3 MB
 
-    pieces = list(stream_zip([ArchiveMember("task_x/big.mp4", big, "video/mp4")]))
+    member = ArchiveMember("task_x/big.mp4", "big.mp4", "video/mp4", datetime(2030, 1, 2, 3, 4, 5))
+    pieces = list(stream_zip(LocalStorage(tmp_path), [member]))
 
     assert len(pieces) > 2
     with zipfile.ZipFile(io.BytesIO(b"".join(pieces))) as archive:

@@ -3,17 +3,18 @@ memory or on disk. Photos and videos are stored as they are (already compressed)
 
 from __future__ import annotations
 
+import stat
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import datetime
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from veil.core.errors import ConflictError, NotFoundError
 from veil.core.models import ApiKey, StoredFile, utc_now
-from veil.core.storage import LocalStorage
+from veil.core.storage import Storage
 from veil.core.tasks import get_task
 
 __all__ = ["ArchiveMember", "archive_members", "stream_zip"]
@@ -23,16 +24,15 @@ _CHUNK = 1024 * 1024
 
 @dataclass(frozen=True)
 class ArchiveMember:
-    """One file of the archive: its name in the zip, where its bytes are, and its type."""
+    """One file of the archive: its name in the zip, its storage key, its type and when it was made."""
 
     name: str
-    path: Path
+    key: str
     media_type: str
+    made_at: datetime
 
 
-def archive_members(
-    session: Session, *, owner: ApiKey, storage: LocalStorage, task_ids: Sequence[str]
-) -> list[ArchiveMember]:
+def archive_members(session: Session, *, owner: ApiKey, task_ids: Sequence[str]) -> list[ArchiveMember]:
     """Every generated file of the given tasks, as `<task_id>/<name>`, in the order the ids were given.
 
     Raises:
@@ -54,7 +54,8 @@ def archive_members(
         for row in rows:
             name = row.name if row.name not in names else f"{row.id}-{row.name}"
             names.add(name)
-            members.append(ArchiveMember(f"{task_id}/{name}", storage.path(row.storage_key), row.media_type))
+            member = ArchiveMember(f"{task_id}/{name}", row.storage_key, row.media_type, row.created_at)
+            members.append(member)
     if not members:
         raise NotFoundError("Generated files of tasks", ",".join(task_ids))
     return members
@@ -81,18 +82,19 @@ class _Pipe:
         return data
 
 
-def stream_zip(members: Sequence[ArchiveMember]) -> Iterator[bytes]:
+def stream_zip(storage: Storage, members: Sequence[ArchiveMember]) -> Iterator[bytes]:
     """The zip of `members`, a piece at a time (about a megabyte each). A member whose bytes vanished
     since it was listed (expired meanwhile) is left out."""
     pipe = _Pipe()
     with zipfile.ZipFile(pipe, mode="w") as archive:
         for member in members:
             try:
-                source = member.path.open("rb")
+                source = storage.open(member.key)
             except FileNotFoundError:
                 continue
             with source:
-                info = zipfile.ZipInfo.from_file(member.path, member.name)
+                info = zipfile.ZipInfo(member.name, member.made_at.timetuple()[:6])
+                info.external_attr = (stat.S_IFREG | 0o600) << 16  # as stored: a file only its owner reads
                 is_media = member.media_type.startswith(("image/", "video/"))
                 info.compress_type = zipfile.ZIP_STORED if is_media else zipfile.ZIP_DEFLATED
                 with archive.open(info, mode="w", force_zip64=True) as entry:

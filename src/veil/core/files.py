@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from sqlalchemy import ColumnElement, or_, select
@@ -24,7 +25,8 @@ from veil.core.models import ApiKey, StoredFile, Task, utc_now
 from veil.core.probe import SNIFF_BYTES, inspect_upload, sniff_media_type, upload_limit
 from veil.core.schemas import FileListQuery, FileProperties, FilePublic, FilesPublic
 from veil.core.settings import Settings
-from veil.core.storage import LocalStorage
+from veil.core.storage import Storage
+from veil.core.storage.base import write_stream
 
 __all__ = [
     "FILE_LISTING",
@@ -76,7 +78,7 @@ def safe_filename(name: str | None) -> str:
 async def store_upload(
     session: Session,
     *,
-    storage: LocalStorage,
+    storage: Storage,
     settings: Settings,
     owner: ApiKey,
     filename: str | None,
@@ -92,32 +94,33 @@ async def store_upload(
         UploadTooLargeError: more than `settings.max_upload_bytes` arrived, or for a render document more
             than `MAX_DOCUMENT_BYTES` (nothing is kept).
         StorageFullError: the disk is full (nothing is kept).
+        StorageUnavailableError: S3 storage failed (nothing is kept).
     """
     head, chunks = await _peek(chunks, SNIFF_BYTES)
     record = _new_upload(owner=owner, filename=filename, media_type=sniff_media_type(head), settings=settings)
     limit = upload_limit(record.media_type, settings.max_upload_bytes)
-    record.size = await storage.save_stream(record.storage_key, chunks, limit)
-    try:
-        # Reading headers and waiting for SQLite's write lock both block; keep them off the event loop.
-        await asyncio.to_thread(_record_upload, session, storage, record)
-    except BaseException:
-        storage.delete(record.storage_key)
-        raise
+    with _staged(storage, record.storage_key) as staged:
+        record.size = await write_stream(staged, chunks, limit)
+        # Reading headers, uploading to S3 and waiting for SQLite's write lock all block; keep them off
+        # the event loop.
+        await asyncio.to_thread(_record_upload, session, storage, record, staged)
     return file_public(record)
 
 
 def store_stored_bytes(
     session: Session,
     *,
-    storage: LocalStorage,
+    storage: Storage,
     settings: Settings,
     owner: ApiKey,
     filename: str | None,
     source_key: str,
+    length: int,
 ) -> FilePublic:
-    """Records bytes already in storage under `source_key` (a finished resumable upload) as an uploaded
-    file, exactly as `store_upload` would: typed from the first bytes, then moved (not copied) to the
-    file's own key. Blocking; call it in a thread from async code.
+    """Records the `length` bytes appended in storage under `source_key` (a finished resumable upload) as
+    an uploaded file, exactly as `store_upload` would: typed from the first bytes, then checked and
+    stored under the file's own key (on local disk they are moved, not copied). Blocking; call it in a
+    thread from async code.
 
     Raises:
         UnsupportedMediaTypeError: the content is no photo or video Veil handles (`source_key` is kept;
@@ -125,22 +128,19 @@ def store_stored_bytes(
         UnprocessableMediaError: a photo or video no worker could process (see `inspect_upload`); the
             bytes are deleted.
     """
-    with storage.path(source_key).open("rb") as source:
-        head = source.read(SNIFF_BYTES)
+    head = storage.read_appended(source_key, SNIFF_BYTES)
     record = _new_upload(owner=owner, filename=filename, media_type=sniff_media_type(head), settings=settings)
-    record.size = storage.move(source_key, record.storage_key)
-    try:
-        _record_upload(session, storage, record)
-    except BaseException:
-        storage.delete(record.storage_key)
-        raise
+    with _staged(storage, record.storage_key) as staged:
+        storage.take_appended(source_key, length, staged)
+        record.size = staged.stat().st_size
+        _record_upload(session, storage, record, staged)
     return file_public(record)
 
 
 def store_document(
     session: Session,
     *,
-    storage: LocalStorage,
+    storage: Storage,
     settings: Settings,
     owner: ApiKey,
     data: bytes,
@@ -172,8 +172,23 @@ def _new_upload(*, owner: ApiKey, filename: str | None, media_type: str, setting
     )
 
 
-def _record_upload(session: Session, storage: LocalStorage, record: StoredFile) -> None:
-    record.properties = inspect_upload(storage.path(record.storage_key), record.media_type)
+@contextmanager
+def _staged(storage: Storage, key: str) -> Iterator[Path]:
+    """Where to make the file for `key`; a failure before the block ends leaves nothing of it behind,
+    staged or stored (the caller records the file last)."""
+    staged = storage.staging_path(key)
+    try:
+        yield staged
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        storage.delete(key)
+        raise
+
+
+def _record_upload(session: Session, storage: Storage, record: StoredFile, staged: Path) -> None:
+    """Checks the upload staged at `staged`, stores it under its key and records it."""
+    record.properties = inspect_upload(staged, record.media_type)
+    storage.commit(staged, record.storage_key)
     session.add(record)
     session.commit()
 
@@ -235,7 +250,7 @@ def list_files(session: Session, *, owner: ApiKey, query: FileListQuery) -> File
     )
 
 
-def delete_file(session: Session, *, owner: ApiKey, storage: LocalStorage, file_id: str) -> None:
+def delete_file(session: Session, *, owner: ApiKey, storage: Storage, file_id: str) -> None:
     """Deletes a file's record and bytes.
 
     Raises:

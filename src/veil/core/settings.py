@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         callback_timeout_s, callback_retries: per attempt, and how many attempts after the first.
         task_time_limit_s: a task running longer than this is stopped and failed.
         stale_task_s: a started task whose worker sent no heartbeat for this long is queued again.
+        storage_url: `s3://bucket/prefix` to keep files in S3-compatible object storage; empty keeps
+            them on local disk under `storage_root`.
+        s3_endpoint_url: the S3 service (e.g. http://seaweedfs:8333); empty for AWS itself.
+        s3_region, s3_access_key_id, s3_secret_access_key: for S3; empty ones are taken from the
+            standard AWS_* environment variables.
         lost_message_s: a queued task (or a callback) whose message the broker no longer holds, as a
             restarted Redis loses them, is sent again once it has waited this long.
         flower_basic_auth: `user:password` (several separated by commas) that `veil flower` asks for;
@@ -72,6 +77,11 @@ class Settings(BaseSettings):
     callback_retries: int = Field(default=5, ge=0)
     task_time_limit_s: int = Field(default=6 * 3600, gt=0)
     stale_task_s: float = Field(default=60.0, gt=0)
+    storage_url: str = Field(default="", pattern=r"^(s3://[^/?#]+(/[^?#]*)?)?$")
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_access_key_id: str = ""
+    s3_secret_access_key: SecretStr | None = None
     lost_message_s: float = Field(default=300.0, gt=0)
     flower_basic_auth: SecretStr | None = None
     flower_url: str | None = None
@@ -97,6 +107,11 @@ class Settings(BaseSettings):
         """Where workers make BlurIt-style outputs before moving them below a key's root: one folder per
         attempt, `<task id>-<attempt>`."""
         return self.data_dir / "staging"
+
+    @property
+    def scratch_dir(self) -> Path:
+        """Where files on their way to or from S3 storage wait on this machine (removed once moved)."""
+        return self.data_dir / "scratch"
 
     @property
     def file_root_dir(self) -> Path:

@@ -23,7 +23,7 @@ from veil.core.parameters import OPERATIONS, DetectParameters, RenderParameters
 from veil.core.queue import MediaKind, Queued, route
 from veil.core.schemas import DocumentSummary, TaskCreate, TaskListQuery, TaskPublic, TaskResult, TasksPublic
 from veil.core.settings import Settings
-from veil.core.storage import LocalStorage
+from veil.core.storage import Storage
 from veil.core.urls import check_public_url
 
 __all__ = [
@@ -61,7 +61,7 @@ _SUMMARY_FIELDS = tuple(name for name in DocumentSummary.model_fields if name !=
 
 
 def create_task(
-    session: Session, *, owner: ApiKey, settings: Settings, storage: LocalStorage, request: TaskCreate
+    session: Session, *, owner: ApiKey, settings: Settings, storage: Storage, request: TaskCreate
 ) -> TaskPublic:
     """Validates and records a queued task; the caller enqueues it after this returns. A `render` task's
     document is a file: one given inline is stored as one, and the task keeps the file id and a summary.
@@ -257,7 +257,7 @@ def _validate_parameters(operation: str, parameters: dict[str, Any]) -> BaseMode
 
 
 def _render_document(
-    session: Session, *, owner: ApiKey, settings: Settings, storage: LocalStorage, given: RenderParameters
+    session: Session, *, owner: ApiKey, settings: Settings, storage: Storage, given: RenderParameters
 ) -> tuple[StoredFile | None, dict[str, Any]]:
     """The document's summary with its `file_id`, and the file stored now for a document given inline (None
     when the task names an uploaded one). A key names only its own documents, admin keys too: the worker

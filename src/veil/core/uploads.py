@@ -31,7 +31,7 @@ from veil.core.models import ApiKey, Upload, utc_now
 from veil.core.probe import SNIFF_BYTES, sniff_media_type
 from veil.core.schemas import FilePublic
 from veil.core.settings import Settings
-from veil.core.storage import LocalStorage, UploadTooLargeError
+from veil.core.storage import Storage, UploadTooLargeError
 from veil.core.upload_lock import upload_lock
 
 __all__ = [
@@ -43,6 +43,7 @@ __all__ = [
     "get_upload",
     "parse_upload_metadata",
 ]
+
 
 class UploadPublic(BaseModel):
     """A resumable upload: bytes received so far of the announced length, and the file once complete."""
@@ -137,7 +138,7 @@ def describe_upload(session: Session, *, owner: ApiKey, upload: Upload) -> Uploa
 async def append_to_upload(
     session: Session,
     *,
-    storage: LocalStorage,
+    storage: Storage,
     settings: Settings,
     owner: ApiKey,
     upload_id: str,
@@ -189,7 +190,7 @@ def _get_and_release(session: Session, *, owner: ApiKey, upload_id: str) -> Uplo
 def _commit_bytes(
     session: Session,
     *,
-    storage: LocalStorage,
+    storage: Storage,
     settings: Settings,
     owner: ApiKey,
     upload: Upload,
@@ -201,8 +202,7 @@ def _commit_bytes(
     complete = upload.offset >= upload.length
     if previous < SNIFF_BYTES and (upload.offset >= SNIFF_BYTES or complete):
         try:
-            with storage.path(upload.storage_key).open("rb") as source:
-                sniff_media_type(source.read(SNIFF_BYTES))
+            sniff_media_type(storage.read_appended(upload.storage_key, SNIFF_BYTES))
         except UnsupportedMediaTypeError:
             _discard(session, storage, upload)
             raise
@@ -215,6 +215,7 @@ def _commit_bytes(
                 owner=owner,
                 filename=upload.filename,
                 source_key=upload.storage_key,
+                length=upload.length,
             )
         except (MediaRefusedError, UploadTooLargeError):
             _discard(session, storage, upload)
@@ -224,7 +225,7 @@ def _commit_bytes(
     return AppendResult(offset=upload.offset, file_id=upload.file_id)
 
 
-def _discard(session: Session, storage: LocalStorage, upload: Upload) -> None:
+def _discard(session: Session, storage: Storage, upload: Upload) -> None:
     session.delete(upload)
     session.commit()
     storage.delete(upload.storage_key)

@@ -23,7 +23,7 @@ from veil.core.db import create_db_engine, migrate
 from veil.core.queue import TaskQueue, create_celery
 from veil.core.scheduler import Scheduler, periodic_jobs
 from veil.core.settings import Settings, get_settings
-from veil.core.storage import LocalStorage
+from veil.core.storage import open_storage
 from veil.server.api.deps import RateLimiter
 from veil.server.api.routes import (
     blurit,
@@ -64,7 +64,7 @@ def create_app(
         engine = create_db_engine(settings.database_url)
         app.state.settings = settings
         app.state.sessions = sessionmaker(engine, expire_on_commit=False)
-        app.state.storage = LocalStorage(settings.storage_dir)
+        app.state.storage = open_storage(settings)
         app.state.queue = queue or TaskQueue(create_celery(settings))
         app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.rate_limit_storage)
         stop = threading.Event()

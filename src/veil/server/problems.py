@@ -15,7 +15,7 @@ from starlette.routing import Match, Route
 
 from veil.core.errors import InvalidInputError, NotFoundError, ServiceError, UnsupportedMediaTypeError
 from veil.core.paths import PathOutsideRootError
-from veil.core.storage import StorageFullError, UploadTooLargeError
+from veil.core.storage import StorageFullError, StorageUnavailableError, UploadTooLargeError
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
@@ -210,6 +210,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def on_storage_full(_: Request, exc: Exception) -> JSONResponse:
         return problem_response(507, "The disk holding Veil's storage is full; nothing was stored.")
 
+    async def on_storage_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        # The store's answer names buckets and keys: the log has it, the client a plain sentence.
+        log.error("storage failed: %s", exc)
+        return problem_response(503, "Veil's storage cannot be reached right now; try again later.")
+
     async def on_too_large(_: Request, exc: Exception) -> JSONResponse:
         return problem_response(413, f"The upload is {exc}; nothing was stored.")
 
@@ -217,6 +222,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, on_service_error)
     app.add_exception_handler(PathOutsideRootError, on_path_outside_root)
     app.add_exception_handler(StorageFullError, on_storage_full)
+    app.add_exception_handler(StorageUnavailableError, on_storage_unavailable)
     app.add_exception_handler(UploadTooLargeError, on_too_large)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
@@ -33,7 +32,6 @@ from veil.core.paths import (
     file_id,
     path_parts,
 )
-from veil.core.settings import Settings
 from veil.engine.anonymizer import Anonymizer
 from veil.engine.batch import FileJob, FileOutcome, run_jobs
 from veil.engine.errors import MediaError
@@ -41,6 +39,7 @@ from veil.engine.report import Report
 from veil.worker.context import WorkerContext
 from veil.worker.lifecycle import Claim, Finished, TaskFailure, TaskStopped, Ticker, Usage
 from veil.worker.options import engine_request
+from veil.worker.scratch import attempt_folder
 
 __all__ = ["run_blurit_task"]
 
@@ -59,7 +58,7 @@ def run_blurit_task(context: WorkerContext, claim: Claim, ticker: Ticker) -> Fin
         VeilError: the engine could not process the single input.
     """
     outputs = _Outputs(_key_root(context, claim), claim)
-    with _staging(context.settings, claim) as staging:
+    with attempt_folder(context.settings, claim) as staging:
         if "input_directory" in claim.input:
             return _run_directory(context, claim, ticker, outputs, staging)
         return _run_file(context, claim, ticker, outputs, staging)
@@ -68,22 +67,6 @@ def run_blurit_task(context: WorkerContext, claim: Claim, ticker: Ticker) -> Fin
 def _key_root(context: WorkerContext, claim: Claim) -> FileRoot:
     with context.sessions() as session:
         return key_file_root(session.get_one(ApiKey, claim.owner_id), context.settings.file_root_dir)
-
-
-@contextmanager
-def _staging(settings: Settings, claim: Claim) -> Iterator[Path]:
-    """A directory no client reaches, for this attempt's outputs until they are complete; what killed
-    attempts of the task left there goes first."""
-    base = settings.staging_dir
-    for left in base.glob(f"{claim.task_id}-*"):
-        shutil.rmtree(left, ignore_errors=True)
-    base.mkdir(mode=0o700, parents=True, exist_ok=True)
-    folder = base / f"{claim.task_id}-{claim.attempt}"
-    folder.mkdir(mode=0o700)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 class _Outputs:

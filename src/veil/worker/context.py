@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from veil.core.db import create_db_engine
 from veil.core.queue import TaskQueue
 from veil.core.settings import Settings
-from veil.core.storage import LocalStorage
+from veil.core.storage import Storage, open_storage
 from veil.engine.anonymizer import Anonymizer
 from veil.engine.detectors.base import DetectorConfig
 from veil.worker.options import EngineRequest
@@ -59,7 +59,7 @@ class WorkerContext:
 
     settings: Settings
     sessions: sessionmaker[Session]
-    storage: LocalStorage
+    storage: Storage
     queue: TaskQueue
     models: ModelCache = field(default_factory=ModelCache)
     beat_interval_s: float = 1.0
@@ -68,4 +68,4 @@ class WorkerContext:
     def create(cls, settings: Settings, queue: TaskQueue) -> WorkerContext:
         """Opens the database; call it in the process that runs the tasks, after any fork."""
         sessions = sessionmaker(create_db_engine(settings.database_url), expire_on_commit=False)
-        return cls(settings, sessions, LocalStorage(settings.storage_dir), queue)
+        return cls(settings, sessions, open_storage(settings), queue)

@@ -3,8 +3,10 @@
 `anonymize` writes the obscured photo or video under the input's name and `<name>.json` with the
 detections (`veil.detections/1`); `detect` writes the JSON only; `render` obscures the boxes of the document
 file its parameters name (`detections_file`), with no detection, and writes both like `anonymize`. Outputs
-of attempt N live under `<owner>/<task>/<N>/`, written under temporary names and renamed, so an attempt that
-died leaves nothing a client can see, and the next attempt starts by deleting whatever an earlier one left.
+of attempt N live under `<owner>/<task>/<N>/`, staged and committed whole, so an attempt that died leaves
+nothing a client can see, and the next attempt starts by deleting whatever an earlier one left. The engine
+reads and writes local files: an input in S3 storage is downloaded to the attempt's scratch folder first
+(`veil.worker.scratch`), which goes when the attempt ends.
 """
 
 from __future__ import annotations
@@ -13,16 +15,15 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from sqlalchemy.orm import Session
 
 from veil.core.errors import UnsupportedMediaTypeError
 from veil.core.files import safe_filename
 from veil.core.models import StoredFile, Task, utc_now
-from veil.core.owner_only import make_dirs
 from veil.core.probe import SNIFF_BYTES, media_properties, sniff_media_type
-from veil.core.storage import LocalStorage
+from veil.core.storage import Storage
 from veil.core.tasks import find_output_media
 from veil.engine.anonymizer import Progress
 from veil.engine.media.kinds import media_kind
@@ -31,6 +32,7 @@ from veil.engine.report import Report
 from veil.worker.context import WorkerContext
 from veil.worker.lifecycle import Claim, Finished, InputNotReadyError, TaskFailure, Ticker, Usage
 from veil.worker.options import engine_request, render_request
+from veil.worker.scratch import attempt_folder
 
 __all__ = ["JSON_TYPE", "run_v1_task"]
 
@@ -78,7 +80,10 @@ def run_v1_task(context: WorkerContext, claim: Claim, ticker: Ticker) -> Finishe
     name = _output_name(source)
     try:
         media_key = f"{prefix}/{name}" if write_media else None
-        with _engine_input(storage, source, prefix, name) as input_path:
+        with (
+            attempt_folder(context.settings, claim) as scratch,
+            _engine_input(storage, source, scratch, name) as input_path,
+        ):
             report = process(
                 input_path,
                 None if media_key is None else storage.staging_path(media_key),
@@ -129,12 +134,15 @@ def _render_document(context: WorkerContext, claim: Claim) -> bytes | None:
         return None
     with context.sessions() as session:
         found = session.get(StoredFile, file_id)
-    path = (
-        None if found is None or found.owner_id != claim.owner_id else context.storage.path(found.storage_key)
-    )
-    if path is None or not path.is_file():
-        raise TaskFailure("Input not found", f"the render document, file {file_id}, no longer exists")
-    return path.read_bytes()
+    try:
+        if found is None or found.owner_id != claim.owner_id:
+            raise FileNotFoundError(file_id)
+        with context.storage.open(found.storage_key) as document:
+            return document.read()
+    except FileNotFoundError:
+        raise TaskFailure(
+            "Input not found", f"the render document, file {file_id}, no longer exists"
+        ) from None
 
 
 def _a(kind: str) -> str:
@@ -147,7 +155,7 @@ def _input_file(context: WorkerContext, claim: Claim) -> StoredFile:
             found = _task_output(session, claim, str(claim.input["task"]))
         else:
             found = _uploaded(session, claim, str(claim.input.get("file")))
-    if not context.storage.path(found.storage_key).is_file():
+    if not context.storage.exists(found.storage_key):
         raise TaskFailure("Input not found", f"the content of file {found.id} is missing from storage")
     return found
 
@@ -186,47 +194,44 @@ def _output_name(source: StoredFile) -> str:
 
 
 @contextmanager
-def _engine_input(storage: LocalStorage, source: StoredFile, prefix: str, name: str) -> Iterator[Path]:
-    """The input's path, or for the block's duration a link to it under `name`'s suffix, when the stored
-    name tells the engine another kind (or none)."""
-    stored = storage.path(source.storage_key)
-    if media_kind(stored) == media_kind(Path(name)):
-        yield stored
-        return
-    link = storage.path(f"{prefix}/.input{Path(name).suffix}")
-    make_dirs(link.parent)
-    link.unlink(missing_ok=True)
-    os.symlink(stored, link)
-    try:
+def _engine_input(storage: Storage, source: StoredFile, scratch: Path, name: str) -> Iterator[Path]:
+    """The input as a local file (see `Storage.local_copy`) for the block's duration, or a link to it in
+    `scratch` under `name`'s suffix when the stored name tells the engine another kind (or none)."""
+    with storage.local_copy(source.storage_key, scratch) as stored:
+        if media_kind(stored) == media_kind(Path(name)):
+            yield stored
+            return
+        link = scratch / f".input{Path(name).suffix}"
+        os.symlink(stored, link)
         yield link
-    finally:
-        link.unlink(missing_ok=True)
 
 
 def _store_outputs(
     context: WorkerContext, claim: Claim, report: Report, media_key: str | None, json_key: str
 ) -> list[StoredFile]:
-    """Moves the staged media to its key, writes the JSON, and returns their rows (not yet added)."""
+    """Writes the JSON, stores it and the staged media under their keys, and returns their rows (not yet
+    added), read from the staged files."""
     storage = context.storage
     staged_json = storage.staging_path(json_key)
     staged_json.write_text(report.to_json() + "\n", encoding="utf-8")
-    json_path = storage.commit(staged_json, json_key)
     expires_at = utc_now() + timedelta(seconds=context.settings.file_lifespan_s)
-    rows = [_row(claim, json_key, json_path, JSON_TYPE, expires_at)]
+    rows = [_row(claim, json_key, staged_json, JSON_TYPE, expires_at)]
+    storage.commit(staged_json, json_key)
     if media_key is not None:
-        path = storage.commit(storage.staging_path(media_key), media_key)
-        rows.insert(0, _row(claim, media_key, path, _sniff(path), expires_at))
+        staged = storage.staging_path(media_key)
+        rows.insert(0, _row(claim, media_key, staged, _sniff(staged), expires_at))
+        storage.commit(staged, media_key)
     return rows
 
 
-def _row(claim: Claim, key: str, path: Path, media_type: str, expires_at: datetime) -> StoredFile:
-    size = path.stat().st_size
+def _row(claim: Claim, key: str, staged: Path, media_type: str, expires_at: datetime) -> StoredFile:
+    size = staged.stat().st_size
     return StoredFile(
         owner_id=claim.owner_id,
-        name=path.name,
+        name=PurePosixPath(key).name,
         media_type=media_type,
         size=size,
-        properties={"size": size} if media_type == JSON_TYPE else media_properties(path, media_type),
+        properties={"size": size} if media_type == JSON_TYPE else media_properties(staged, media_type),
         storage_key=key,
         task_id=claim.task_id,
         expires_at=expires_at,

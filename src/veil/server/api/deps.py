@@ -19,7 +19,7 @@ from veil.core.keys import find_api_key
 from veil.core.models import ApiKey
 from veil.core.queue import TaskQueue
 from veil.core.settings import Settings
-from veil.core.storage import LocalStorage
+from veil.core.storage import Storage
 from veil.server.problems import Problem
 
 __all__ = [
@@ -71,12 +71,12 @@ async def _settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 
 
-async def _storage(request: Request) -> LocalStorage:
-    storage: LocalStorage = request.app.state.storage
+async def _storage(request: Request) -> Storage:
+    storage: Storage = request.app.state.storage
     return storage
 
 
-StorageDep = Annotated[LocalStorage, Depends(_storage)]
+StorageDep = Annotated[Storage, Depends(_storage)]
 
 
 async def _queue(request: Request) -> TaskQueue:

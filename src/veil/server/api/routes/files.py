@@ -7,13 +7,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
-from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
+from starlette.responses import Response
 
-from veil.core.errors import NotFoundError
 from veil.core.files import delete_file, file_public, get_file, list_files, store_upload
 from veil.core.schemas import FileListQuery, FilePublic, FilesPublic
 from veil.server.api.deps import CurrentKey, SessionDep, SettingsDep, StorageDep
-from veil.server.problems import Problem, problem_responses
+from veil.server.content import stored_file_response
+from veil.server.problems import problem_responses
 from veil.server.uploads import read_file_field
 
 __all__ = ["router"]
@@ -77,18 +77,16 @@ def read_file(file_id: str, key: CurrentKey, session: SessionDep) -> FilePublic:
 )
 def download_file(
     file_id: str, request: Request, key: CurrentKey, session: SessionDep, storage: StorageDep
-) -> FileResponse:
+) -> Response:
     """The file's bytes; HTTP Range requests are answered with 206 Partial Content (seeking in videos)."""
     record = get_file(session, owner=key, file_id=file_id)
-    path = storage.path(record.storage_key)
-    if not path.is_file():
-        raise NotFoundError("File content", file_id)
-    _check_range(request, path.stat().st_size)
-    return FileResponse(
-        path,
+    return stored_file_response(
+        storage,
+        request,
+        key=record.storage_key,
         media_type=record.media_type,
         filename=record.name,
-        headers={"X-Content-Type-Options": "nosniff"},
+        file_id=file_id,
     )
 
 
@@ -96,20 +94,3 @@ def download_file(
 def remove_file(file_id: str, key: CurrentKey, session: SessionDep, storage: StorageDep) -> None:
     """Delete a file and its bytes; refused while a queued or running task reads it."""
     delete_file(session, owner=key, storage=storage, file_id=file_id)
-
-
-def _check_range(request: Request, size: int) -> None:
-    """Answers a bad Range header as a problem, where FileResponse would answer in plain text."""
-    requested = request.headers.get("range")
-    if requested is None or "if-range" in request.headers:
-        return  # with If-Range, FileResponse may serve the whole file; it decides
-    try:
-        FileResponse._parse_range_header(requested, size)  # the same parser FileResponse then uses
-    except MalformedRangeHeader as exc:
-        raise Problem(400, f"The Range header is malformed: {exc.content}") from exc
-    except RangeNotSatisfiable as exc:
-        raise Problem(
-            416,
-            f"The range {requested!r} starts beyond the file's {size} bytes.",
-            headers={"Content-Range": f"bytes */{size}"},
-        ) from exc

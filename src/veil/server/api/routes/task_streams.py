@@ -102,11 +102,11 @@ def task_archive(
     """Every generated file of your completed tasks as one zip, streamed; a task you do not have answers
     404, one not completed 409."""
     task_ids = _task_ids(ids)
-    members = archive_members(session, owner=key, storage=storage, task_ids=task_ids)
+    members = archive_members(session, owner=key, task_ids=task_ids)
     name = f"{task_ids[0]}.zip" if len(set(task_ids)) == 1 else "veil-tasks.zip"
     session.close()  # the request's session would otherwise hold a connection while the zip streams
     return StreamingResponse(
-        stream_zip(members),
+        stream_zip(storage, members),
         media_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
+from starlette.responses import Response
 
 from veil.core.schemas import TaskCreate, TaskListQuery, TaskPublic, TasksPublic
 from veil.core.tasks import (
@@ -19,6 +20,7 @@ from veil.core.tasks import (
     tasks_waiting_on,
 )
 from veil.server.api.deps import CurrentKey, QueueDep, SessionDep, SettingsDep, StorageDep
+from veil.server.content import stored_file_response
 from veil.server.problems import problem_responses
 
 __all__ = ["router"]
@@ -67,11 +69,18 @@ def read_task(task_id: str, key: CurrentKey, session: SessionDep) -> TaskPublic:
     responses={**_DOCUMENT, **problem_responses(401, 404, 422, 429)},
 )
 def read_task_document(
-    task_id: str, key: CurrentKey, session: SessionDep, storage: StorageDep
-) -> FileResponse:
+    task_id: str, request: Request, key: CurrentKey, session: SessionDep, storage: StorageDep
+) -> Response:
     """The whole document a render task obscures; task views carry only its summary (`render_document`)."""
     record = get_task_document(session, owner=key, task_id=task_id)
-    return FileResponse(storage.path(record.storage_key), media_type=record.media_type, filename=record.name)
+    return stored_file_response(
+        storage,
+        request,
+        key=record.storage_key,
+        media_type=record.media_type,
+        filename=record.name,
+        file_id=record.id,
+    )
 
 
 @router.delete("/{task_id}", responses=problem_responses(401, 404, 409, 422, 429))
