@@ -60,13 +60,13 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise AssertionError("these tests need redis-server on the PATH (apt-get install redis-server)")
-        log = (self.directory / "redis.log").open("ab")
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            cwd=self.directory,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        with (self.directory / "redis.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                cwd=self.directory,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

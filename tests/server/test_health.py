@@ -1,4 +1,4 @@
-"""Probes and monitoring: `/healthz`, `/readyz` (database, broker, workers) and `/metrics`."""
+"""Probes and monitoring: `/healthz`, `/readyz` (database, broker, storage, workers) and `/metrics`."""
 
 from __future__ import annotations
 
@@ -45,7 +45,10 @@ def test_readyz_is_503_until_a_worker_reports(client: TestClient, sessions: sess
     assert not_ready.headers["content-type"] == "application/problem+json"
     assert set(not_ready.json()["errors"]) == {"workers"}
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "checks": {"database": "ok", "broker": "ok", "workers": 1}}
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "broker": "ok", "storage": "ok", "workers": 1},
+    }
 
 
 @pytest.fixture
@@ -66,6 +69,22 @@ def test_readyz_names_an_unreachable_broker(
     assert response.status_code == 503
     assert set(response.json()["errors"]) == {"broker"}
     assert "guest" not in response.text, "the broker's credentials stay out of an unauthenticated answer"
+
+
+def test_readyz_names_storage_it_cannot_write(
+    settings: Settings, queue: RecordingQueue, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the storage folder should be")
+    broken = settings.model_copy(update={"storage_root": blocked})
+    beat(sessions, "worker-1", age_s=1)
+
+    with TestClient(create_app(broken, queue=queue), raise_server_exceptions=False) as client:  # type: ignore[arg-type]
+        response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert set(response.json()["errors"]) == {"storage"}
+    assert str(tmp_path) not in response.text, "paths stay out of an unauthenticated answer"
 
 
 def metric_samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -38,7 +38,7 @@ from veil.core.models import ApiKey
 from veil.core.queue import CALLBACK_QUEUE, TASK_QUEUES, TaskQueue, create_celery
 from veil.core.scheduler import Scheduler, periodic_jobs
 from veil.core.settings import get_settings
-from veil.core.storage import LocalStorage
+from veil.core.storage import open_storage
 from veil.worker.celery_app import create_worker_app
 
 __all__ = ["Role", "WorkerSupervisor", "scheduler", "serve", "worker"]
@@ -341,9 +341,7 @@ def scheduler() -> None:
     engine = create_db_engine(settings.database_url)
     try:
         sessions = sessionmaker(engine, expire_on_commit=False)
-        jobs = periodic_jobs(
-            sessions, LocalStorage(settings.storage_dir), TaskQueue(create_celery(settings)), settings
-        )
+        jobs = periodic_jobs(sessions, open_storage(settings), TaskQueue(create_celery(settings)), settings)
         log.info("scheduler started", extra={"interval_s": settings.cleanup_interval_s})
         Scheduler(sessions, jobs, interval_s=settings.cleanup_interval_s).run_until(stop)
     finally:

@@ -1,5 +1,5 @@
 """Readiness: can this installation take and run tasks? The database answers, the broker accepts a
-connection, and at least one worker has reported recently."""
+connection, storage can be written, and at least one worker has reported recently."""
 
 from __future__ import annotations
 
@@ -14,8 +14,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from veil.core.stats import WORKER_ALIVE_S, workers_alive
+from veil.core.storage import Storage, StorageUnavailableError
 
-__all__ = ["BROKER_TIMEOUT_S", "Readiness", "broker_problem", "check_readiness"]
+__all__ = [
+    "BROKER_TIMEOUT_S",
+    "Readiness",
+    "broker_problem",
+    "check_readiness",
+    "storage_problem",
+]
 
 BROKER_TIMEOUT_S = 2.0
 
@@ -24,7 +31,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Readiness:
-    """What is not ready, by check ("database", "broker", "workers"), and how many workers are alive."""
+    """What is not ready, by check ("database", "broker", "storage", "workers"), and how many workers are
+    alive."""
 
     problems: dict[str, list[str]]
     workers: int
@@ -57,8 +65,18 @@ def broker_problem(url: str, *, timeout_s: float = BROKER_TIMEOUT_S) -> str | No
     return None
 
 
-def check_readiness(session: Session, *, broker_url: str) -> Readiness:
-    """Runs the three checks; a database that does not answer also leaves the worker count unknown (0)."""
+def storage_problem(storage: Storage) -> str | None:
+    """None when `storage` can be read and written, else why not (details in the log only)."""
+    try:
+        storage.check()
+    except StorageUnavailableError as exc:
+        log.warning("storage not ready", exc_info=exc)
+        return f"cannot use the storage ({type(exc).__name__}); the server log has the details"
+    return None
+
+
+def check_readiness(session: Session, *, broker_url: str, storage: Storage) -> Readiness:
+    """Runs the four checks; a database that does not answer also leaves the worker count unknown (0)."""
     problems: dict[str, list[str]] = {}
     workers = 0
     try:
@@ -70,6 +88,9 @@ def check_readiness(session: Session, *, broker_url: str) -> Readiness:
     broker = broker_problem(broker_url)
     if broker is not None:
         problems["broker"] = [broker]
+    stored = storage_problem(storage)
+    if stored is not None:
+        problems["storage"] = [stored]
     if "database" not in problems and workers == 0:
         problems["workers"] = [f"no worker has reported in the last {WORKER_ALIVE_S:g} s"]
     return Readiness(problems=problems, workers=workers)

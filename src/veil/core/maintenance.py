@@ -26,7 +26,7 @@ from veil.core.models import FINAL_STATUSES, ExpiringPath, StoredFile, Task, Upl
 from veil.core.paths import FileRoot, PathOutsideRootError
 from veil.core.queue import MAX_RETRY_DELAY_S, TASK_QUEUES, Queued, TaskQueue
 from veil.core.settings import Settings
-from veil.core.storage import LocalStorage
+from veil.core.storage import Storage
 from veil.core.tasks import tasks_waiting_on
 
 __all__ = ["MAX_ATTEMPTS", "recover_tasks", "resend_lost_messages", "run_maintenance"]
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 
 def run_maintenance(
-    sessions: sessionmaker[Session], storage: LocalStorage, queue: TaskQueue, settings: Settings
+    sessions: sessionmaker[Session], storage: Storage, queue: TaskQueue, settings: Settings
 ) -> None:
     """One pass: delete expired stored files (not those a queued or running task reads), delete expired
     BlurIt outputs and what workers that died left in staging, and queue again (or fail) tasks whose
@@ -132,7 +132,7 @@ def _lost_callbacks(sessions: sessionmaker[Session], waited_since: datetime) -> 
         return [(task_id, (record or {}).get("attempts", 0)) for task_id, record in session.execute(query)]
 
 
-def _delete_expired_files(sessions: sessionmaker[Session], storage: LocalStorage, now: datetime) -> int:
+def _delete_expired_files(sessions: sessionmaker[Session], storage: Storage, now: datetime) -> int:
     active = Task.status.in_(_ACTIVE)
     read_files = Task.input["file"].as_string()
     read_tasks = Task.input["task"].as_string()
@@ -153,7 +153,7 @@ def _delete_expired_files(sessions: sessionmaker[Session], storage: LocalStorage
     )
 
 
-def _delete_expired_uploads(sessions: sessionmaker[Session], storage: LocalStorage, now: datetime) -> int:
+def _delete_expired_uploads(sessions: sessionmaker[Session], storage: Storage, now: datetime) -> int:
     """Resumable uploads past their expiry: the row and any bytes still waiting (a finished upload's file
     expires on its own)."""
     return _purge(sessions, Upload.id, [Upload.storage_key], [Upload.expires_at <= now], storage.delete)

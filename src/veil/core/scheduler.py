@@ -21,7 +21,7 @@ from veil.core.leases import take_lease
 from veil.core.maintenance import resend_lost_messages, run_maintenance
 from veil.core.queue import TaskQueue
 from veil.core.settings import Settings
-from veil.core.storage import LocalStorage
+from veil.core.storage import Storage
 
 __all__ = ["PeriodicJob", "Scheduler", "periodic_jobs"]
 
@@ -38,7 +38,7 @@ class PeriodicJob:
 
 
 def periodic_jobs(
-    sessions: sessionmaker[Session], storage: LocalStorage, queue: TaskQueue, settings: Settings
+    sessions: sessionmaker[Session], storage: Storage, queue: TaskQueue, settings: Settings
 ) -> list[PeriodicJob]:
     """Expiry, clean-up and stale-task requeue (`maintenance`); re-sending lost tasks and callbacks
     (`resend`)."""
@@ -69,12 +69,11 @@ class Scheduler:
             if not take_lease(self._sessions, name=f"job:{job.name}", holder=holder, ttl_s=self._interval_s):
                 continue
             ran.append(job.name)
+            log.info("periodic job started", extra={"job": job.name})
             try:
                 job.run()
             except Exception:
                 log.exception("periodic job %s failed; trying again at the next interval", job.name)
-            else:
-                log.info("periodic job ran", extra={"job": job.name})
         return ran
 
     def run_until(self, stop: threading.Event) -> None:

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
 from veil.core.health import check_readiness
-from veil.server.api.deps import MetricsReader, SessionDep, SettingsDep
+from veil.server.api.deps import MetricsReader, SessionDep, SettingsDep, StorageDep
 from veil.server.metrics import render_metrics
 from veil.server.problems import Problem, problem_responses
 
@@ -26,6 +26,7 @@ class Alive(BaseModel):
 class ReadyChecks(BaseModel):
     database: Literal["ok"] = "ok"
     broker: Literal["ok"] = "ok"
+    storage: Literal["ok"] = "ok"
     workers: int
 
 
@@ -41,10 +42,10 @@ def healthz() -> Alive:
 
 
 @router.get("/readyz", responses=problem_responses(503))
-def readyz(session: SessionDep, settings: SettingsDep) -> Ready:
-    """Ready when the database answers, the broker accepts a connection and a worker reported in the last
-    30 s; otherwise 503, with `errors` naming each check that failed."""
-    readiness = check_readiness(session, broker_url=settings.broker_url)
+def readyz(session: SessionDep, settings: SettingsDep, storage: StorageDep) -> Ready:
+    """Ready when the database answers, the broker accepts a connection, storage can be written and a
+    worker reported in the last 30 s; otherwise 503, with `errors` naming each check that failed."""
+    readiness = check_readiness(session, broker_url=settings.broker_url, storage=storage)
     if readiness.problems:
         failed = ", ".join(sorted(readiness.problems))
         raise Problem(503, f"Not ready: {failed}.", errors=readiness.problems)
