@@ -222,7 +222,8 @@ def test_bad_directory_tasks_are_refused(
     [
         ({"input_image": None}, {"input_image", "input_video"}),
         ({"input_video": {"protocol": "file", "path": "clip.mp4"}}, {"input_image", "input_video"}),
-        ({"input_image": {"protocol": "s3", "path": "image.jpg"}}, {"input_image.protocol"}),
+        ({"input_image": {"protocol": "s3", "path": "image.jpg"}}, {"input_image.bucket"}),
+        ({"input_image": {"protocol": "file", "bucket": "b", "path": "image.jpg"}}, {"input_image.bucket"}),
         ({"output_json": {"protocol": "http", "path": "d.json"}}, {"output_json.protocol"}),
         ({"input_image": {"protocol": "file", "path": "missing.jpg"}}, {"input_image.path"}),
         ({"input_image": {"protocol": "file", "path": "batch"}}, {"input_image.path"}),

@@ -17,7 +17,7 @@ import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -27,11 +27,16 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    SerializerFunctionWrapHandler,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
+    model_serializer,
 )
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from veil.core.blurit_s3 import S3Files, check_s3_directory_task, check_s3_file_task
 from veil.core.errors import InvalidInputError, NotFoundError
 from veil.core.keys import key_file_root
 from veil.core.models import ApiKey, Task, utc_now
@@ -98,12 +103,33 @@ UTCDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 
 
 class FileSpec(BaseModel):
-    """A place under the file root. Only protocol "file" is supported."""
+    """A place under the key's file root (protocol "file") or below its prefix in S3 (protocol "s3")."""
 
     model_config = ConfigDict(extra="forbid")
 
-    protocol: Literal["file"] = Field(description='"file": `path` is relative to the server\'s file root.')
+    protocol: Literal["file", "s3"] = Field(
+        description='"file": `path` is relative to the key\'s file root. "s3": `path` is the object key (for '
+        "a directory, a key prefix) in `bucket`, below the key's own prefix (see `veil.core.blurit_s3`)."
+    )
+    bucket: str | None = Field(
+        default=None, validate_default=True, description='With protocol "s3" only.', examples=["media"]
+    )
     path: str = Field(min_length=1, examples=["photos/image.jpg"])
+
+    @field_validator("bucket")
+    @classmethod
+    def _bucket_for_s3(cls, bucket: str | None, info: ValidationInfo) -> str | None:
+        if (info.data.get("protocol") == "s3") != (bucket is not None):
+            raise ValueError('give bucket with protocol "s3", and only then')
+        return bucket
+
+    @model_serializer(mode="wrap")
+    def _without_bucket_for_files(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # A "file" spec is shown as BlurIt shows it, with no bucket at all.
+        data: dict[str, Any] = handler(self)
+        if data.get("bucket") is None:
+            data.pop("bucket", None)
+        return data
 
 
 class OutputSpec(FileSpec):
@@ -281,9 +307,12 @@ def _media_of(request: FileTaskCreate | DirectoryTaskCreate) -> MediaKind:
     return "photo" if isinstance(request, FileTaskCreate) and request.input_image else "video"
 
 
-def create_file_task(session: Session, *, owner: ApiKey, request: FileTaskCreate, file_root: Path) -> Task:
-    """Checks a file task's specs against `owner`'s file root (`file_root` is the server's) and stores it
-    as a queued task; the caller enqueues it.
+def create_file_task(
+    session: Session, *, owner: ApiKey, request: FileTaskCreate, file_root: Path, s3: S3Files | None = None
+) -> Task:
+    """Checks a file task's specs against `owner`'s file root (`file_root` is the server's), or with
+    protocol "s3" against its prefix in `s3` (`veil.core.blurit_s3`), and stores it as a queued task; the
+    caller enqueues it.
 
     Raises:
         InvalidInputError: naming each offending field (`input_image.path`, `output_video`, ...).
@@ -307,6 +336,10 @@ def create_file_task(session: Session, *, owner: ApiKey, request: FileTaskCreate
         errors.add(f"output_{kind}", f"give output_{kind}, output_json or both")
     if input_spec.expires_at is not None and input_spec.expires_at <= utc_now():
         errors.add(f"{input_field}.expires_at", "is in the past")
+    if _protocol(request) == "s3":
+        errors.raise_if_any()
+        check_s3_file_task(request, owner=owner, files=s3)
+        return _store(session, owner, request)
     root = key_file_root(owner, file_root)
     source = _look(root, input_field, input_spec, errors)
     if source is not None and not source.holds(stat.S_IFREG):
@@ -322,16 +355,40 @@ def create_file_task(session: Session, *, owner: ApiKey, request: FileTaskCreate
     return _store(session, owner, request)
 
 
+def _protocol(request: FileTaskCreate | DirectoryTaskCreate) -> str:
+    """The protocol all the request's specs use.
+
+    Raises:
+        InvalidInputError: they use different ones.
+    """
+    specs = {
+        name: spec
+        for name in type(request).model_fields
+        if isinstance(spec := getattr(request, name), FileSpec)
+    }
+    protocols = {spec.protocol for spec in specs.values()}
+    if len(protocols) > 1:
+        message = "give every input and output of a task the same protocol"
+        raise InvalidInputError({f"{name}.protocol": [message] for name in specs})
+    return protocols.pop()
+
+
 def _overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
     shorter = min(len(a), len(b))
     return a[:shorter] == b[:shorter]
 
 
 def create_directory_task(
-    session: Session, *, owner: ApiKey, request: DirectoryTaskCreate, file_root: Path
+    session: Session,
+    *,
+    owner: ApiKey,
+    request: DirectoryTaskCreate,
+    file_root: Path,
+    s3: S3Files | None = None,
 ) -> Task:
-    """Checks a directory task's specs against `owner`'s file root (`file_root` is the server's) and
-    stores it as a queued task; the caller enqueues it.
+    """Checks a directory task's specs against `owner`'s file root (`file_root` is the server's), or with
+    protocol "s3" against its prefix in `s3` (`veil.core.blurit_s3`), and stores it as a queued task; the
+    caller enqueues it.
 
     The output may not overlap the input either way: outputs inside the input would be processed again,
     and an input inside the output could be overwritten by an output with the same relative path. Files the
@@ -340,6 +397,9 @@ def create_directory_task(
     Raises:
         InvalidInputError: naming each offending field (`input_directory.path`, ...).
     """
+    if _protocol(request) == "s3":
+        check_s3_directory_task(request, owner=owner, files=s3)
+        return _store(session, owner, request)
     root = key_file_root(owner, file_root)
     errors = _Errors()
     source = _look(root, "input_directory", request.input_directory, errors)

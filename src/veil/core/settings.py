@@ -48,6 +48,8 @@ class Settings(BaseSettings):
         s3_endpoint_url: the S3 service (e.g. http://seaweedfs:8333); empty for AWS itself.
         s3_region, s3_access_key_id, s3_secret_access_key: for S3; empty ones are taken from the
             standard AWS_* environment variables.
+        s3_files_url: `s3://bucket/prefix` below which BlurIt-style `protocol: "s3"` paths live; each key
+            reaches only `<prefix>/<key id>/` (admin keys the whole prefix). Empty refuses that protocol.
         lost_message_s: a queued task (or a callback) whose message the broker no longer holds, as a
             restarted Redis loses them, is sent again once it has waited this long.
         flower_basic_auth: `user:password` (several separated by commas) that `veil flower` asks for;
@@ -82,6 +84,7 @@ class Settings(BaseSettings):
     s3_region: str = ""
     s3_access_key_id: str = ""
     s3_secret_access_key: SecretStr | None = None
+    s3_files_url: str = Field(default="", pattern=r"^(s3://[^/?#]+(/[^?#]*)?)?$")
     lost_message_s: float = Field(default=300.0, gt=0)
     flower_basic_auth: SecretStr | None = None
     flower_url: str | None = None

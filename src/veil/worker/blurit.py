@@ -1,4 +1,5 @@
-"""BlurIt-style tasks: a photo, a video or a whole directory below the key's file root, outputs there too.
+"""BlurIt-style tasks: a photo, a video or a whole directory below the key's file root, outputs there too
+(with protocol "s3", objects in a bucket instead: `veil.worker.blurit_s3`).
 
 `Task.input` is the request as the server accepted it (`veil.core.blurit`): input_image or input_video
 with output_image/output_video and output_json, or input_directory with output_directory; each spec is
@@ -18,7 +19,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -36,14 +37,21 @@ from veil.engine.anonymizer import Anonymizer
 from veil.engine.batch import FileJob, FileOutcome, run_jobs
 from veil.engine.errors import MediaError
 from veil.engine.report import Report
+from veil.worker.blurit_common import (
+    MEDIA_OUTPUTS,
+    anonymizer_for,
+    blurit_result,
+    check_not_expired,
+    process_file,
+    video_frames,
+)
+from veil.worker.blurit_s3 import run_s3_blurit_task
 from veil.worker.context import WorkerContext
 from veil.worker.lifecycle import Claim, Finished, TaskFailure, TaskStopped, Ticker, Usage
-from veil.worker.options import engine_request
 from veil.worker.scratch import attempt_folder
 
 __all__ = ["run_blurit_task"]
 
-_MEDIA_OUTPUTS = {"input_image": "output_image", "input_video": "output_video"}
 _OUTSIDE = "Path outside the file root"
 
 log = logging.getLogger(__name__)
@@ -57,6 +65,8 @@ def run_blurit_task(context: WorkerContext, claim: Claim, ticker: Ticker) -> Fin
             be written where asked.
         VeilError: the engine could not process the single input.
     """
+    if any(isinstance(spec, dict) and spec.get("protocol") == "s3" for spec in claim.input.values()):
+        return run_s3_blurit_task(context, claim, ticker)
     outputs = _Outputs(_key_root(context, claim), claim)
     with attempt_folder(context.settings, claim) as staging:
         if "input_directory" in claim.input:
@@ -90,34 +100,29 @@ class _Outputs:
         self.written.append(relative)
 
 
-def _anonymizer(context: WorkerContext, claim: Claim) -> tuple[Anonymizer, bool]:
-    request = engine_request(claim.operation, claim.parameters)
-    return context.models.anonymizer(request), request.write_media
-
-
 def _run_file(
     context: WorkerContext, claim: Claim, ticker: Ticker, outputs: _Outputs, staging: Path
 ) -> Finished:
-    input_field = next(name for name in _MEDIA_OUTPUTS if name in claim.input)
+    input_field = next(name for name in MEDIA_OUTPUTS if name in claim.input)
     spec = claim.input[input_field]
-    _check_not_expired(input_field, spec)
-    anonymizer, write_media = _anonymizer(context, claim)
-    fields = [_MEDIA_OUTPUTS[input_field]] if write_media else []
+    check_not_expired(input_field, spec)
+    anonymizer, write_media = anonymizer_for(context, claim)
+    fields = [MEDIA_OUTPUTS[input_field]] if write_media else []
     targets = {
         field: str(claim.input[field]["path"]) for field in [*fields, "output_json"] if field in claim.input
     }
     staged = {field: staging / field / PurePosixPath(path).name for field, path in targets.items()}
     with _opened_input(outputs.root, input_field, str(spec["path"])) as (source, info):
         outputs.inputs.add(file_id(info))
-        report = _process_file(
-            anonymizer, source, staged.get(_MEDIA_OUTPUTS[input_field]), staged.get("output_json"), ticker
+        report = process_file(
+            anonymizer, source, staged.get(MEDIA_OUTPUTS[input_field]), staged.get("output_json"), ticker
         )
     for field, path in targets.items():
         _put(outputs, staged[field], field, path)
     kind = report.media.type.upper()
     return Finished(
-        result=_result(claim.input, {kind: info.st_size}, {kind: 1}),
-        usage=Usage(files=1, bytes=info.st_size, frames=_video_frames(report)),
+        result=blurit_result(claim.input, {kind: info.st_size}, {kind: 1}),
+        usage=Usage(files=1, bytes=info.st_size, frames=video_frames(report)),
         expiring=_expiring_outputs(claim, outputs.root),
         after_commit=_auto_delete(spec, lambda: _delete_each(outputs.root, [str(spec["path"])])),
         discard=lambda: _remove_if_cancelled(context, claim, outputs),
@@ -145,20 +150,6 @@ def _input_failures(field: str, path: str, kind: str) -> Iterator[None]:
         raise TaskFailure("Input not found", missing) from None
 
 
-def _process_file(
-    anonymizer: Anonymizer, source: Path, media: Path | None, detections: Path | None, ticker: Ticker
-) -> Report:
-    """Writes the media and JSON outputs into staging."""
-    for path in (media, detections):
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-    report = anonymizer.process_file(source, media, lambda done, total: ticker.progress(done / (total or 1)))
-    ticker.check()
-    if detections is not None:
-        detections.write_text(report.to_json() + "\n", encoding="utf-8")
-    return report
-
-
 def _put(outputs: _Outputs, staged: Path, field: str, path: str) -> None:
     with _output_failures(field, path):
         outputs.put(staged, path)
@@ -179,17 +170,6 @@ def _output_failures(field: str, path: str) -> Iterator[None]:
         raise TaskFailure("Output not written", blocked) from None
 
 
-def _check_not_expired(field: str, spec: dict[str, Any]) -> None:
-    expires_at = spec.get("expires_at")
-    if expires_at is None:
-        return
-    moment = datetime.fromisoformat(str(expires_at))
-    if moment.tzinfo is None:  # the server stores aware times; read a bare one as UTC
-        moment = moment.replace(tzinfo=UTC)
-    if moment <= utc_now():
-        raise TaskFailure("Input expired", f"{field} expired at {expires_at}; it is not used after that time")
-
-
 def _run_directory(
     context: WorkerContext, claim: Claim, ticker: Ticker, outputs: _Outputs, staging: Path
 ) -> Finished:
@@ -199,7 +179,7 @@ def _run_directory(
     outputs.inputs.update(file_id(entry.info) for entry in entries if entry.skipped is None)
     with _output_failures("output_directory", target):
         outputs.root.make_directory(target)
-    anonymizer, write_media = _anonymizer(context, claim)
+    anonymizer, write_media = anonymizer_for(context, claim)
     jobs = [_job(outputs.root, folder, entry, staging, write_media) for entry in entries if not entry.skipped]
     run = _DirectoryRun(outputs, folder, target, ticker, len(jobs))
     try:
@@ -210,7 +190,7 @@ def _run_directory(
     skipped = [{"path": _below(folder, e.relative), "reason": e.skipped} for e in entries if e.skipped]
     failures = sorted([*skipped, *run.failures], key=lambda failure: failure["path"])
     return Finished(
-        result={**_result(claim.input, run.size, run.nb_files), "failures": failures},
+        result={**blurit_result(claim.input, run.size, run.nb_files), "failures": failures},
         usage=Usage(files=len(run.done), bytes=sum(run.size.values()), frames=run.frames),
         expiring=_expiring_outputs(claim, outputs.root),
         after_commit=_auto_delete(spec, lambda: _delete_sources(outputs.root, folder, run.done)),
@@ -306,18 +286,7 @@ class _DirectoryRun:
         self.done.append(_below(self._folder, relative))
         self.nb_files[kind] += 1
         self.size[kind] += self._sizes[job.relative]
-        self.frames += _video_frames(report)
-
-
-def _result(body: dict[str, Any], size: dict[str, int], nb_files: dict[str, int]) -> dict[str, Any]:
-    """The request's input_*/output_* specs as given, with bytes and files processed per IMAGE and VIDEO."""
-    echo = {name: spec for name, spec in body.items() if name.startswith(("input_", "output_"))}
-    counts = {"IMAGE": 0, "VIDEO": 0}
-    return {**echo, "size": {**counts, **size}, "nb_files": {**counts, **nb_files}}
-
-
-def _video_frames(report: Report) -> int:
-    return (report.media.frame_count or 0) if report.media.type == "video" else 0
+        self.frames += video_frames(report)
 
 
 def _expiring_outputs(claim: Claim, root: FileRoot) -> list[ExpiringPath]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from veil.core.settings import Settings
 from veil.core.storage.base import Storage, StorageFullError, StorageUnavailableError, UploadTooLargeError
 from veil.core.storage.local import LocalStorage
-from veil.core.storage.s3 import S3Storage, parse_s3_url
+from veil.core.storage.s3 import S3Location, S3Storage, parse_s3_url
 
 __all__ = [
     "LocalStorage",
@@ -16,6 +16,7 @@ __all__ = [
     "StorageUnavailableError",
     "UploadTooLargeError",
     "open_storage",
+    "s3_storage",
 ]
 
 
@@ -24,9 +25,14 @@ def open_storage(settings: Settings) -> Storage:
     disk under `storage_root` when it is empty."""
     if not settings.storage_url:
         return LocalStorage(settings.storage_dir)
+    return s3_storage(settings, parse_s3_url(settings.storage_url))
+
+
+def s3_storage(settings: Settings, location: S3Location) -> S3Storage:
+    """`location` reached with the `s3_*` settings, staging below `settings.scratch_dir`."""
     secret = settings.s3_secret_access_key
     return S3Storage(
-        parse_s3_url(settings.storage_url),
+        location,
         scratch=settings.scratch_dir,
         endpoint_url=settings.s3_endpoint_url or None,
         region=settings.s3_region or None,

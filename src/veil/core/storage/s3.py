@@ -202,10 +202,13 @@ class S3Storage:
         self._delete([piece["path"] for piece in self._pieces(key)])
 
     def delete_tree(self, prefix: str) -> None:
-        with _translated("list", prefix):
-            paths = [meta["path"] for batch in obstore.list(self.store, prefix) for meta in batch]
-        self._delete(paths)
+        self._delete(self.list_keys(prefix))
         shutil.rmtree(self._scratch_path(prefix), ignore_errors=True)
+
+    def list_keys(self, prefix: str) -> list[str]:
+        """Every key below `prefix` (a folder: `a/b` lists `a/b/...`, not `a/bc`)."""
+        with _translated("list", prefix):
+            return [meta["path"] for batch in obstore.list(self.store, prefix) for meta in batch]
 
     def _scratch_path(self, key: str) -> Path:
         path = (self.scratch / key).resolve()

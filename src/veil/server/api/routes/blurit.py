@@ -13,6 +13,7 @@ from veil.core.blurit import (
     create_file_task,
     get_blurit_task,
 )
+from veil.core.blurit_s3 import s3_files
 from veil.server.api.deps import CurrentKey, QueueDep, SessionDep, SettingsDep
 from veil.server.problems import problem_responses
 
@@ -25,8 +26,11 @@ router = APIRouter(prefix="/api/task", tags=["BlurIt tasks"])
 def submit_file_task(
     body: FileTaskCreate, key: CurrentKey, session: SessionDep, settings: SettingsDep, queue: QueueDep
 ) -> TaskCreated:
-    """Anonymize one photo or video below the file root; poll `GET /api/task/{task_id}`."""
-    task = create_file_task(session, owner=key, request=body, file_root=settings.file_root_dir)
+    """Anonymize one photo or video below the file root, or in S3 (protocol "s3"); poll
+    `GET /api/task/{task_id}`."""
+    task = create_file_task(
+        session, owner=key, request=body, file_root=settings.file_root_dir, s3=s3_files(settings)
+    )
     queue.enqueue(task.id, task.queue)
     return TaskCreated(task_id=task.id)
 
@@ -35,8 +39,10 @@ def submit_file_task(
 def submit_directory_task(
     body: DirectoryTaskCreate, key: CurrentKey, session: SessionDep, settings: SettingsDep, queue: QueueDep
 ) -> TaskCreated:
-    """Anonymize every photo and video below a directory of the file root."""
-    task = create_directory_task(session, owner=key, request=body, file_root=settings.file_root_dir)
+    """Anonymize every photo and video below a directory of the file root, or a key prefix in S3."""
+    task = create_directory_task(
+        session, owner=key, request=body, file_root=settings.file_root_dir, s3=s3_files(settings)
+    )
     queue.enqueue(task.id, task.queue)
     return TaskCreated(task_id=task.id)
 
