@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -104,6 +105,14 @@ def seaweedfs(folder: Path) -> Iterator[S3Server]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        _remove_sockets(ports)
+
+
+def _remove_sockets(ports: list[int]) -> None:
+    """weed also listens on Unix sockets in /tmp named by port, and leaves some there."""
+    for port in ports:
+        for socket_file in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-{port}.sock"):
+            socket_file.unlink(missing_ok=True)
 
 
 def _wait_ready(server: S3Server, process: subprocess.Popen[bytes], log: Path) -> None:
