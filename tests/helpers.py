@@ -7,7 +7,7 @@ import os
 import re
 import stat
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.resources import files
@@ -53,10 +53,14 @@ class RecordingQueue:
     task_ids: list[str] = field(default_factory=list)
     queues: list[str] = field(default_factory=list)
     callbacks: list[str] = field(default_factory=list)
+    segments: list[tuple[str, int, str]] = field(default_factory=list)
 
     def enqueue(self, task_id: str, queue: str) -> None:
         self.task_ids.append(task_id)
         self.queues.append(queue)
+
+    def enqueue_segments(self, task_id: str, indices: Sequence[int], queue: str) -> None:
+        self.segments.extend((task_id, index, queue) for index in indices)
 
     def enqueue_callback(self, task_id: str) -> None:
         self.callbacks.append(task_id)

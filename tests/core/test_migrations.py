@@ -51,9 +51,20 @@ def _columns(engine: Engine) -> set[str]:
 @pytest.mark.parametrize(
     ("revision", "gone"),
     [
-        ("0003", {"leases", "tasks.queue"}),
-        ("0002", {"leases", "tasks.queue", "api_keys.file_root", "expiring_paths.root"}),
-        ("0001", {"leases", "tasks.queue", "uploads", "api_keys.file_root", "expiring_paths.root"}),
+        ("0004", {"video_segments"}),
+        ("0003", {"video_segments", "leases", "tasks.queue"}),
+        ("0002", {"video_segments", "leases", "tasks.queue", "api_keys.file_root", "expiring_paths.root"}),
+        (
+            "0001",
+            {
+                "video_segments",
+                "leases",
+                "tasks.queue",
+                "uploads",
+                "api_keys.file_root",
+                "expiring_paths.root",
+            },
+        ),
     ],
 )
 def test_migrations_step_down(url: str, revision: str, gone: set[str]) -> None:

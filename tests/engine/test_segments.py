@@ -75,6 +75,7 @@ def test_plan_cuts_at_key_frames_with_context_around_each_segment(tmp_path: Path
         assert segment.stop == min(FRAMES, segment.write_stop + 3)
         assert segment.seek_pts == clip.pts_ms[segment.seek_index] * 16  # mp4 keeps ms as 1/16000
         assert segment.origin_pts == 0
+    assert plan_segments(clip.path, MIN_SEGMENT_S, VideoOptions(), min_video_s=2.5) == ()  # 2.4 s long
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from tests.helpers import save_image
 from tests.worker.conftest import submit, task_row, upload
 from veil.core.models import ApiKey, WorkerBeat
-from veil.core.queue import DELIVER_CALLBACK, RUN_TASK
+from veil.core.queue import DELIVER_CALLBACK, RUN_SEGMENT, RUN_TASK
 from veil.core.settings import Settings
 from veil.engine.detections import Detections
 from veil.worker.celery_app import create_worker_app
@@ -21,7 +21,7 @@ from veil.worker.heartbeat import WorkerHeartbeat
 
 def test_registers_the_task_names_the_server_sends(settings: Settings) -> None:
     app = create_worker_app(settings)
-    assert {RUN_TASK, DELIVER_CALLBACK} <= set(app.tasks.keys())
+    assert {RUN_TASK, RUN_SEGMENT, DELIVER_CALLBACK} <= set(app.tasks.keys())
     assert app.tasks[RUN_TASK].soft_time_limit == settings.task_time_limit_s - 30
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "StoredFile",
     "Task",
     "Upload",
+    "VideoSegment",
     "WorkerBeat",
     "utc_now",
 ]
@@ -191,3 +192,32 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(200), primary_key=True)
     holder: Mapped[str] = mapped_column(String(200))
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class VideoSegment(Base):
+    """One segment of a long video that several workers process at once (`veil.worker.segments`): which
+    frames it covers, and how its own run goes. It belongs to the task that processes the whole video, and
+    runs only while that task is `started`."""
+
+    __tablename__ = "video_segments"
+
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # The `veil.engine.video.FrameRange` it covers, as a dict.
+    frames: Mapped[dict[str, Any]] = mapped_column()
+    # The whole video in storage, which every worker reads its segment from, and the file suffix the
+    # engine reads it under (it picks the container type by it).
+    input_key: Mapped[str] = mapped_column(String(400))
+    input_suffix: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    # `host:pid` of the worker process running it (or that ran it last).
+    worker: Mapped[str | None] = mapped_column(String(200), default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(default=None)
+    # What the last completed attempt stored: its video (None when only detecting) and its report.
+    media_key: Mapped[str | None] = mapped_column(String(400), default=None)
+    report_key: Mapped[str | None] = mapped_column(String(400), default=None)
+    # {title, detail} of the failure that ended it, as a task's.
+    error: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)

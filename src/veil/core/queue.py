@@ -13,9 +13,10 @@ takes, as they are short and any worker can make them.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from typing import Literal, NamedTuple
 
-from celery import Celery
+from celery import Celery, group
 
 from veil.core.broker import embedded_broker_url
 from veil.core.settings import Settings
@@ -26,6 +27,7 @@ __all__ = [
     "GPU_QUEUE",
     "MAX_RETRY_DELAY_S",
     "PHOTO_QUEUE",
+    "RUN_SEGMENT",
     "RUN_TASK",
     "TASK_QUEUES",
     "VIDEO_QUEUE",
@@ -38,6 +40,7 @@ __all__ = [
 
 RUN_TASK = "veil.run_task"
 DELIVER_CALLBACK = "veil.deliver_callback"
+RUN_SEGMENT = "veil.run_segment"
 
 PHOTO_QUEUE = "photo"
 VIDEO_QUEUE = "video"
@@ -93,6 +96,12 @@ class TaskQueue:
     def enqueue(self, task_id: str, queue: str) -> None:
         """Sends the task to `queue`, the one in its row (`Task.queue`)."""
         self.celery.send_task(RUN_TASK, args=[task_id], queue=queue)
+
+    def enqueue_segments(self, task_id: str, indices: Sequence[int], queue: str) -> None:
+        """Sends segments `indices` of the task's video, as one Celery group, to the task's queue; each goes
+        to whichever worker takes it (see `veil.worker.segments`)."""
+        signatures = [self.celery.signature(RUN_SEGMENT, args=[task_id, i], queue=queue) for i in indices]
+        group(signatures).apply_async()
 
     def enqueue_callback(self, task_id: str, *, attempt: int = 0) -> None:
         """Sends delivery attempt `attempt` (0 = the first) of the task's callback."""

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
         flower_basic_auth: `user:password` (several separated by commas) that `veil flower` asks for;
             needed to listen on anything but loopback.
         flower_url: where people reach Flower; the manager links to it for admin keys.
+        split_min_s: a video at least this long (seconds) is cut into segments that several workers
+            process at once, then joined; 0 never cuts.
+        segment_min_s: the shortest segment (seconds); segments start at key frames, so most are longer.
     """
 
     model_config = SettingsConfigDict(env_prefix="VEIL_", extra="ignore")
@@ -88,6 +91,9 @@ class Settings(BaseSettings):
     lost_message_s: float = Field(default=300.0, gt=0)
     flower_basic_auth: SecretStr | None = None
     flower_url: str | None = None
+    # One long video over several workers (veil.worker.segments).
+    split_min_s: float = Field(default=120.0, ge=0)
+    segment_min_s: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:

@@ -18,7 +18,7 @@ from veil.engine.media.kinds import media_kind
 from veil.engine.redactors import draw_boxes, obscure
 from veil.engine.redactors.style import DEFAULT_STYLES, StylesByLabel
 from veil.engine.report import MediaInfo, Report
-from veil.engine.video import VideoOptions, anonymize_video
+from veil.engine.video import FrameRange, VideoOptions, anonymize_video
 
 __all__ = ["DEFAULT_DETECTORS", "AnonymizeOptions", "Anonymizer", "Progress"]
 
@@ -118,8 +118,15 @@ class Anonymizer:
         detections = self.detect(frame_bgr)
         return self.render(frame_bgr, detections), detections
 
-    def process_file(self, source: Path, output: Path | None, progress: Progress | None = None) -> Report:
-        """Anonymizes one photo or video into `output`, or only detects when `output` is None.
+    def process_file(
+        self,
+        source: Path,
+        output: Path | None,
+        progress: Progress | None = None,
+        frames: FrameRange | None = None,
+    ) -> Report:
+        """Anonymizes one photo or video into `output`, or only detects when `output` is None; `frames`
+        takes one segment of a video (see `veil.engine.segments`).
 
         Raises:
             UnsupportedMediaError: the file is neither a photo nor a video Veil handles.
@@ -129,14 +136,16 @@ class Anonymizer:
         if kind == "image":
             return self._process_image(source, output)
         if kind == "video":
+            options = self.video_options()
             return anonymize_video(
-                source, output, self.video_detectors, self.options.styles, self._video_options(), progress
+                source, output, self.video_detectors, self.options.styles, options, progress, frames
             )
         raise UnsupportedMediaError(
             f"{source.suffix or 'no extension'}: not a photo or video type Veil handles"
         )
 
-    def _video_options(self) -> VideoOptions:
+    def video_options(self) -> VideoOptions:
+        """The options videos run with (`draw` applies to them too)."""
         return replace(self.options.video, draw=self.options.draw)
 
     def _process_image(self, source: Path, output: Path | None) -> Report:

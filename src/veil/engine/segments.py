@@ -36,7 +36,9 @@ __all__ = ["join_reports", "join_segments", "plan_segments"]
 _SAME_TRACK_IOU = 0.5
 
 
-def plan_segments(src: Path, min_segment_s: float, options: VideoOptions) -> tuple[FrameRange, ...]:
+def plan_segments(
+    src: Path, min_segment_s: float, options: VideoOptions, min_video_s: float = 0.0
+) -> tuple[FrameRange, ...]:
     """The segments to process `src` in: cut at key frames, each at least `min_segment_s` long.
 
     Args:
@@ -44,10 +46,12 @@ def plan_segments(src: Path, min_segment_s: float, options: VideoOptions) -> tup
         min_segment_s: the shortest segment, seconds; the last segment is never shorter either.
         options: the options the segments will run with (the detection stride sets how many frames each
             looks at around its own).
+        min_video_s: a shorter video is not cut.
 
     Returns:
-        The segments, in order; empty when the video is not cut: it is shorter than two segments, has no
-        key frame where a cut could go, or its container cannot be cut (see `scan_key_frames`).
+        The segments, in order; empty when the video is not cut: it is shorter than `min_video_s` or than
+        two segments, has no key frame where a cut could go, or its container cannot be cut (see
+        `scan_key_frames`).
 
     Raises:
         ValueError: `min_segment_s` is not positive.
@@ -57,6 +61,8 @@ def plan_segments(src: Path, min_segment_s: float, options: VideoOptions) -> tup
         raise ValueError(f"min_segment_s must be positive, got {min_segment_s}")
     frames = scan_key_frames(src)
     if frames is None or not frames.key_indices or frames.key_indices[0] != 0:
+        return ()
+    if frames.seconds(frames.end_pts) < min_video_s:
         return ()
     cuts = _cuts(frames, min_segment_s)
     if len(cuts) < 3:

@@ -21,11 +21,12 @@ from typing import Any
 
 from celery import Celery, bootsteps
 
-from veil.core.queue import DELIVER_CALLBACK, RUN_TASK, TaskQueue, create_celery
+from veil.core.queue import DELIVER_CALLBACK, RUN_SEGMENT, RUN_TASK, TaskQueue, create_celery
 from veil.core.settings import Settings
 from veil.worker.callbacks import deliver_callback
 from veil.worker.context import WorkerContext
 from veil.worker.heartbeat import WorkerHeartbeat
+from veil.worker.segment_runs import run_segment
 from veil.worker.tasks import run_task
 
 __all__ = ["create_worker_app"]
@@ -36,13 +37,17 @@ _SOFT_LIMIT_MARGIN_S = 30
 
 
 def create_worker_app(settings: Settings) -> Celery:
-    """A Celery app on `settings.broker_url` with `RUN_TASK` and `DELIVER_CALLBACK` registered."""
+    """A Celery app on `settings.broker_url` with `RUN_TASK`, `RUN_SEGMENT` and `DELIVER_CALLBACK`
+    registered."""
     app = create_celery(settings)
     contexts = _ContextPerProcess(settings, app)
     soft_limit = max(1, settings.task_time_limit_s - _SOFT_LIMIT_MARGIN_S)
 
     def run(task: Any, task_id: str) -> None:
         run_task(contexts.get(), task_id)
+
+    def segment(task: Any, task_id: str, index: int) -> None:
+        run_segment(contexts.get(), task_id, index)
 
     def deliver(task: Any, task_id: str, attempt: int = 0) -> None:
         # `attempt`: where a delivery the scheduler sent again (its message was lost) carries on from.
@@ -52,6 +57,7 @@ def create_worker_app(settings: Settings) -> Celery:
 
     # Not shared: a shared task is added to every Celery app made later in the process, settings and all.
     app.task(name=RUN_TASK, bind=True, shared=False, soft_time_limit=soft_limit)(run)
+    app.task(name=RUN_SEGMENT, bind=True, shared=False, soft_time_limit=soft_limit)(segment)
     app.task(name=DELIVER_CALLBACK, bind=True, shared=False)(deliver)
     app.steps["worker"].add(_heartbeat_step(settings))
     return app

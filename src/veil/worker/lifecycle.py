@@ -26,8 +26,10 @@ from veil.core.models import ApiKey, ExpiringPath, StoredFile, Task, utc_now
 from veil.worker.context import WorkerContext
 
 __all__ = [
+    "Beat",
     "Claim",
     "Finished",
+    "Heartbeat",
     "InputNotReadyError",
     "TaskFailure",
     "TaskStopped",
@@ -207,18 +209,23 @@ def _execute(session: Session, statement: Any) -> bool:
     return result.rowcount == 1
 
 
-class Ticker:
-    """Keeps a running attempt's claim alive and tells it when to stop.
+Beat = Callable[[Session, float], bool]
+"""Records one heartbeat with the progress fraction (0..1); False when the work is no longer held."""
+
+
+class Heartbeat:
+    """Keeps a running piece of work's claim alive and tells it when to stop.
 
     The engine reports progress through `progress(fraction)`; a background thread beats as well, so a
     long photo or model load without progress calls does not look like a dead worker. Either writes at
-    most once per `context.beat_interval_s`; when the write finds the task no longer held, the next
+    most once per `context.beat_interval_s`; when the write finds the work no longer held, the next
     `progress` call raises `TaskStopped`.
     """
 
-    def __init__(self, context: WorkerContext, claim: Claim) -> None:
+    def __init__(self, context: WorkerContext, name: str, beat: Beat) -> None:
         self._context = context
-        self._claim = claim
+        self._name = name
+        self._record = beat
         self._interval_s = context.beat_interval_s
         self._fraction = 0.0
         self._last_beat = time.monotonic()
@@ -230,7 +237,7 @@ class Ticker:
         """Records progress (0..1).
 
         Raises:
-            TaskStopped: the task was cancelled or taken over; stop without outputs.
+            TaskStopped: the work was cancelled or taken over; stop without outputs.
         """
         self._fraction = min(max(fraction, 0.0), 1.0)
         if time.monotonic() - self._last_beat >= self._interval_s:
@@ -238,14 +245,14 @@ class Ticker:
         self.check()
 
     def check(self) -> None:
-        """Raises `TaskStopped` if a beat found the task no longer held by this attempt."""
+        """Raises `TaskStopped` if a beat found the work no longer held by this attempt."""
         if self._stopped.is_set():
-            raise TaskStopped(self._claim.task_id)
+            raise TaskStopped(self._name)
 
     @contextmanager
     def running(self) -> Iterator[None]:
         """Beats in a background thread for the duration of the block."""
-        thread = threading.Thread(target=self._loop, name=f"veil-beat-{self._claim.task_id}", daemon=True)
+        thread = threading.Thread(target=self._loop, name=f"veil-beat-{self._name}", daemon=True)
         thread.start()
         try:
             yield
@@ -263,13 +270,20 @@ class Ticker:
             self._last_beat = time.monotonic()
             try:
                 with session_scope(self._context.sessions) as session:
-                    held = _execute(
-                        session,
-                        _held(self._claim).values(heartbeat_at=utc_now(), progress=self._fraction),
-                    )
+                    held = self._record(session, self._fraction)
             except SQLAlchemyError:
-                # A busy database must not fail the task; the next beat tries again.
-                log.warning("task %s: could not record progress", self._claim.task_id, exc_info=True)
+                # A busy database must not fail the work; the next beat tries again.
+                log.warning("%s: could not record progress", self._name, exc_info=True)
                 return
         if not held:
             self._stopped.set()
+
+
+class Ticker(Heartbeat):
+    """A task attempt's heartbeat: `heartbeat_at` and `progress` of the task, while this attempt holds it."""
+
+    def __init__(self, context: WorkerContext, claim: Claim) -> None:
+        def beat(session: Session, fraction: float) -> bool:
+            return _execute(session, _held(claim).values(heartbeat_at=utc_now(), progress=fraction))
+
+        super().__init__(context, claim.task_id, beat)

@@ -8,30 +8,17 @@ or handed to another worker. Completion and failure then send the task's callbac
 
 from __future__ import annotations
 
-import errno
 import logging
 from collections.abc import Callable
 
-from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import select
 
 from veil.core.db import session_scope
 from veil.core.models import FINAL_STATUSES, ApiKey, Task
-from veil.core.paths import PathOutsideRootError
-from veil.core.settings import Settings
 from veil.core.tasks import tasks_waiting_on
-from veil.engine.errors import (
-    CorruptMediaError,
-    MediaError,
-    MediaTooLargeError,
-    ModelError,
-    OutputError,
-    SizeMismatchError,
-    UnsupportedMediaError,
-    VeilError,
-)
 from veil.worker.blurit import run_blurit_task
 from veil.worker.context import WorkerContext
+from veil.worker.failures import describe_failure
 from veil.worker.lifecycle import (
     Claim,
     Finished,
@@ -44,7 +31,7 @@ from veil.worker.lifecycle import (
     fail_task,
     release_task,
 )
-from veil.worker.options import InvalidParametersError
+from veil.worker.segments import with_segments
 from veil.worker.v1 import run_v1_task
 
 __all__ = ["run_task"]
@@ -53,20 +40,6 @@ log = logging.getLogger(__name__)
 
 Runner = Callable[[WorkerContext, Claim, Ticker], Finished]
 _RUNNERS: dict[str, Runner] = {"v1": run_v1_task, "blurit": run_blurit_task}
-
-# Most specific first: the first match names the failure.
-_TITLES: tuple[tuple[type[Exception], str], ...] = (
-    (UnsupportedMediaError, "Unsupported media"),
-    (CorruptMediaError, "Corrupt media"),
-    (MediaTooLargeError, "Media too large"),
-    (MediaError, "Unreadable media"),
-    (OutputError, "Output not written"),
-    (ModelError, "Detector failed"),
-    (SizeMismatchError, "Detections do not match the input"),
-    (VeilError, "Processing failed"),
-    (InvalidParametersError, "Invalid parameters"),
-    (PathOutsideRootError, "Path outside the file root"),
-)
 
 
 def run_task(context: WorkerContext, task_id: str) -> None:
@@ -84,7 +57,7 @@ def run_task(context: WorkerContext, task_id: str) -> None:
     try:
         with ticker.running():
             _require_live_key(context, claim)
-            finished = _runner(claim)(context, claim, ticker)
+            finished = _runner(claim)(with_segments(context, claim), claim, ticker)
     except InputNotReadyError as waiting:
         release_task(context, claim)
         _enqueue_if_input_ended(context, claim, waiting.input_task_id)
@@ -93,7 +66,7 @@ def run_task(context: WorkerContext, task_id: str) -> None:
         log.info("task %s: attempt %d stopped (cancelled or taken over)", task_id, claim.attempt)
         return
     except Exception as exc:
-        ended = fail_task(context, claim, _failure(exc, context.settings))
+        ended = fail_task(context, claim, describe_failure(exc, context.settings))
     else:
         ended = complete_task(context, claim, finished)
     log.info("task %s: attempt %d %s", task_id, claim.attempt, "ended" if ended else "was stopped")
@@ -134,43 +107,3 @@ def _runner(claim: Claim) -> Runner:
     if runner is None:
         raise TaskFailure("Unknown task kind", f"this worker does not run {claim.api!r} tasks")
     return runner
-
-
-def _failure(exc: Exception, settings: Settings) -> dict[str, str]:
-    """{title, detail} for the client: the engine's one-line message for media and output problems, a
-    plain sentence for a full disk or a time limit, and a generic one (with the traceback logged) for
-    anything unexpected."""
-    if _disk_full(exc):
-        return {
-            "title": "Disk full",
-            "detail": "the disk is full, so the output could not be written; free space and submit again",
-        }
-    if isinstance(exc, TaskFailure):
-        return {"title": exc.title, "detail": exc.detail}
-    if isinstance(exc, SoftTimeLimitExceeded):
-        return {
-            "title": "Time limit exceeded",
-            "detail": f"the task ran longer than the limit of {settings.task_time_limit_s} s",
-        }
-    for kind, title in _TITLES:
-        if isinstance(exc, kind):
-            return {"title": title, "detail": _one_line(str(exc), settings)}
-    log.error("task failed unexpectedly", exc_info=exc)
-    return {"title": "Internal error", "detail": "the worker failed unexpectedly; its log has the details"}
-
-
-def _disk_full(exc: BaseException) -> bool:
-    """True when `exc` or an error it was raised from is ENOSPC (the engine wraps OS errors)."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno == errno.ENOSPC:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _one_line(message: str, settings: Settings) -> str:
-    """The first line of an engine message, without the server's own directories."""
-    for root in (settings.storage_dir, settings.file_root_dir):
-        message = message.replace(f"{root}/", "")
-    return message.splitlines()[0] if message else "no details"
