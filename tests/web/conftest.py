@@ -25,6 +25,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 ARTIFACTS = Path(__file__).parent / "artifacts"
 DESKTOP = {"width": 1280, "height": 800}
 TABLET = {"width": 768, "height": 1024}
+FLOWER_URL = "https://flower.example.com/"
 
 
 @dataclass
@@ -58,7 +59,11 @@ class WebServer:
 def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebServer]:
     """`veil serve --workers 1` on a free port, its data in a temporary directory."""
     data_dir = tmp_path_factory.mktemp("veil-web")
-    env = {"VEIL_CLEANUP_INTERVAL_S": "0.5", "VEIL_RATE_LIMIT": "100000/minute"}
+    env = {
+        "VEIL_CLEANUP_INTERVAL_S": "0.5",
+        "VEIL_RATE_LIMIT": "100000/minute",
+        "VEIL_FLOWER_URL": FLOWER_URL,
+    }
     with veil_serve(data_dir, env) as running:
         yield WebServer(running.url, running.data_dir, running.process, running.sessions)
 

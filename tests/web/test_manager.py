@@ -19,7 +19,7 @@ from playwright.sync_api import Page, Route, expect
 from skimage import data
 
 from tests.engine.video_factory import make_video
-from tests.web.conftest import TABLET, WebServer, sign_in
+from tests.web.conftest import FLOWER_URL, TABLET, WebServer, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -305,6 +305,21 @@ def test_an_admin_creates_and_revokes_a_key(
     expect(key_row.locator(".key-status")).to_contain_text("revoked")
     assert httpx.get(f"{web_server.url}/v1/keys/me", headers={"x-api-key": secret}).status_code == 401
     screenshot(page, "revoked")
+
+
+def test_only_admin_keys_see_the_link_to_flower(
+    new_page: Callable[..., Page], admin_key: str, api_key: str
+) -> None:
+    admin_page, user_page = new_page(), new_page()
+    sign_in(admin_page, admin_key)
+    sign_in(user_page, api_key)
+
+    link = admin_page.get_by_role("link", name="Monitoring")
+    expect(link).to_be_visible()
+    expect(link).to_have_attribute("href", FLOWER_URL)
+    expect(link).to_have_attribute("target", "_blank")
+    expect(user_page.get_by_role("link", name="Tasks")).to_be_visible()
+    expect(user_page.get_by_role("link", name="Monitoring")).to_have_count(0)
 
 
 def test_the_screens_fit_a_tablet(new_page: Callable[..., Page], api_key: str, screenshot: Shoot) -> None:

@@ -14,6 +14,7 @@ from rich.console import Console
 from veil.cli.apikeys import apikey_app
 from veil.cli.client import task_app
 from veil.cli.doctor import run_doctor
+from veil.cli.flower import flower
 from veil.cli.models import models_app
 from veil.cli.progress import BatchProgress, print_summary
 from veil.cli.readable_help import ReadableHelpGroup
@@ -271,6 +272,7 @@ app.add_typer(models_app, name="models")
 app.command()(serve)
 app.command()(worker)
 app.command()(scheduler)
+app.command()(flower)
 app.add_typer(task_app, name="task")
 app.add_typer(apikey_app, name="apikey")
 

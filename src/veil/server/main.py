@@ -31,6 +31,7 @@ from veil.server.api.routes import (
     health,
     keys,
     license,
+    monitoring,
     operations,
     task_streams,
     tasks,
@@ -89,7 +90,18 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_json_bytes)
     _document_body_limit(app, settings.max_json_bytes)
     # task_streams before tasks: its fixed paths (/v1/tasks/events) would otherwise match /v1/tasks/{id}.
-    for module in (files, uploads, task_streams, tasks, operations, keys, blurit, license, health):
+    for module in (
+        files,
+        uploads,
+        task_streams,
+        tasks,
+        operations,
+        keys,
+        monitoring,
+        blurit,
+        license,
+        health,
+    ):
         app.include_router(module.router)
     _serve_web_app(app)
     install_docs(app)

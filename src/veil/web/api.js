@@ -103,6 +103,10 @@ export class Api {
   me(key) {
     return this.json("GET", "/v1/keys/me", { key });
   }
+
+  monitoring() {
+    return this.json("GET", "/v1/monitoring");
+  }
   operations() {
     return this.json("GET", "/v1/operations");
   }

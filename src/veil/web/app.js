@@ -25,6 +25,23 @@ function setSignedIn(key) {
   nav.hidden = !key;
   document.getElementById("nav-keys").hidden = !(key && key.is_admin);
   who.textContent = key ? `Signed in as ${key.name}${key.is_admin ? " (admin)" : ""}` : "";
+  showFlowerLink(key);
+}
+
+// Admin keys get a link to Flower (workers, queues and tasks) when the server names its address.
+async function showFlowerLink(key) {
+  const link = document.getElementById("nav-flower");
+  link.hidden = true;
+  if (!key || !key.is_admin) return;
+  try {
+    const { flower_url: url } = await api.monitoring();
+    if (url && me === key) {
+      link.href = url;
+      link.hidden = false;
+    }
+  } catch (error) {
+    console.error(error);
+  }
 }
 
 function showSignIn(reason) {
