@@ -19,8 +19,10 @@ from veil.cli.models import models_app
 from veil.cli.progress import BatchProgress, print_summary
 from veil.cli.readable_help import ReadableHelpGroup
 from veil.cli.serve import scheduler, serve, worker
+from veil.cli.services_doctor import check_services
 from veil.cli.styles import StyleSpecError, build_styles
 from veil.core.parameters import closest_name
+from veil.core.settings import get_settings
 from veil.engine.anonymizer import DEFAULT_DETECTORS, AnonymizeOptions, Anonymizer
 from veil.engine.batch import FileJob, plan_jobs, run_jobs, summarize
 from veil.engine.detectors.base import DetectorConfig, Device
@@ -259,8 +261,21 @@ def _check_style_labels(anonymizer: Anonymizer) -> None:
 
 
 @app.command()
-def doctor(device: DeviceOpt = "auto") -> None:
+def doctor(
+    device: DeviceOpt = "auto",
+    services: Annotated[
+        bool,
+        typer.Option(
+            "--services",
+            help="Check instead what the settings connect to: database, broker, storage, file root.",
+        ),
+    ] = False,
+) -> None:
     """Check the installation: each model, its package, licence and execution provider, and FFmpeg."""
+    if services:
+        if not check_services(console, get_settings()):
+            raise typer.Exit(1)
+        return
     ok = run_doctor(console, _detector_config(device, None))
     if not ok:
         raise typer.Exit(1)

@@ -45,8 +45,10 @@ def _ping_broker(url: str, timeout_s: float) -> None:
         connection.channel().close()
 
 
-def broker_problem(url: str, *, timeout_s: float = BROKER_TIMEOUT_S) -> str | None:
-    """None when the broker at `url` accepts a connection within `timeout_s`, else why not.
+def broker_problem(url: str, *, timeout_s: float = BROKER_TIMEOUT_S, details: bool = False) -> str | None:
+    """None when the broker at `url` accepts a connection within `timeout_s`, else why not: with the
+    error's own words when `details` (for an operator), else only its kind (for anyone; the details go
+    to the log).
 
     The attempt runs in its own thread so that a broker that never answers costs `timeout_s`, whatever
     the transport's own timeouts do.
@@ -57,7 +59,8 @@ def broker_problem(url: str, *, timeout_s: float = BROKER_TIMEOUT_S) -> str | No
     except FutureTimeoutError:
         return f"the broker did not answer within {timeout_s:g} s"
     except Exception as exc:  # any failure to connect, whatever the transport raises, means not ready
-        # The answer goes to unauthenticated callers, so the details (hosts, paths) only go to the log.
+        if details:
+            return f"cannot connect to the broker: {exc}"
         log.warning("broker not ready", exc_info=exc)
         return f"cannot connect to the broker ({type(exc).__name__}); the server log has the details"
     finally:
