@@ -3,19 +3,27 @@
 Starts `veil serve --workers 0` on a fresh data dir under /tmp (so submissions pile up in the queue), uploads
 one small photo, and has `--clients` concurrent clients submit `--tasks` `detect` tasks in all, timing each
 POST /v1/tasks. Then starts `--workers` `veil worker` processes and waits until every task is final,
-checking that each one completed with exactly one generated file.
+checking that each one completed with exactly one generated file (`--workers 0` stops after submitting).
+
+With `--services`, the database is PostgreSQL and the broker and rate limits Redis, both made for the run,
+and `--api-processes` `veil serve --role api` processes share the clients (client i talks to process
+i mod N).
 
     .venv/bin/python bench/api_load.py --clients 50 --tasks 1000 --workers 1
+    .venv/bin/python bench/api_load.py --services --api-processes 2 --clients 50 --tasks 1000 --workers 2
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
+import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +33,7 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api_server import VEIL, running_api, stop
+from api_server import VEIL, running_api, services, stop
 from veil.core.db import session_scope
 from veil.core.models import StoredFile, Task
 
@@ -38,25 +46,36 @@ def small_jpeg() -> bytes:
 
 
 async def submit_all(
-    url: str, headers: dict[str, str], file_id: str, clients: int, tasks: int
+    urls: Sequence[str], headers: dict[str, str], file_id: str, clients: int, tasks: int
 ) -> list[float]:
-    """Latencies in seconds of every submission; each client sends its share one after another."""
+    """Latencies in seconds of every submission; each client sends its share one after another, client i
+    to `urls[i % len(urls)]`."""
     body = {"operation": "detect", "input": file_id, "parameters": {"detectors": ["face"]}}
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=60) as client:
+    async with httpx.AsyncClient(headers=headers, limits=limits, timeout=60) as client:
 
-        async def one_client(count: int) -> None:
+        async def one_client(index: int, count: int) -> None:
+            url = f"{urls[index % len(urls)]}/v1/tasks"
             for _ in range(count):
                 started = time.perf_counter()
-                response = await client.post("/v1/tasks", json=body)
+                response = await client.post(url, json=body)
                 latencies.append(time.perf_counter() - started)
                 if response.status_code != 202:
                     raise SystemExit(f"submission failed: {response.status_code} {response.text}")
 
         shares = [tasks // clients + (1 if i < tasks % clients else 0) for i in range(clients)]
-        await asyncio.gather(*(one_client(share) for share in shares))
+        await asyncio.gather(*(one_client(index, share) for index, share in enumerate(shares)))
     return latencies
+
+
+def cpu_seconds(processes: Sequence[subprocess.Popen[bytes]]) -> float:
+    """User and system CPU the processes used so far (Linux /proc)."""
+    ticks = 0
+    for process in processes:
+        fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def task_counts(sessions: sessionmaker[Session]) -> dict[str, int]:
@@ -82,16 +101,36 @@ def percentile(values: list[float], share: float) -> float:
     return float(np.percentile(np.asarray(values), share * 100))
 
 
-def run(clients: int, tasks: int, workers: int, data_dir: Path) -> dict[str, Any]:
-    with running_api(data_dir) as api, api.log_path.open("ab") as log:
+def run(
+    clients: int, tasks: int, workers: int, data_dir: Path, env_extra: dict[str, str], processes: int
+) -> dict[str, Any]:
+    with (
+        running_api(data_dir, env_extra=env_extra, processes=processes) as api,
+        api.log_path.open("ab") as log,
+    ):
         upload = httpx.post(
             f"{api.url}/v1/files", headers=api.headers, files={"file": ("bench.jpg", small_jpeg())}
         )
         file_id = upload.json()["id"]
-        began = time.perf_counter()
-        latencies = asyncio.run(submit_all(api.url, api.headers, file_id, clients, tasks))
-        submit_s = time.perf_counter() - began
+        began, cpu_before = time.perf_counter(), cpu_seconds(api.processes)
+        latencies = asyncio.run(submit_all(api.urls, api.headers, file_id, clients, tasks))
+        submit_s, api_cpu_s = time.perf_counter() - began, cpu_seconds(api.processes) - cpu_before
         queued = task_counts(api.sessions)
+        submitted = {
+            "database": "postgresql" if env_extra else "sqlite",
+            "api_processes": len(api.urls),
+            "clients": clients,
+            "tasks": tasks,
+            "submissions_per_s": tasks / submit_s,
+            "p50_ms": percentile(latencies, 0.50) * 1000,
+            "p99_ms": percentile(latencies, 0.99) * 1000,
+            "max_ms": max(latencies) * 1000,
+            # What one submission costs the API processes, whatever else the machine runs meanwhile.
+            "api_cpu_ms_per_submission": api_cpu_s / tasks * 1000,
+            "queued_after_submit": queued,
+        }
+        if not workers:
+            return submitted
 
         began = time.perf_counter()
         started_workers = [
@@ -104,13 +143,7 @@ def run(clients: int, tasks: int, workers: int, data_dir: Path) -> dict[str, Any
             stop(started_workers)
         drain_s = time.perf_counter() - began
         return {
-            "clients": clients,
-            "tasks": tasks,
-            "submissions_per_s": tasks / submit_s,
-            "p50_ms": percentile(latencies, 0.50) * 1000,
-            "p99_ms": percentile(latencies, 0.99) * 1000,
-            "max_ms": max(latencies) * 1000,
-            "queued_after_submit": queued,
+            **submitted,
             "workers": workers,
             "drain_s": drain_s,
             "drained_per_s": tasks / drain_s,
@@ -126,11 +159,17 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--services", action="store_true", help="PostgreSQL and Redis, made for the run")
+    parser.add_argument("--api-processes", type=int, default=1, help="with --services")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="veil-api-load-") as folder:
-        result = run(args.clients, args.tasks, args.workers, Path(folder))
+    with tempfile.TemporaryDirectory(prefix="veil-api-load-") as folder, contextlib.ExitStack() as stack:
+        env_extra = stack.enter_context(services(Path(folder))) if args.services else {}
+        processes = args.api_processes if args.services else 0
+        result = run(args.clients, args.tasks, args.workers, Path(folder), env_extra, processes)
     for name, value in result.items():
         print(f"{name:>26}: {value:.1f}" if isinstance(value, float) else f"{name:>26}: {value}")
+    if not args.workers:
+        return
     lost = result["tasks"] - result["final_statuses"].get("completed", 0)
     if lost or set(result["tasks_by_generated_files"]) != {1}:
         raise SystemExit(f"{lost} tasks did not complete, or some have other than one output")
