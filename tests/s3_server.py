@@ -56,7 +56,7 @@ def _free_ports(count: int) -> list[int]:
         return [int(probe.getsockname()[1]) for probe in probes]
 
 
-def _command(folder: Path, ports: list[int], config: Path) -> list[str]:
+def _command(folder: Path, ports: list[int], config: Path, host: str) -> list[str]:
     http, grpc = ports[: len(_PORTS)], ports[len(_PORTS) :]
     flags = [f"-{name}.port={port}" for name, port in zip(_PORTS, http, strict=True)]
     flags += [f"-{name}.port.grpc={port}" for name, port in zip(_PORTS, grpc, strict=True)]
@@ -64,8 +64,8 @@ def _command(folder: Path, ports: list[int], config: Path) -> list[str]:
         str(Path(sys.executable).with_name("weed")),
         "server",
         f"-dir={folder}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
+        f"-ip={host}",
+        f"-ip.bind={host}",
         "-s3",
         f"-s3.config={config}",
         # Iceberg and Lance listen on fixed ports by default; the tests need neither.
@@ -80,11 +80,12 @@ def _command(folder: Path, ports: list[int], config: Path) -> list[str]:
 
 
 @contextmanager
-def seaweedfs(folder: Path) -> Iterator[S3Server]:
-    """SeaweedFS serving S3 from `folder`; yields once it accepts a signed request, stops it after."""
+def seaweedfs(folder: Path, host: str = "127.0.0.1") -> Iterator[S3Server]:
+    """SeaweedFS serving S3 from `folder` on `host` (an address of this machine); yields once it accepts a
+    signed request, stops it after."""
     folder.mkdir(parents=True, exist_ok=True)
     ports = _free_ports(2 * len(_PORTS))
-    server = S3Server(f"http://127.0.0.1:{ports[_PORTS.index('s3')]}", "veil-test", secrets.token_hex(16))
+    server = S3Server(f"http://{host}:{ports[_PORTS.index('s3')]}", "veil-test", secrets.token_hex(16))
     config = folder / "s3.json"
     identity = {"accessKey": server.access_key_id, "secretKey": server.secret_access_key}
     actions = ["Admin", "Read", "Write", "List", "Tagging"]
@@ -93,7 +94,8 @@ def seaweedfs(folder: Path) -> Iterator[S3Server]:
     )
     log = folder / "weed.log"
     with log.open("wb") as out:
-        process = subprocess.Popen(_command(folder, ports, config), stdout=out, stderr=subprocess.STDOUT)
+        command = _command(folder, ports, config, host)
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_ready(server, process, log)
         _make_bucket(server)

@@ -44,17 +44,23 @@ def private_postgres() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# Nothing on disk; and no protected mode, which refuses every address but loopback when there is no
+# password: the tests bind only to loopback or to a bridge of their own (tests/cluster/hosts.py).
+_PRIVATE = ("--save", "", "--appendonly", "no", "--protected-mode", "no")
+
+
 @dataclass
 class RedisServer:
     """A redis-server this test run started, keeping nothing on disk."""
 
     port: int
     directory: Path
+    host: str = "127.0.0.1"
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def start(self) -> None:
         binary = shutil.which("redis-server")
@@ -62,7 +68,7 @@ class RedisServer:
             raise AssertionError("these tests need redis-server on the PATH (apt-get install redis-server)")
         with (self.directory / "redis.log").open("ab") as log:
             self.process = subprocess.Popen(
-                [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                [binary, "--port", str(self.port), "--bind", self.host, *_PRIVATE],
                 cwd=self.directory,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -70,7 +76,7 @@ class RedisServer:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
-                if redis.Redis(port=self.port, socket_timeout=1).ping():
+                if redis.Redis(self.host, self.port, socket_timeout=1).ping():
                     return
             except redis.ConnectionError:
                 time.sleep(0.05)
@@ -89,10 +95,11 @@ class RedisServer:
 
 
 @contextmanager
-def private_redis(directory: Path) -> Iterator[RedisServer]:
-    server = RedisServer(free_port(), directory)
-    server.start()
+def private_redis(directory: Path, host: str = "127.0.0.1") -> Iterator[RedisServer]:
+    """A redis-server listening on `host` (an address of this machine) and a spare port."""
+    server = RedisServer(free_port(), directory, host)
     try:
+        server.start()
         yield server
     finally:
         server.stop()
