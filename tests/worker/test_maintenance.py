@@ -3,6 +3,8 @@ workers queued again or failed, and queued tasks sent again at start."""
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -189,6 +191,31 @@ def test_staging_left_by_dead_workers_is_removed_unless_a_worker_runs_its_task(
 
     assert sorted(folder.name for folder in staging.iterdir()) == [f"{alive}-1"]
     assert (staging / f"{alive}-1" / "output_image" / "street.jpg").read_bytes() == b"half an output"
+
+
+def test_scratch_files_untouched_for_a_day_are_deleted_with_the_folders_left_empty(
+    context: WorkerContext,
+) -> None:
+    """GIVEN in the scratch folder a staged upload a killed API process left two days ago, one being
+        written now, a folder emptied two days ago and one just made for a file about to be written
+    WHEN maintenance runs (files are stale after `scratch_max_age_s`, a day by default)
+    THEN the old file and the old or emptied folders are gone, and what is in use stays."""
+    scratch = context.settings.scratch_dir
+    left = scratch / "key_a" / "file_a" / ".photo.partial.png"
+    writing = scratch / "key_a" / "file_b" / ".clip.partial.mp4"
+    for path in (left, writing):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"half an upload")
+    (scratch / "key_b" / "file_c").mkdir(parents=True)
+    (scratch / "key_b" / "file_d").mkdir()
+    two_days_ago = time.time() - 2 * 24 * 3600
+    for path in (left, left.parent, scratch / "key_b" / "file_c"):
+        os.utime(path, (two_days_ago, two_days_ago))
+
+    _maintain(context)
+
+    remaining = sorted(str(path.relative_to(scratch)) for path in scratch.rglob("*"))
+    assert remaining == ["key_a", "key_a/file_b", "key_a/file_b/.clip.partial.mp4", "key_b", "key_b/file_d"]
 
 
 def test_a_task_chained_on_one_that_failed_for_good_is_woken(

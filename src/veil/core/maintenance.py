@@ -10,7 +10,9 @@ long-waiting ones sent again. A worker's claim makes duplicate messages harmless
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -45,14 +47,15 @@ def run_maintenance(
     sessions: sessionmaker[Session], storage: Storage, queue: TaskQueue, settings: Settings
 ) -> None:
     """One pass: delete expired stored files (not those a queued or running task reads), delete expired
-    BlurIt outputs and what workers that died left in staging, and queue again (or fail) tasks whose
-    worker stopped sending heartbeats."""
+    BlurIt outputs, what workers that died left in staging and what processes killed outright left in
+    this host's scratch folder, and queue again (or fail) tasks whose worker stopped sending heartbeats."""
     now = utc_now()
     files = _delete_expired_files(sessions, storage, now) + _delete_expired_uploads(sessions, storage, now)
     paths = _delete_expired_paths(sessions, settings.file_root_dir, now)
     requeued = _requeue_stale_tasks(sessions, queue, now - timedelta(seconds=settings.stale_task_s))
     # After the tasks of dead workers left `started`, so a task failed for good loses its staging now.
     _delete_abandoned_staging(sessions, settings.staging_dir)
+    _delete_stale_scratch(settings.scratch_dir, utc_now() - timedelta(seconds=settings.scratch_max_age_s))
     if files or paths or requeued:
         log.info("maintenance: %d files and %d paths expired, %d tasks queued again", files, paths, requeued)
 
@@ -183,6 +186,30 @@ def _delete_abandoned_staging(sessions: sessionmaker[Session], staging_dir: Path
     for folder in folders:
         if folder.name.rpartition("-")[0] not in running:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _delete_stale_scratch(scratch_dir: Path, stale_before: datetime) -> None:
+    """Deletes the files in this host's scratch folder last written before `stale_before`, and folders
+    left empty there. A file on its way to or from S3 is written until it is moved and removed, so only a
+    process killed outright (an API process in the middle of an upload) leaves one untouched for long.
+    An empty folder goes only once stale, or emptied now: a writer makes its folder just before its file."""
+    cutoff, root = stale_before.timestamp(), str(scratch_dir)
+    gone: set[str] = set()
+    files = 0
+    for folder, subfolders, names in os.walk(root, topdown=False):
+        for path in (os.path.join(folder, name) for name in names):
+            with contextlib.suppress(FileNotFoundError):
+                if os.lstat(path).st_mtime < cutoff:
+                    os.unlink(path)
+                    gone.add(path)
+                    files += 1
+        emptied = any(os.path.join(folder, name) in gone for name in [*subfolders, *names])
+        with contextlib.suppress(OSError):  # rmdir refuses a folder that is not empty
+            if folder != root and (emptied or os.stat(folder).st_mtime < cutoff):
+                os.rmdir(folder)
+                gone.add(folder)
+    if files:
+        log.warning("maintenance: %d files left in %s by a process killed outright deleted", files, root)
 
 
 def _listed(folder: Path) -> list[Path]:

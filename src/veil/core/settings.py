@@ -58,6 +58,10 @@ class Settings(BaseSettings):
         split_min_s: a video at least this long (seconds) is cut into segments that several workers
             process at once, then joined; 0 never cuts.
         segment_min_s: the shortest segment (seconds); segments start at key frames, so most are longer.
+        upload_lock_s: how long a resumable upload stays locked to the request sending its bytes when
+            the API process running that request died; the client's next PATCH answers 409 until then.
+        scratch_max_age_s: a file left this long (seconds, by modification time) in the scratch folder
+            of the host running the periodic jobs is deleted; only a process killed outright leaves one.
     """
 
     model_config = SettingsConfigDict(env_prefix="VEIL_", extra="ignore")
@@ -94,6 +98,9 @@ class Settings(BaseSettings):
     # One long video over several workers (veil.worker.segments).
     split_min_s: float = Field(default=120.0, ge=0)
     segment_min_s: float = Field(default=30.0, gt=0)
+    # Left by an API process or worker killed outright (issue 10, nothing lost).
+    upload_lock_s: float = Field(default=30.0, gt=0)
+    scratch_max_age_s: float = Field(default=24 * 3600.0, gt=0)
 
     @model_validator(mode="after")
     def _fill_paths(self) -> Settings:
