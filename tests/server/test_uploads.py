@@ -24,7 +24,6 @@ from veil.core.maintenance import run_maintenance
 from veil.core.models import Lease, StoredFile, Upload, utc_now
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage
-from veil.core.upload_lock import LOCK_TTL_S
 
 TUS = {"Tus-Resumable": "1.0.0"}
 OFFSET_STREAM = "application/offset+octet-stream"
@@ -344,7 +343,7 @@ def test_a_second_patch_while_one_is_running_is_a_conflict_until_its_lock_expire
     THEN the first is a 409 and the second appends; the lock is given up after the request."""
     location = create(client, alice, 100)
     name = f"upload:{location.rsplit('/', 1)[-1]}"
-    assert take_lease(sessions, name=name, holder="another-process", ttl_s=LOCK_TTL_S)
+    assert take_lease(sessions, name=name, holder="another-process", ttl_s=60)
 
     body = problem(patch(client, alice, location, 0, b"abc"), 409)
     with session_scope(sessions) as session:

@@ -2,7 +2,8 @@
 
 The lock is a lease in the database (`veil.core.leases`) named after the upload, renewed while the bytes
 arrive and given up when the request ends. An API process killed mid-request leaves it to expire within
-`LOCK_TTL_S`; until then the client's next PATCH answers 409, which TUS clients try again.
+its time to live (`Settings.upload_lock_s`); until then the client's next PATCH answers 409, which TUS
+clients try again.
 """
 
 from __future__ import annotations
@@ -19,25 +20,22 @@ from sqlalchemy.orm import Session, sessionmaker
 from veil.core.errors import ConflictError
 from veil.core.leases import release_lease, take_lease
 
-__all__ = ["LOCK_TTL_S", "upload_lock"]
-
-LOCK_TTL_S = 30.0
-_RENEW_EVERY_S = LOCK_TTL_S / 3
+__all__ = ["upload_lock"]
 
 
 @asynccontextmanager
-async def upload_lock(database: Engine | Connection, upload_id: str) -> AsyncIterator[None]:
+async def upload_lock(database: Engine | Connection, upload_id: str, *, ttl_s: float) -> AsyncIterator[None]:
     """Holds upload `upload_id`'s lock for the block, taking and renewing it in transactions of its own
-    on `database` (a request's session's bind).
+    on `database` (a request's session's bind); it lasts `ttl_s` after the last renewal.
 
     Raises:
         ConflictError: another request holds it.
     """
     sessions = sessionmaker(database if isinstance(database, Engine) else database.engine)
     name, holder = f"upload:{upload_id}", uuid.uuid4().hex
-    if not await asyncio.to_thread(take_lease, sessions, name=name, holder=holder, ttl_s=LOCK_TTL_S):
+    if not await asyncio.to_thread(take_lease, sessions, name=name, holder=holder, ttl_s=ttl_s):
         raise ConflictError(f"Another request is sending bytes of upload {upload_id}; wait for it.")
-    renewing = asyncio.create_task(_renew(sessions, name, holder))
+    renewing = asyncio.create_task(_renew(sessions, name, holder, ttl_s))
     try:
         yield
     finally:
@@ -47,7 +45,7 @@ async def upload_lock(database: Engine | Connection, upload_id: str) -> AsyncIte
         await asyncio.to_thread(release_lease, sessions, name=name, holder=holder)
 
 
-async def _renew(sessions: sessionmaker[Session], name: str, holder: str) -> None:
+async def _renew(sessions: sessionmaker[Session], name: str, holder: str, ttl_s: float) -> None:
     while True:
-        await asyncio.sleep(_RENEW_EVERY_S)
-        await asyncio.to_thread(take_lease, sessions, name=name, holder=holder, ttl_s=LOCK_TTL_S)
+        await asyncio.sleep(ttl_s / 3)
+        await asyncio.to_thread(take_lease, sessions, name=name, holder=holder, ttl_s=ttl_s)

@@ -163,7 +163,7 @@ async def append_to_upload(
         StorageFullError: the disk is full (nothing of the chunks is kept).
     """
     # Taken before the offset is read, so two requests (of any API process) never append at one offset.
-    async with upload_lock(session.get_bind(), upload_id):
+    async with upload_lock(session.get_bind(), upload_id, ttl_s=settings.upload_lock_s):
         upload = await asyncio.to_thread(_get_and_release, session, owner=owner, upload_id=upload_id)
         if upload.offset >= upload.length:
             raise ConflictError(f"Upload {upload_id} is complete; nothing more can be sent.")
