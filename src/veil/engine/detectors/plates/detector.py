@@ -15,13 +15,13 @@ from veil.engine.detectors.plates.outline import PlateOutline
 from veil.engine.detectors.verified import VerifiedDetector
 from veil.engine.verifiers.plate_text import PlateTextVerifier
 
-__all__ = ["PHOTO_MAX_SIDE", "VIDEO_MAX_SIDE", "PlateCandidates", "plate_detector"]
+__all__ = ["MAX_SIDE", "PlateCandidates", "plate_detector"]
 
 LABEL = "plate"
-# Longer side the frame is resized to for the text network: 1280 px for photos; video key frames use 960 px
-# because tracking carries plates across key frames and cost is per frame.
-PHOTO_MAX_SIDE = 1280
-VIDEO_MAX_SIDE = 960
+# Longer side the frame is resized to for the text network, photos and video key frames alike: on a panned
+# clip of small plates, video at 960 px covered 0.67 of what the photo detector finds on every frame, at 1280
+# px 0.83; the INT8 network at 1280 costs about what FP32 did at 960 (BENCHMARKS.md, "INT8 wired in").
+MAX_SIDE = 1280
 # Reading removes most false candidates, so lines need only a moderate text score (BENCHMARKS.md, issue 9).
 DEFAULT_BOX_THRESHOLD = 0.4
 
@@ -44,7 +44,7 @@ class PlateCandidates:
     Args:
         config: device, line score threshold (None keeps DEFAULT_BOX_THRESHOLD), an optional replacement
             text-detection model, and the purpose that picks the input size.
-        max_side: longer side of the text network's input; None: PHOTO_MAX_SIDE or VIDEO_MAX_SIDE.
+        max_side: longer side of the text network's input; None: MAX_SIDE.
         shape: which text lines are candidates.
         outline: how a line grows into a plate box.
         threads: ONNX Runtime intra-op threads; 0 lets it choose.
@@ -64,7 +64,7 @@ class PlateCandidates:
     ) -> None:
         self.lines = TextLineFinder(
             config,
-            max_side=max_side or (VIDEO_MAX_SIDE if config.purpose == "video" else PHOTO_MAX_SIDE),
+            max_side=max_side or MAX_SIDE,
             box_threshold=config.threshold if config.threshold is not None else DEFAULT_BOX_THRESHOLD,
             shape=shape,
             threads=threads,
