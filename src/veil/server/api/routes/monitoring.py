@@ -17,7 +17,6 @@ class MonitoringPublic(BaseModel):
     flower_url: str | None = Field(
         description="Celery Flower (`veil flower`), showing workers, queues and tasks; null when "
         "VEIL_FLOWER_URL is not set.",
-        examples=["https://flower.example.com/"],
     )
 
 
