@@ -80,6 +80,7 @@ def test_stored_media_is_owner_only(tmp_path: Path, permissive_umask: None) -> N
         staged = storage.staging_path("key_a/file_2/video.mp4")
         storage.take_appended("key_a/uploads/upload_1", 3, staged)
         storage.commit(staged, "key_a/file_2/video.mp4")
+        storage.delete("key_a/uploads/upload_1")
 
     anyio.run(store_every_way)
     staged = storage.staging_path("key_b/task_1/out.png")

@@ -147,8 +147,9 @@ def test_appended_bytes_become_one_file(storage: Storage, tmp_path: Path) -> Non
     storage.take_appended(key, 6 + len(big), staged)
 
     assert staged.read_bytes() == b"abcdef" + big
+    assert storage.read_appended(key, 6) == b"abcdef", "kept until the file is recorded"
     storage.delete(key)
-    assert not storage.exists(key)
+    assert storage.read_appended(key, 6) == b""
 
 
 def test_appending_at_an_earlier_offset_drops_what_an_unrecorded_attempt_left(

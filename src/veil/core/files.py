@@ -21,7 +21,7 @@ from veil.core.documents import DOCUMENT_TYPE
 from veil.core.errors import ConflictError, NotFoundError
 from veil.core.ids import new_id
 from veil.core.listing import Listing, fetch_page, visible_to
-from veil.core.models import ApiKey, StoredFile, Task, utc_now
+from veil.core.models import ApiKey, StoredFile, Task, Upload, utc_now
 from veil.core.probe import SNIFF_BYTES, inspect_upload, sniff_media_type, upload_limit
 from veil.core.schemas import FileListQuery, FileProperties, FilePublic, FilesPublic
 from veil.core.settings import Settings
@@ -108,32 +108,33 @@ async def store_upload(
 
 
 def store_stored_bytes(
-    session: Session,
-    *,
-    storage: Storage,
-    settings: Settings,
-    owner: ApiKey,
-    filename: str | None,
-    source_key: str,
-    length: int,
+    session: Session, *, storage: Storage, settings: Settings, owner: ApiKey, upload: Upload
 ) -> FilePublic:
-    """Records the `length` bytes appended in storage under `source_key` (a finished resumable upload) as
-    an uploaded file, exactly as `store_upload` would: typed from the first bytes, then checked and
-    stored under the file's own key (on local disk they are moved, not copied). Blocking; call it in a
-    thread from async code.
+    """Records the bytes of `upload` (a finished resumable upload) as an uploaded file, exactly as
+    `store_upload` would: typed from the first bytes, then checked and stored under the file's own key
+    (on local disk they are linked, not copied). The file and the upload's offset and link to it are
+    committed at once, and only then are the appended bytes deleted: a process killed on the way leaves
+    the upload whole, and the client's last request sent again finishes it, under the same key (the file
+    is named after the upload), so what the killed process stored is replaced, not left beside it.
+    Blocking; call it in a thread from async code.
 
     Raises:
-        UnsupportedMediaTypeError: the content is no photo or video Veil handles (`source_key` is kept;
-            the caller decides what to do with it).
-        UnprocessableMediaError: a photo or video no worker could process (see `inspect_upload`); the
-            bytes are deleted.
+        UnsupportedMediaTypeError: the content is no photo or video Veil handles (the appended bytes are
+            kept; the caller decides what to do with them).
+        UnprocessableMediaError: a photo or video no worker could process (see `inspect_upload`).
     """
-    head = storage.read_appended(source_key, SNIFF_BYTES)
-    record = _new_upload(owner=owner, filename=filename, media_type=sniff_media_type(head), settings=settings)
+    head = storage.read_appended(upload.storage_key, SNIFF_BYTES)
+    media_type = sniff_media_type(head)
+    file_id = upload.id.replace("upload_", "file_", 1)
+    record = _new_upload(
+        owner=owner, filename=upload.filename, media_type=media_type, settings=settings, file_id=file_id
+    )
     with _staged(storage, record.storage_key) as staged:
-        storage.take_appended(source_key, length, staged)
+        storage.take_appended(upload.storage_key, upload.length, staged)
         record.size = staged.stat().st_size
+        upload.file_id = record.id
         _record_upload(session, storage, record, staged)
+    storage.delete(upload.storage_key)
     return file_public(record)
 
 
@@ -158,9 +159,12 @@ def store_document(
     return record
 
 
-def _new_upload(*, owner: ApiKey, filename: str | None, media_type: str, settings: Settings) -> StoredFile:
-    """The record of an upload about to be written: id, safe name, storage key and expiry (size to set)."""
-    file_id, name = new_id("file"), safe_filename(filename)
+def _new_upload(
+    *, owner: ApiKey, filename: str | None, media_type: str, settings: Settings, file_id: str | None = None
+) -> StoredFile:
+    """The record of an upload about to be written: id (`file_id`, or a new one), safe name, storage key
+    and expiry (size to set)."""
+    file_id, name = file_id or new_id("file"), safe_filename(filename)
     return StoredFile(
         id=file_id,
         owner_id=owner.id,

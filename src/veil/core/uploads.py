@@ -208,19 +208,10 @@ def _commit_bytes(
             raise
     if complete:
         try:
-            stored = store_stored_bytes(
-                session,
-                storage=storage,
-                settings=settings,
-                owner=owner,
-                filename=upload.filename,
-                source_key=upload.storage_key,
-                length=upload.length,
-            )
+            store_stored_bytes(session, storage=storage, settings=settings, owner=owner, upload=upload)
         except (MediaRefusedError, UploadTooLargeError):
             _discard(session, storage, upload)
             raise
-        upload.file_id = stored.id
     session.commit()
     return AppendResult(offset=upload.offset, file_id=upload.file_id)
 

@@ -3,7 +3,8 @@
 A backend never shows a half-written file: writers make the file at a local `staging_path` and `commit`
 it, which replaces what was under the key in one step, so a retried task simply replaces what an
 interrupted attempt left. Resumable uploads add their bytes a request at a time (`append_stream`) and
-become one file when complete (`take_appended`). Errors are these, with a message for a person:
+become one file when complete (`take_appended`, then `delete` once the file is recorded). Errors are
+these, with a message for a person:
 
     OSError
     ├── FileNotFoundError        no bytes under the key
@@ -112,8 +113,9 @@ class Storage(Protocol):
         was)."""
 
     def take_appended(self, key: str, length: int, staged: Path) -> None:
-        """Moves the first `length` bytes appended to `key` into the local file `staged` (a rename on local
-        disk) and removes them from storage."""
+        """Puts the first `length` bytes appended to `key` in the local file `staged` (a hard link on local
+        disk). They stay under `key` until `delete(key)`: a process killed before it recorded the file
+        leaves the upload whole, to be finished again."""
 
     def delete(self, key: str) -> None:
         """Removes what is stored under `key`, written whole or appended; nothing there is no error."""

@@ -194,7 +194,6 @@ class S3Storage:
             pieces.append(piece["path"])
             expected += piece["size"]
         self._download(pieces, staged, length)
-        self.delete_tree(key)
 
     def delete(self, key: str) -> None:
         with _translated("delete", key):
