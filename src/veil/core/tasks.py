@@ -81,7 +81,8 @@ def create_task(
                 ]
             }
         )
-    task_input: dict[str, Any] = {**_resolve_input(session, owner=owner, input_id=request.input)}
+    resolved, kind = _resolve_input(session, owner=owner, input_id=request.input)
+    task_input: dict[str, Any] = {**resolved}
     if request.callback_url is not None:
         check_public_url(request.callback_url, settings.allow_private_callbacks)
     parameters = validated.model_dump(mode="json")
@@ -100,7 +101,7 @@ def create_task(
         operation=request.operation,
         parameters=parameters,
         input=task_input,
-        queue=route(_media_kind(session, task_input), device),
+        queue=route(kind, device),
         callback_url=request.callback_url,
     )
     session.add(task)
@@ -286,11 +287,11 @@ def _render_document(
     return None, {"file_id": file_id, **{name: record.properties[name] for name in _SUMMARY_FIELDS}}
 
 
-def _resolve_input(session: Session, *, owner: ApiKey, input_id: str) -> dict[str, str]:
+def _resolve_input(session: Session, *, owner: ApiKey, input_id: str) -> tuple[dict[str, str], MediaKind]:
     """{"file": id} or {"task": id} for a file or an anonymize task that `owner` sees, with "name": the
-    file's name as uploaded, or the input task's; a chained task may be submitted while its input task is
-    still queued or running (the worker waits for it). The name is kept so that listings show it after the
-    file expired."""
+    file's name as uploaded, or the input task's; and whether the task will work on a photo or a video. A
+    chained task may be submitted while its input task is still queued or running (the worker waits for
+    it). The name is kept so that listings show it after the file expired."""
     if input_id.startswith("file_"):
         try:
             record = get_file(session, owner=owner, file_id=input_id)
@@ -305,7 +306,7 @@ def _resolve_input(session: Session, *, owner: ApiKey, input_id: str) -> dict[st
                     ]
                 }
             )
-        return {"file": input_id, "name": record.name}
+        return {"file": input_id, "name": record.name}, _kind(record.media_type)
     if not input_id.startswith("task_"):
         raise InvalidInputError({"input": ["Give a file id (file_...) or a task id (task_...)."]})
     upstream = session.scalar(select(Task).where(Task.id == input_id, *_visible(owner)))
@@ -320,22 +321,24 @@ def _resolve_input(session: Session, *, owner: ApiKey, input_id: str) -> dict[st
     if upstream.status == "completed" and find_output_media(session, task_id=input_id) is None:
         raise ConflictError(f"The output media of task {input_id} has expired or was deleted.")
     upstream_name = upstream.input.get("name")
-    return {"task": input_id} if upstream_name is None else {"task": input_id, "name": upstream_name}
+    task_input = {"task": input_id} if upstream_name is None else {"task": input_id, "name": upstream_name}
+    return task_input, _chained_media_kind(session, input_id)
 
 
-def _media_kind(session: Session, task_input: dict[str, Any]) -> MediaKind:
-    """Photo or video: the input file's type; for a chained task, that of its input task's output once
-    made, else of that task's own input (a file of a queued or running task is never expired)."""
-    file_id = task_input.get("file")
-    while file_id is None:
-        upstream_id = task_input["task"]
-        output = find_output_media(session, task_id=upstream_id)
-        if output is not None:
-            return "video" if output.media_type.startswith("video/") else "photo"
-        task_input = session.get_one(Task, upstream_id).input
-        file_id = task_input.get("file")
-    record = session.get(StoredFile, file_id)
-    return "video" if record is not None and record.media_type.startswith("video/") else "photo"
+def _chained_media_kind(session: Session, task_id: str) -> MediaKind:
+    """Photo or video: that of task `task_id`'s output once made, else of its own input (a file of a
+    queued or running task is never expired)."""
+    while (output := find_output_media(session, task_id=task_id)) is None:
+        task_input = session.get_one(Task, task_id).input
+        if "file" in task_input:
+            record = session.get(StoredFile, task_input["file"])
+            return "photo" if record is None else _kind(record.media_type)
+        task_id = task_input["task"]
+    return _kind(output.media_type)
+
+
+def _kind(media_type: str) -> MediaKind:
+    return "video" if media_type.startswith("video/") else "photo"
 
 
 def _visible(owner: ApiKey) -> list[ColumnElement[bool]]:
