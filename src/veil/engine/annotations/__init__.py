@@ -36,7 +36,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from veil.engine.annotations import coco as coco
+# Each format module registers its format on import.
+from veil.engine.annotations import coco, cvat_images, cvat_video, yolo  # noqa: F401
 from veil.engine.annotations.archive import (
     MAX_RATIO,
     MAX_TOTAL_BYTES,
