@@ -54,6 +54,7 @@ class RecordingQueue:
     queues: list[str] = field(default_factory=list)
     callbacks: list[str] = field(default_factory=list)
     segments: list[tuple[str, int, str]] = field(default_factory=list)
+    requests: list[tuple[str, str]] = field(default_factory=list)
 
     def enqueue(self, task_id: str, queue: str) -> None:
         self.task_ids.append(task_id)
@@ -61,6 +62,9 @@ class RecordingQueue:
 
     def enqueue_segments(self, task_id: str, indices: Sequence[int], queue: str) -> None:
         self.segments.extend((task_id, index, queue) for index in indices)
+
+    def enqueue_request(self, request_id: str, queue: str) -> None:
+        self.requests.append((request_id, queue))
 
     def enqueue_callback(self, task_id: str) -> None:
         self.callbacks.append(task_id)

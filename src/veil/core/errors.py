@@ -4,6 +4,8 @@ problems (`veil.server.problems`) and the CLI into one-line messages.
     ServiceError
     ├── NotFoundError      a resource is missing or belongs to another key (both answer 404)
     ├── ConflictError      the resource is in a state that forbids the request
+    ├── UnreadableInputError  a background request's file (a backup, annotations) cannot be used; the
+    │                         message says why, and nothing of it was stored
     └── InvalidInputError  named fields are wrong: {field: [message, ...]}
         └── MediaRefusedError  an upload's content is refused; its message says why
             ├── UnsupportedMediaTypeError  no photo or video Veil handles (415)
@@ -20,6 +22,7 @@ __all__ = [
     "NotFoundError",
     "ServiceError",
     "UnprocessableMediaError",
+    "UnreadableInputError",
     "UnsupportedMediaTypeError",
 ]
 
@@ -34,6 +37,10 @@ class NotFoundError(ServiceError):
 
 
 class ConflictError(ServiceError):
+    pass
+
+
+class UnreadableInputError(ServiceError):
     pass
 
 

@@ -24,7 +24,15 @@ from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased, sessionmaker
 
 from veil.core.db import session_scope
-from veil.core.models import FINAL_STATUSES, ExpiringPath, StoredFile, Task, Upload, utc_now
+from veil.core.models import (
+    FINAL_STATUSES,
+    BackgroundRequest,
+    ExpiringPath,
+    StoredFile,
+    Task,
+    Upload,
+    utc_now,
+)
 from veil.core.paths import FileRoot, PathOutsideRootError
 from veil.core.queue import MAX_RETRY_DELAY_S, TASK_QUEUES, Queued, TaskQueue
 from veil.core.settings import Settings
@@ -46,10 +54,11 @@ log = logging.getLogger(__name__)
 def run_maintenance(
     sessions: sessionmaker[Session], storage: Storage, queue: TaskQueue, settings: Settings
 ) -> None:
-    """One pass: delete expired stored files (not those a queued or running task reads), delete expired
-    BlurIt outputs, what workers that died left in staging and what processes killed outright left in
+    """One pass: delete expired background requests with what they left in their folder, expired stored
+    files (not those a queued or running task reads), expired BlurIt outputs, what workers that died left in staging and what processes killed outright left in
     this host's scratch folder, and queue again (or fail) tasks whose worker stopped sending heartbeats."""
     now = utc_now()
+    _delete_expired_requests(sessions, storage, now)  # before the files their results are
     files = _delete_expired_files(sessions, storage, now) + _delete_expired_uploads(sessions, storage, now)
     paths = _delete_expired_paths(sessions, settings.file_root_dir, now)
     requeued = _requeue_stale_tasks(sessions, queue, now - timedelta(seconds=settings.stale_task_s))
@@ -154,6 +163,17 @@ def _delete_expired_files(sessions: sessionmaker[Session], storage: Storage, now
         ],
         storage.delete,
     )
+
+
+def _delete_expired_requests(sessions: sessionmaker[Session], storage: Storage, now: datetime) -> int:
+    """Background requests past their expiry, and their folder: a request that never ran keeps its uploaded
+    input there. Their result files expire as files do."""
+
+    def remove(owner_id: str, request_id: str) -> None:
+        storage.delete_tree(f"{owner_id}/{request_id}")
+
+    locations = [BackgroundRequest.owner_id, BackgroundRequest.id]
+    return _purge(sessions, BackgroundRequest.id, locations, [BackgroundRequest.expires_at <= now], remove)
 
 
 def _delete_expired_uploads(sessions: sessionmaker[Session], storage: Storage, now: datetime) -> int:

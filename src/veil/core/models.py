@@ -17,8 +17,10 @@ from veil.core.ids import new_id
 
 __all__ = [
     "FINAL_STATUSES",
+    "REQUEST_STATUSES",
     "TASK_STATUSES",
     "ApiKey",
+    "BackgroundRequest",
     "Base",
     "ExpiringPath",
     "Lease",
@@ -32,6 +34,8 @@ __all__ = [
 
 TASK_STATUSES = ("queued", "started", "completed", "failed", "cancelled")
 FINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+# A background request's statuses, as CVAT's requests API names them; a cancelled request is failed.
+REQUEST_STATUSES = ("queued", "started", "finished", "failed")
 
 
 def utc_now() -> datetime:
@@ -221,3 +225,35 @@ class VideoSegment(Base):
     # {title, detail} of the failure that ended it, as a task's.
     error: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+
+
+class BackgroundRequest(Base):
+    """An export, import or backup run in the background on one task (`veil.core.requests`), followed at
+    `/v1/requests/{id}` as CVAT's requests are. Its result is a generated file (an export or backup), a
+    document stored with the task (an annotations import) or a new task (a restored backup)."""
+
+    __tablename__ = "requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=lambda: new_id("rq"))
+    owner_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    # "export:dataset", "export:annotations", "import:annotations", "export:backup" or "import:backup".
+    operation: Mapped[str] = mapped_column(String(32), index=True)
+    # The task it works on; for `import:backup`, the task it made (None until then).
+    task_id: Mapped[str | None] = mapped_column(ForeignKey("tasks.id"), index=True, default=None)
+    format: Mapped[str | None] = mapped_column(String(64), default=None)
+    # What the request asked for beyond the format (save_images, media, frame_step, render), and where its
+    # uploaded input waits in storage (`input_key`, `input_name`) until it ran.
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    queue: Mapped[str] = mapped_column(String(16), default="photo")
+    status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    message: Mapped[str] = mapped_column(String(2000), default="")
+    result_file_id: Mapped[str | None] = mapped_column(
+        ForeignKey("files.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utc_now, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
+    finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    # Past it the request is gone, as its result file is: the files' lifespan after it was made, then
+    # after it finished.
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -27,6 +27,7 @@ __all__ = [
     "GPU_QUEUE",
     "MAX_RETRY_DELAY_S",
     "PHOTO_QUEUE",
+    "RUN_REQUEST",
     "RUN_SEGMENT",
     "RUN_TASK",
     "TASK_QUEUES",
@@ -41,6 +42,7 @@ __all__ = [
 RUN_TASK = "veil.run_task"
 DELIVER_CALLBACK = "veil.deliver_callback"
 RUN_SEGMENT = "veil.run_segment"
+RUN_REQUEST = "veil.run_request"
 
 PHOTO_QUEUE = "photo"
 VIDEO_QUEUE = "video"
@@ -102,6 +104,10 @@ class TaskQueue:
         to whichever worker takes it (see `veil.worker.segments`)."""
         signatures = [self.celery.signature(RUN_SEGMENT, args=[task_id, i], queue=queue) for i in indices]
         group(signatures).apply_async()
+
+    def enqueue_request(self, request_id: str, queue: str) -> None:
+        """Sends a background request (`veil.core.requests`) to `queue`, the one in its row."""
+        self.celery.send_task(RUN_REQUEST, args=[request_id], queue=queue)
 
     def enqueue_callback(self, task_id: str, *, attempt: int = 0) -> None:
         """Sends delivery attempt `attempt` (0 = the first) of the task's callback."""

@@ -21,6 +21,12 @@ __all__ = [
     "KeysPublic",
     "ListQuery",
     "Operation",
+    "RequestCreated",
+    "RequestListQuery",
+    "RequestOperation",
+    "RequestPublic",
+    "RequestStatus",
+    "RequestsPublic",
     "TaskCreate",
     "TaskError",
     "TaskListQuery",
@@ -267,3 +273,60 @@ class KeyCreated(BaseModel):
     key: KeyPublic
     secret: str = Field(description="Send it in the x-api-key header.")
     callback_secret: str = Field(description="Signs this key's task callbacks (HMAC-SHA256).")
+
+
+RequestOperation = Literal[
+    "export:dataset", "export:annotations", "import:annotations", "export:backup", "import:backup"
+]
+RequestStatus = Literal["queued", "started", "finished", "failed"]
+"""`veil.core.models.REQUEST_STATUSES`."""
+
+
+class RequestCreated(BaseModel):
+    """A background request was queued; follow it at `GET /v1/requests/{rq_id}`."""
+
+    rq_id: str = Field(examples=["rq_avyrvozb9302uwhq"])
+
+
+class RequestOperationPublic(BaseModel):
+    """What a request does, as CVAT names it."""
+
+    type: RequestOperation
+    target: Literal["task"] = "task"
+    task_id: str | None = Field(description="The task it works on; for import:backup, the task it made.")
+    format: str | None = Field(description="The annotation format's name, for exports and imports.")
+
+
+class RequestPublic(BaseModel):
+    """A background request: an export, import or backup of a task."""
+
+    id: str = Field(examples=["rq_avyrvozb9302uwhq"])
+    status: RequestStatus
+    progress: float = Field(description="From 0 to 1.")
+    message: str = Field(description="Why it failed; empty otherwise.")
+    operation: RequestOperationPublic
+    result_url: str | None = Field(
+        description="Where its result file is downloaded from, once finished (exports and backups)."
+    )
+    result_id: str | None = Field(
+        description="What it made, once finished: the result file, or for import:backup the new task."
+    )
+    created_at: datetime
+    finished_at: datetime | None
+    expires_at: datetime = Field(description="When the request and its result are deleted.")
+
+
+class RequestsPublic(BaseModel):
+    count: int = Field(description="Requests matching the query, on every page.")
+    page: int
+    page_size: int
+    results: list[RequestPublic]
+
+
+class RequestListQuery(ListQuery):
+    """Sort and filter fields: id, operation, status, task_id, format, created_at, expires_at.
+    Search fields: id, operation, status, format."""
+
+    operation: RequestOperation | None = Field(default=None, description="Equality filter on operation.")
+    status: RequestStatus | None = Field(default=None, description="Equality filter on status.")
+    task_id: str | None = Field(default=None, max_length=64, description="Equality filter on task_id.")

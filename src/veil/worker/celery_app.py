@@ -1,4 +1,4 @@
-"""The Celery application as the worker sees it: the server's app plus the two task functions.
+"""The Celery application as the worker sees it: the server's app plus the task functions.
 
 Nothing is opened at import or when the app is made. Each process that runs tasks builds its own
 `WorkerContext` (database engine, storage, loaded models) on its first task and keeps it, so pool
@@ -21,11 +21,12 @@ from typing import Any
 
 from celery import Celery, bootsteps
 
-from veil.core.queue import DELIVER_CALLBACK, RUN_SEGMENT, RUN_TASK, TaskQueue, create_celery
+from veil.core.queue import DELIVER_CALLBACK, RUN_REQUEST, RUN_SEGMENT, RUN_TASK, TaskQueue, create_celery
 from veil.core.settings import Settings
 from veil.worker.callbacks import deliver_callback
 from veil.worker.context import WorkerContext
 from veil.worker.heartbeat import WorkerHeartbeat
+from veil.worker.requests import run_request
 from veil.worker.segment_runs import run_segment
 from veil.worker.tasks import run_task
 
@@ -37,8 +38,8 @@ _SOFT_LIMIT_MARGIN_S = 30
 
 
 def create_worker_app(settings: Settings) -> Celery:
-    """A Celery app on `settings.broker_url` with `RUN_TASK`, `RUN_SEGMENT` and `DELIVER_CALLBACK`
-    registered."""
+    """A Celery app on `settings.broker_url` with `RUN_TASK`, `RUN_SEGMENT`, `RUN_REQUEST` and
+    `DELIVER_CALLBACK` registered."""
     app = create_celery(settings)
     contexts = _ContextPerProcess(settings, app)
     soft_limit = max(1, settings.task_time_limit_s - _SOFT_LIMIT_MARGIN_S)
@@ -49,6 +50,9 @@ def create_worker_app(settings: Settings) -> Celery:
     def segment(task: Any, task_id: str, index: int) -> None:
         run_segment(contexts.get(), task_id, index)
 
+    def request(task: Any, request_id: str) -> None:
+        run_request(contexts.get(), request_id)
+
     def deliver(task: Any, task_id: str, attempt: int = 0) -> None:
         # `attempt`: where a delivery the scheduler sent again (its message was lost) carries on from.
         delay = deliver_callback(contexts.get(), task_id, attempt=attempt + task.request.retries)
@@ -58,6 +62,7 @@ def create_worker_app(settings: Settings) -> Celery:
     # Not shared: a shared task is added to every Celery app made later in the process, settings and all.
     app.task(name=RUN_TASK, bind=True, shared=False, soft_time_limit=soft_limit)(run)
     app.task(name=RUN_SEGMENT, bind=True, shared=False, soft_time_limit=soft_limit)(segment)
+    app.task(name=RUN_REQUEST, bind=True, shared=False, soft_time_limit=soft_limit)(request)
     app.task(name=DELIVER_CALLBACK, bind=True, shared=False)(deliver)
     app.steps["worker"].add(_heartbeat_step(settings))
     return app

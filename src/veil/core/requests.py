@@ -1,0 +1,248 @@
+"""Background requests (`/v1/requests`): exports, imports and backups of tasks, run by a worker and followed
+as CVAT's requests API is (status, progress, message, result_url, expires_at, operation).
+
+The server records a request here and enqueues its id once the row is committed; the worker
+(`veil.worker.requests`) claims it, runs it and records how it ended. A request's uploaded input (a backup,
+an annotations file) waits in storage under `<owner>/<rq_id>/input/` until the worker is done with it; its
+result is a generated file that lasts the files' lifespan, and the request lasts as long. A key sees its
+own requests only, admin keys too: a result holds a task's media and detections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.orm import Session
+
+from veil.core.backups import check_backup_possible
+from veil.core.errors import ConflictError, NotFoundError
+from veil.core.files import safe_filename
+from veil.core.ids import new_id
+from veil.core.listing import Listing, fetch_page
+from veil.core.models import ApiKey, BackgroundRequest, utc_now
+from veil.core.queue import PHOTO_QUEUE, VIDEO_QUEUE
+from veil.core.schemas import (
+    RequestListQuery,
+    RequestOperation,
+    RequestOperationPublic,
+    RequestPublic,
+    RequestsPublic,
+)
+from veil.core.settings import Settings
+from veil.core.storage import Storage
+from veil.core.storage.base import write_stream
+from veil.core.tasks import get_task
+
+__all__ = [
+    "CANCELLED_MESSAGE",
+    "REQUEST_LISTING",
+    "cancel_request",
+    "create_request",
+    "describe_request",
+    "get_request",
+    "list_requests",
+    "request_on_task",
+    "request_with_input",
+]
+
+REQUEST_LISTING = Listing(
+    model=BackgroundRequest,
+    fields={
+        "id": BackgroundRequest.id,
+        "operation": BackgroundRequest.operation,
+        "status": BackgroundRequest.status,
+        "task_id": BackgroundRequest.task_id,
+        "format": BackgroundRequest.format,
+        "created_at": BackgroundRequest.created_at,
+        "expires_at": BackgroundRequest.expires_at,
+    },
+    search_fields=("id", "operation", "status", "format"),
+)
+
+CANCELLED_MESSAGE = "Cancelled at the client's request."
+_ACTIVE = ("queued", "started")
+
+
+def create_request(
+    session: Session,
+    *,
+    owner: ApiKey,
+    settings: Settings,
+    operation: RequestOperation,
+    task_id: str | None,
+    format_name: str | None = None,
+    parameters: dict[str, Any] | None = None,
+    queue: str = PHOTO_QUEUE,
+    request_id: str | None = None,
+) -> BackgroundRequest:
+    """Records a queued request (committed); the caller enqueues it after this returns."""
+    record = BackgroundRequest(
+        id=request_id or new_id("rq"),
+        owner_id=owner.id,
+        operation=operation,
+        task_id=task_id,
+        format=format_name,
+        parameters=parameters or {},
+        queue=queue,
+        expires_at=utc_now() + timedelta(seconds=settings.file_lifespan_s),
+    )
+    session.add(record)
+    session.commit()
+    return record
+
+
+def request_on_task(
+    session: Session,
+    *,
+    owner: ApiKey,
+    settings: Settings,
+    operation: RequestOperation,
+    task_id: str,
+    format_name: str | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> BackgroundRequest:
+    """Records a queued request on task `task_id`, which `owner` must see; the caller enqueues it.
+
+    Raises:
+        NotFoundError: no such task for this key.
+        ConflictError: a backup of a task that has not finished.
+    """
+    task = get_task(session, owner=owner, task_id=task_id)
+    if operation == "export:backup":
+        check_backup_possible(task)
+    # No request needs a GPU; one on a video (or GPU) task may run long, so it waits with the videos.
+    queue = PHOTO_QUEUE if task.queue == PHOTO_QUEUE else VIDEO_QUEUE
+    return create_request(
+        session,
+        owner=owner,
+        settings=settings,
+        operation=operation,
+        task_id=task.id,
+        format_name=format_name,
+        parameters=parameters,
+        queue=queue,
+    )
+
+
+async def request_with_input(
+    session: Session,
+    *,
+    owner: ApiKey,
+    settings: Settings,
+    storage: Storage,
+    operation: RequestOperation,
+    task_id: str | None,
+    filename: str | None,
+    chunks: AsyncIterator[bytes],
+    max_bytes: int,
+    format_name: str | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> BackgroundRequest:
+    """`create_request` for a request that reads an uploaded file of at most `max_bytes`: the bytes are
+    stored first, under the request's folder, and deleted again when the request cannot be recorded.
+
+    Raises:
+        UploadTooLargeError: more than `max_bytes` arrived (nothing is kept).
+        StorageFullError: the disk is full (nothing is kept).
+    """
+    request_id, name = new_id("rq"), safe_filename(filename)
+    key = f"{owner.id}/{request_id}/input/{name}"
+    staged = storage.staging_path(key)
+    await write_stream(staged, chunks, max_bytes)
+    # Uploading to S3 and waiting for SQLite's write lock block; keep them off the event loop.
+    await asyncio.to_thread(storage.commit, staged, key)
+    try:
+        return await asyncio.to_thread(
+            create_request,
+            session,
+            owner=owner,
+            settings=settings,
+            operation=operation,
+            task_id=task_id,
+            format_name=format_name,
+            parameters={**(parameters or {}), "input_key": key, "input_name": name},
+            request_id=request_id,
+        )
+    except BaseException:
+        storage.delete(key)
+        raise
+
+
+def get_request(session: Session, *, owner: ApiKey, request_id: str) -> BackgroundRequest:
+    """The request `request_id` if it is `owner`'s and has not expired.
+
+    Raises:
+        NotFoundError: no such request for this key.
+    """
+    record = session.scalar(select(BackgroundRequest).where(BackgroundRequest.id == request_id, *_own(owner)))
+    if record is None:
+        raise NotFoundError("Request", request_id)
+    return record
+
+
+def list_requests(session: Session, *, owner: ApiKey, query: RequestListQuery) -> RequestsPublic:
+    """A page of `owner`'s requests; see `RequestListQuery` for sorting, search and filters.
+
+    Raises:
+        InvalidInputError: a bad `sort` or `filter`.
+    """
+    count, rows = fetch_page(session, listing=REQUEST_LISTING, query=query, where=_own(owner))
+    return RequestsPublic(
+        count=count, page=query.page, page_size=query.page_size, results=[describe_request(r) for r in rows]
+    )
+
+
+def cancel_request(session: Session, *, owner: ApiKey, request_id: str) -> RequestPublic:
+    """Ends a queued or started request as failed, with `CANCELLED_MESSAGE`; the worker running it stops at
+    its next progress report and keeps nothing.
+
+    Raises:
+        NotFoundError: no such request for this key.
+        ConflictError: the request already finished or failed.
+    """
+    record = get_request(session, owner=owner, request_id=request_id)
+    now = utc_now()
+    # Conditional, so a worker finishing it at the same moment either wins or loses, never both.
+    cancelled = session.scalar(
+        update(BackgroundRequest)
+        .where(BackgroundRequest.id == record.id, BackgroundRequest.status.in_(_ACTIVE))
+        .values(status="failed", message=CANCELLED_MESSAGE, updated_at=now, finished_at=now)
+        .returning(BackgroundRequest.id)
+    )
+    session.commit()
+    session.refresh(record)
+    if cancelled is None:
+        raise ConflictError(
+            f"Request {request_id} is already {record.status}; only a queued or started one can be cancelled."
+        )
+    return describe_request(record)
+
+
+def describe_request(record: BackgroundRequest) -> RequestPublic:
+    """The API view of a request, with CVAT's field names."""
+    file_id = record.result_file_id if record.status == "finished" else None
+    made_task = record.operation == "import:backup" and record.status == "finished"
+    return RequestPublic(
+        id=record.id,
+        status=record.status,  # type: ignore[arg-type]  # REQUEST_STATUSES
+        progress=record.progress,
+        message=record.message,
+        operation=RequestOperationPublic(
+            type=record.operation,  # type: ignore[arg-type]  # the routes make only these
+            task_id=record.task_id,
+            format=record.format,
+        ),
+        result_url=None if file_id is None else f"/v1/files/{file_id}/content",
+        result_id=record.task_id if made_task else file_id,
+        created_at=record.created_at,
+        finished_at=record.finished_at,
+        expires_at=record.expires_at,
+    )
+
+
+def _own(owner: ApiKey) -> list[ColumnElement[bool]]:
+    return [BackgroundRequest.owner_id == owner.id, BackgroundRequest.expires_at > utc_now()]

@@ -1,0 +1,110 @@
+"""Background requests, as CVAT's requests API: `GET /v1/requests`, `GET /v1/requests/{rq_id}` and
+`DELETE /v1/requests/{rq_id}` (cancel), and the routes that start them on a task:
+`POST /v1/tasks/{id}/backup/export` and `POST /v1/tasks/backup` (restore). Each answers 202 with the
+request's id; its result (a file to download, or a new task) is named in the request once finished."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from veil.core.requests import (
+    cancel_request,
+    describe_request,
+    get_request,
+    list_requests,
+    request_on_task,
+    request_with_input,
+)
+from veil.core.schemas import RequestCreated, RequestListQuery, RequestPublic, RequestsPublic
+from veil.server.api.deps import CurrentKey, QueueDep, SessionDep, SettingsDep, StorageDep
+from veil.server.problems import problem_responses
+from veil.server.uploads import read_file_field
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["Requests"])
+
+_FILE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
+
+
+@router.get("/v1/requests", responses=problem_responses(401, 422, 429))
+def read_requests(
+    query: Annotated[RequestListQuery, Query()], key: CurrentKey, session: SessionDep
+) -> RequestsPublic:
+    """Your requests, a page at a time, with sorting, search, equality filters and a JSON Logic filter."""
+    return list_requests(session, owner=key, query=query)
+
+
+@router.get("/v1/requests/{rq_id}", responses=problem_responses(401, 404, 422, 429))
+def read_request(rq_id: str, key: CurrentKey, session: SessionDep) -> RequestPublic:
+    """The request's status and progress; once finished, where its result is."""
+    return describe_request(get_request(session, owner=key, request_id=rq_id))
+
+
+@router.delete("/v1/requests/{rq_id}", responses=problem_responses(401, 404, 409, 422, 429))
+def cancel(rq_id: str, key: CurrentKey, session: SessionDep) -> RequestPublic:
+    """Cancel a queued or running request: it fails with a message saying so, and keeps no result."""
+    return cancel_request(session, owner=key, request_id=rq_id)
+
+
+@router.post(
+    "/v1/tasks/{task_id}/backup/export", status_code=202, responses=problem_responses(401, 404, 409, 422, 429)
+)
+def export_backup(
+    task_id: str, key: CurrentKey, session: SessionDep, settings: SettingsDep, queue: QueueDep
+) -> RequestCreated:
+    """Back up a finished task: a zip with its manifest, the task, its input and generated files and its
+    detections, to restore with `POST /v1/tasks/backup` (here or on another Veil server)."""
+    record = request_on_task(
+        session, owner=key, settings=settings, operation="export:backup", task_id=task_id
+    )
+    queue.enqueue_request(record.id, record.queue)
+    return RequestCreated(rq_id=record.id)
+
+
+@router.post(
+    "/v1/tasks/backup",
+    status_code=202,
+    openapi_extra=_FILE_BODY,
+    responses=problem_responses(400, 401, 413, 422, 429, 507),
+)
+async def import_backup(
+    request: Request,
+    key: CurrentKey,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    queue: QueueDep,
+) -> RequestCreated:
+    """Restore a backup, sent in the multipart field `file`, as a new task of yours (new ids, its files
+    stored again); the finished request names the task in `result_id`."""
+    max_bytes = 3 * settings.max_upload_bytes  # input and output media, and the JSON
+    upload = await read_file_field(request, field_name="file", max_bytes=max_bytes)
+    record = await request_with_input(
+        session,
+        owner=key,
+        settings=settings,
+        storage=storage,
+        operation="import:backup",
+        task_id=None,
+        filename=upload.filename,
+        chunks=upload.chunks,
+        max_bytes=max_bytes,
+    )
+    queue.enqueue_request(record.id, record.queue)
+    return RequestCreated(rq_id=record.id)
