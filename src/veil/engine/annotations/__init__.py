@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 # Each format module registers its format on import.
-from veil.engine.annotations import coco, cvat_images, cvat_video, yolo  # noqa: F401
+from veil.engine.annotations import coco, cvat_images, cvat_video, datumaro, mot, voc, yolo  # noqa: F401
 from veil.engine.annotations.archive import (
     MAX_RATIO,
     MAX_TOTAL_BYTES,

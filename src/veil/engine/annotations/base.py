@@ -151,17 +151,19 @@ class ExportDataset:
         for document in self.documents:
             yield from self.items(document)
 
-    def write_images(self, out: DatasetWriter, folder: str, path: str | None = None) -> None:
-        """Writes each item's image under `folder` at `item.image_path`, or at `path` formatted with the
-        frame number from 1 (MOT's "{:06d}.jpg"), streaming one image at a time."""
+    def write_images(
+        self, out: DatasetWriter, folder: str, name: Callable[[Item], str] | None = None
+    ) -> None:
+        """Writes each item's image under `folder`, at `name(item)` or else `item.image_path`, streaming
+        one image at a time; does nothing without an image source."""
         if self.images is None:
             return
         total, done = sum(len(self.frames(d)) for d in self.documents), 0
         for document in self.documents:
             items = {item.frame: item for item in self.items(document)}
             for frame, data in self.images.images(document.name, document.kind, list(items)):
-                name = path.format(frame + 1) if path else items[frame].image_path
-                out.write_bytes(f"{folder}/{name}", data)
+                item = items[frame]
+                out.write_bytes(f"{folder}/{name(item) if name else item.image_path}", data)
                 done += 1
                 if self.progress is not None:
                     self.progress(done, total)

@@ -2,7 +2,8 @@
 with one `class cx cy w h` line per box (fractions of the image size), images under `images/train/`.
 
 The layout has no place for scores, sources or track ids: Ultralytics refuses label lines with more than
-five columns.
+five columns. Files lie flat in their folder (Datumaro's reader looks no deeper), so an item's folders are
+joined to its name with "__": "clip/frame_000012" is `labels/train/clip__frame_000012.txt`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from veil.engine.annotations.base import (
     Item,
     register,
 )
-from veil.engine.errors import AnnotationFileError
+from veil.engine.errors import AnnotationContentError, AnnotationFileError
 
 __all__ = ["UltralyticsYolo"]
 
@@ -40,22 +41,31 @@ class UltralyticsYolo(AnnotationFormat):
         with out.open_text("data.yaml") as text:
             text.write(yaml.safe_dump(data, sort_keys=False))
         with out.open_text(f"{_SUBSET}.txt") as text:
-            text.lines(f"images/{_SUBSET}/{item.image_path}\n" for item in dataset.all_items())
+            text.lines(f"images/{_SUBSET}/{_flat(item.image_path)}\n" for item in dataset.all_items())
         for item in dataset.all_items():
-            out.write_bytes(f"labels/{_SUBSET}/{item.id}.txt", _label_lines(item).encode())
-        dataset.write_images(out, f"images/{_SUBSET}")
+            out.write_bytes(f"labels/{_SUBSET}/{_flat(item.id)}.txt", _label_lines(item).encode())
+        dataset.write_images(out, f"images/{_SUBSET}", lambda item: _flat(item.image_path))
 
     def read(self, bundle: Bundle, target: Collector) -> None:
         names = _class_names(bundle)
         labels = [n for n in bundle.names() if n.startswith("labels/") and n.endswith(".txt")]
         for name in labels:
-            # labels/<subset>/<item>.txt: the item path follows the subset folder.
-            parts = PurePosixPath(name).parts
-            item = str(PurePosixPath(*parts[2:]).with_suffix("")) if len(parts) > 2 else parts[-1][:-4]
-            document, frame = target.resolve(item)
+            document, frame = _resolve(PurePosixPath(name).stem, target)
             for line_no, line in enumerate(bundle.read_text(name).splitlines(), 1):
                 if line.strip():
                     _read_line(line, f"{bundle.name}: {name} line {line_no}", names, document, frame, target)
+
+
+def _flat(path: str) -> str:
+    return path.replace("/", "__")
+
+
+def _resolve(flat: str, target: Collector) -> tuple[str, int]:
+    """The document and frame of a flat item name; a name with "__" of its own is tried as it is too."""
+    try:
+        return target.resolve(flat.replace("__", "/"))
+    except AnnotationContentError:
+        return target.resolve(flat)
 
 
 def _label_lines(item: Item) -> str:
