@@ -69,6 +69,7 @@ __all__ = [
 ]
 
 Progress = Callable[[int, int], None]
+_KIND_WORDS = {"image": "photo", "video": "video"}
 
 
 def export_annotations(
@@ -134,8 +135,9 @@ def _documents(documents: Sequence[tuple[str, Report]], info: FormatInfo) -> lis
     stems: set[str] = set()
     for doc in docs:
         if doc.kind not in info.media:
+            held = " and ".join(_KIND_WORDS[kind] + "s" for kind in info.media)
             raise UnknownFormatError(
-                f"{info.name} holds {' and '.join(info.media)} annotations; {doc.name} is a {doc.kind}"
+                f"{info.name} holds {held} only; {doc.name} is a {_KIND_WORDS[doc.kind]}"
             )
         if doc.stem in stems:
             raise AnnotationContentError(f"two media files would share the dataset name {doc.stem!r}")
