@@ -55,8 +55,9 @@ def run_maintenance(
     sessions: sessionmaker[Session], storage: Storage, queue: TaskQueue, settings: Settings
 ) -> None:
     """One pass: delete expired background requests with what they left in their folder, expired stored
-    files (not those a queued or running task reads), expired BlurIt outputs, what workers that died left in staging and what processes killed outright left in
-    this host's scratch folder, and queue again (or fail) tasks whose worker stopped sending heartbeats."""
+    files (not those a queued or running task reads), expired BlurIt outputs, what workers that died left
+    in staging and what processes killed outright left in this host's scratch folder, and queue again (or
+    fail) tasks whose worker stopped sending heartbeats."""
     now = utc_now()
     _delete_expired_requests(sessions, storage, now)  # before the files their results are
     files = _delete_expired_files(sessions, storage, now) + _delete_expired_uploads(sessions, storage, now)

@@ -238,6 +238,7 @@ def describe_request(record: BackgroundRequest) -> RequestPublic:
         ),
         result_url=None if file_id is None else f"/v1/files/{file_id}/content",
         result_id=record.task_id if made_task else file_id,
+        render_task_id=record.parameters.get("render_task_id"),
         created_at=record.created_at,
         finished_at=record.finished_at,
         expires_at=record.expires_at,

@@ -14,6 +14,8 @@ __all__ = [
     "FileProperties",
     "FilePublic",
     "FilesPublic",
+    "FormatPublic",
+    "FormatsPublic",
     "KeyCreate",
     "KeyCreated",
     "KeyPublic",
@@ -311,6 +313,9 @@ class RequestPublic(BaseModel):
     result_id: str | None = Field(
         description="What it made, once finished: the result file, or for import:backup the new task."
     )
+    render_task_id: str | None = Field(
+        default=None, description="import:annotations with render=true: the render task it started."
+    )
     created_at: datetime
     finished_at: datetime | None
     expires_at: datetime = Field(description="When the request and its result are deleted.")
@@ -330,3 +335,22 @@ class RequestListQuery(ListQuery):
     operation: RequestOperation | None = Field(default=None, description="Equality filter on operation.")
     status: RequestStatus | None = Field(default=None, description="Equality filter on status.")
     task_id: str | None = Field(default=None, max_length=64, description="Equality filter on task_id.")
+
+
+class FormatPublic(BaseModel):
+    """An annotation format, named as CVAT names it."""
+
+    name: str = Field(examples=["CVAT for video 1.1"])
+    version: str = Field(examples=["1.1"])
+    ext: str = Field(description="What an export is.", examples=["ZIP"])
+    can_export: bool
+    can_import: bool
+    media: list[Literal["image", "video"]] = Field(description="The media kinds it holds annotations of.")
+    tracks: bool = Field(description="It keeps track ids.")
+    scores: bool = Field(description="It keeps each box's score and source.")
+
+
+class FormatsPublic(BaseModel):
+    """The formats of `POST /v1/tasks/{id}/dataset/export`, `.../annotations/export` and `.../annotations`."""
+
+    results: list[FormatPublic]

@@ -1,7 +1,9 @@
 """Background requests, as CVAT's requests API: `GET /v1/requests`, `GET /v1/requests/{rq_id}` and
 `DELETE /v1/requests/{rq_id}` (cancel), and the routes that start them on a task:
-`POST /v1/tasks/{id}/backup/export` and `POST /v1/tasks/backup` (restore). Each answers 202 with the
-request's id; its result (a file to download, or a new task) is named in the request once finished."""
+`POST /v1/tasks/{id}/dataset/export`, `.../annotations/export`, `.../annotations` (import),
+`.../backup/export` and `POST /v1/tasks/backup` (restore). Each answers 202 with the request's id; its
+result (a file to download, or a new task) is named in the request once finished. `GET /v1/formats`
+lists the annotation formats."""
 
 from __future__ import annotations
 
@@ -17,7 +19,16 @@ from veil.core.requests import (
     request_on_task,
     request_with_input,
 )
-from veil.core.schemas import RequestCreated, RequestListQuery, RequestPublic, RequestsPublic
+from veil.core.schemas import (
+    FormatPublic,
+    FormatsPublic,
+    RequestCreated,
+    RequestListQuery,
+    RequestPublic,
+    RequestsPublic,
+)
+from veil.core.task_annotations import MediaChoice, request_annotations_import, request_export
+from veil.engine.annotations import formats
 from veil.server.api.deps import CurrentKey, QueueDep, SessionDep, SettingsDep, StorageDep
 from veil.server.problems import problem_responses
 from veil.server.uploads import read_file_field
@@ -40,6 +51,25 @@ _FILE_BODY: dict[str, Any] = {
         },
     }
 }
+
+
+_FORMAT = Annotated[
+    str,
+    Query(
+        alias="format",
+        max_length=100,
+        description="The format's name, as `GET /v1/formats` gives it.",
+        examples=["CVAT for video 1.1"],
+    ),
+]
+
+
+@router.get("/v1/formats", responses=problem_responses(401, 429))
+def read_formats(key: CurrentKey) -> FormatsPublic:
+    """The annotation formats: name, version, export and import support, and the media kinds each fits."""
+    return FormatsPublic(
+        results=[FormatPublic.model_validate(info, from_attributes=True) for info in formats()]
+    )
 
 
 @router.get("/v1/requests", responses=problem_responses(401, 422, 429))
@@ -105,6 +135,101 @@ async def import_backup(
         filename=upload.filename,
         chunks=upload.chunks,
         max_bytes=max_bytes,
+    )
+    queue.enqueue_request(record.id, record.queue)
+    return RequestCreated(rq_id=record.id)
+
+
+@router.post(
+    "/v1/tasks/{task_id}/dataset/export",
+    status_code=202,
+    responses=problem_responses(401, 404, 409, 422, 429),
+)
+def export_dataset(
+    task_id: str,
+    format_name: _FORMAT,
+    key: CurrentKey,
+    session: SessionDep,
+    settings: SettingsDep,
+    queue: QueueDep,
+    save_images: bool = False,
+    media: Annotated[
+        MediaChoice,
+        Query(
+            description="Which photo or video the images come from: the anonymized output, or the original."
+        ),
+    ] = "anonymized",
+    frame_step: Annotated[int, Query(ge=1, le=10_000, description="Videos: every n-th frame.")] = 1,
+) -> RequestCreated:
+    """Export a completed task's detections in a format, with its images (`save_images=true`: video frames
+    as JPEG); the result is a zip."""
+    record = request_export(
+        session,
+        owner=key,
+        settings=settings,
+        task_id=task_id,
+        format_name=format_name,
+        save_images=save_images,
+        media=media,
+        frame_step=frame_step,
+    )
+    queue.enqueue_request(record.id, record.queue)
+    return RequestCreated(rq_id=record.id)
+
+
+@router.post(
+    "/v1/tasks/{task_id}/annotations/export",
+    status_code=202,
+    responses=problem_responses(401, 404, 409, 422, 429),
+)
+def export_annotations(
+    task_id: str,
+    format_name: _FORMAT,
+    key: CurrentKey,
+    session: SessionDep,
+    settings: SettingsDep,
+    queue: QueueDep,
+) -> RequestCreated:
+    """Export a completed task's detections in a format, without images; the result is a zip."""
+    record = request_export(
+        session, owner=key, settings=settings, task_id=task_id, format_name=format_name, save_images=False
+    )
+    queue.enqueue_request(record.id, record.queue)
+    return RequestCreated(rq_id=record.id)
+
+
+@router.post(
+    "/v1/tasks/{task_id}/annotations",
+    status_code=202,
+    openapi_extra=_FILE_BODY,
+    responses=problem_responses(400, 401, 404, 409, 413, 422, 429, 507),
+)
+async def import_annotations(
+    task_id: str,
+    format_name: _FORMAT,
+    request: Request,
+    key: CurrentKey,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+    queue: QueueDep,
+    render: Annotated[
+        bool, Query(description="Then obscure the imported boxes on the original, in a new render task.")
+    ] = False,
+) -> RequestCreated:
+    """Import corrected annotations of a completed task, sent in the multipart field `file` (a zip, or a
+    bare XML or JSON file); the result is a veil.detections/1 document stored with the task."""
+    upload = await read_file_field(request, field_name="file", max_bytes=settings.max_upload_bytes)
+    record = await request_annotations_import(
+        session,
+        owner=key,
+        settings=settings,
+        storage=storage,
+        task_id=task_id,
+        format_name=format_name,
+        render=render,
+        filename=upload.filename,
+        chunks=upload.chunks,
     )
     queue.enqueue_request(record.id, record.queue)
     return RequestCreated(rq_id=record.id)

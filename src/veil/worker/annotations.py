@@ -1,0 +1,127 @@
+"""The annotation requests a worker runs (`veil.core.task_annotations` checked them when asked): a task's
+detections exported in a format, with or without its images, and annotations imported back as a corrected
+document stored with the task, optionally rendered by a new render task on the original media."""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import ExitStack
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from veil.core.documents import DOCUMENT_TYPE
+from veil.core.errors import MediaRefusedError, ServiceError, UnreadableInputError
+from veil.core.ids import new_id
+from veil.core.models import ApiKey, BackgroundRequest, StoredFile, Task
+from veil.core.parameters import OutputParameters
+from veil.core.probe import inspect_upload
+from veil.core.schemas import TaskCreate
+from veil.core.storage import Storage
+from veil.core.task_annotations import dataset_media, original_file, task_report
+from veil.core.tasks import create_task
+from veil.engine.annotations import MediaFiles, export_annotations, import_annotations
+from veil.engine.report import Report
+from veil.worker.context import WorkerContext
+
+if TYPE_CHECKING:
+    from veil.worker.requests import Run
+
+__all__ = ["export_task_annotations", "import_task_annotations"]
+
+log = logging.getLogger(__name__)
+
+
+def export_task_annotations(run: Run) -> None:
+    """`export:dataset` and `export:annotations`: a zip in the request's format."""
+    request, storage = run.request, run.context.storage
+    task = run.task()
+    name, report = _report(run, task)
+    format_slug = "".join(c if c.isalnum() else "-" for c in str(request.format)).strip("-").lower()
+    key = f"{request.owner_id}/{request.id}/{PurePosixPath(name).stem}-{format_slug}.zip"
+    staged = storage.staging_path(key)
+    with ExitStack() as stack:
+        images = None
+        if request.parameters.get("save_images"):
+            media = dataset_media(
+                run.session, owner=run.owner(), task=task, media=request.parameters["media"]
+            )
+            path = stack.enter_context(storage.local_copy(media.storage_key, run.scratch))
+            images = MediaFiles({name: path})
+        export_annotations(
+            [(name, report)],
+            str(request.format),
+            staged,
+            images=images,
+            frame_step=int(request.parameters.get("frame_step", 1)),
+            progress=lambda done, total: run.progress(done / total if total else 0.0),
+        )
+    run.store_result(staged, key, "application/zip")
+
+
+def import_task_annotations(run: Run) -> None:
+    """`import:annotations`: the uploaded file read against the task's media, stored as a render document
+    of the task; with `render`, a render task on the original is started once the request finished."""
+    request, storage = run.request, run.context.storage
+    task = run.task()
+    name, report = _report(run, task)
+    with storage.local_copy(str(request.parameters["input_key"]), run.scratch) as source:
+        corrected = import_annotations(
+            source, str(request.format), [(name, report.media)], run.context.settings.max_upload_bytes
+        )[name]
+    file_id = new_id("file")
+    key = f"{request.owner_id}/{file_id}/{PurePosixPath(name).stem}.corrected.json"
+    staged = storage.staging_path(key)
+    staged.write_text(corrected.to_json() + "\n", encoding="utf-8")
+    try:
+        properties = inspect_upload(staged, DOCUMENT_TYPE)
+    except MediaRefusedError as exc:
+        staged.unlink()
+        raise UnreadableInputError(f"The imported annotations are no render document: {exc}") from exc
+    run.store_result(staged, key, DOCUMENT_TYPE, file_id=file_id, task_id=task.id, properties=properties)
+    if request.parameters.get("render"):
+        run.after.append(lambda: _start_render(run.context, request, file_id))
+
+
+def _report(run: Run, task: Task) -> tuple[str, Report]:
+    """The task's detections report and the name of its media ("photo.png")."""
+    record = task_report(run.session, task=task)
+    return record.name.removesuffix(".json"), _read_report(run.context.storage, record)
+
+
+def _read_report(storage: Storage, record: StoredFile) -> Report:
+    with storage.open(record.storage_key) as file:
+        return Report.from_dict(json.loads(file.read()))
+
+
+def _start_render(context: WorkerContext, request: BackgroundRequest, document_id: str) -> None:
+    """Creates and enqueues the render task of an import, with the task's own obscuring options, and names
+    it in the request (`render_task_id`); a render that cannot start is said in the request's message."""
+    with context.sessions() as session:
+        task = session.get_one(Task, request.task_id)
+        options = {n: v for n, v in task.parameters.items() if n in OutputParameters.model_fields}
+        body = TaskCreate(
+            operation="render",
+            input=str(original_file(session, task=task)),
+            parameters={**options, "detections_file": document_id},
+        )
+        owner = session.get_one(ApiKey, request.owner_id)
+        try:
+            created = create_task(
+                session, owner=owner, settings=context.settings, storage=context.storage, request=body
+            )
+        except ServiceError as exc:
+            log.info("request %s: the render task could not start: %s", request.id, exc)
+            message = f"The annotations are stored; the render task did not start: {exc}"
+            _note(session, request, {"message": message})
+            return
+        _note(session, request, {"parameters": {**request.parameters, "render_task_id": created.id}})
+    context.queue.enqueue(created.id, created.queue)
+
+
+def _note(session: Session, request: BackgroundRequest, values: dict[str, Any]) -> None:
+    session.execute(update(BackgroundRequest).where(BackgroundRequest.id == request.id).values(**values))
+    session.commit()
