@@ -21,6 +21,7 @@ from veil.cli.readable_help import ReadableHelpGroup
 from veil.cli.serve import scheduler, serve, worker
 from veil.cli.services_doctor import check_services
 from veil.cli.styles import StyleSpecError, build_styles
+from veil.cli.task_requests import add_request_commands
 from veil.core.parameters import closest_name
 from veil.core.settings import get_settings
 from veil.engine.anonymizer import DEFAULT_DETECTORS, AnonymizeOptions, Anonymizer
@@ -288,6 +289,7 @@ app.command()(serve)
 app.command()(worker)
 app.command()(scheduler)
 app.command()(flower)
+add_request_commands(task_app)
 app.add_typer(task_app, name="task")
 app.add_typer(apikey_app, name="apikey")
 

@@ -95,7 +95,7 @@ def _retry_after_s(response: httpx.Response) -> float:
 
 
 class VeilClient:
-    """The Veil task API (`/v1/files`, `/v1/tasks`), answering dicts as the API shapes them.
+    """The Veil task API (`/v1/files`, `/v1/tasks`, `/v1/requests`), answering dicts as the API shapes them.
 
     Raises CommandError subclasses: ApiError for problems, Unreachable when the server does not answer.
     A 429 is retried after its Retry-After, a few times, so big batches pace themselves.
@@ -153,13 +153,33 @@ class VeilClient:
     def cancel_task(self, task_id: str) -> dict[str, Any]:
         return dict(self._request("DELETE", f"/v1/tasks/{task_id}").json())
 
+    def start_request(self, path: str, params: Mapping[str, Any], upload: Path | None = None) -> str:
+        """POSTs to a route that starts a background request (with `upload` as its multipart `file`);
+        returns the request's id."""
+        if upload is None:
+            return str(self._request("POST", path, params=dict(params)).json()["rq_id"])
+        with upload.open("rb") as stream:
+            files = {"file": (upload.name, stream, "application/octet-stream")}
+            return str(self._request("POST", path, params=dict(params), files=files).json()["rq_id"])
+
+    def get_request(self, request_id: str) -> dict[str, Any]:
+        return dict(self._request("GET", f"/v1/requests/{request_id}").json())
+
+    def formats(self) -> list[dict[str, Any]]:
+        return list(self._request("GET", "/v1/formats").json()["results"])
+
     def download(self, file: Mapping[str, Any], directory: Path) -> Path:
         """Streams a file's content to `directory` under its name (a temporary name until complete)."""
         # Only the last part of the name counts: a server cannot make us write outside `directory`.
-        target = directory / (Path(str(file["name"])).name or str(file["id"]))
+        return self.download_to(
+            str(file["id"]), directory / (Path(str(file["name"])).name or str(file["id"]))
+        )
+
+    def download_to(self, file_id: str, target: Path) -> Path:
+        """Streams file `file_id`'s content to `target` (a temporary name until complete)."""
         partial = target.with_name(f".{target.name}.partial")
         try:
-            with self._connection(), self._http.stream("GET", f"/v1/files/{file['id']}/content") as response:
+            with self._connection(), self._http.stream("GET", f"/v1/files/{file_id}/content") as response:
                 if response.is_error:
                     response.read()
                     raise _problem(response)

@@ -1,0 +1,125 @@
+"""`veil task export|import-annotations|backup|restore` against the real API, with a worker thread running
+what the API queued (the scripted face detector)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from tests.cli.conftest import LiveServer
+from tests.helpers import save_image
+from veil.cli.app import app
+from veil.core.storage import LocalStorage
+from veil.worker.context import WorkerContext
+from veil.worker.requests import run_request
+from veil.worker.tasks import run_task
+
+pytestmark = pytest.mark.usefixtures("one_face")
+
+runner = CliRunner(env={"COLUMNS": "200"})
+
+
+@pytest.fixture
+def worker(live_server: LiveServer) -> Iterator[None]:
+    """Runs the tasks and requests the API queues, as a worker would, until the test ends."""
+    settings, queue = live_server.settings, live_server.queue
+    storage = LocalStorage(settings.storage_dir)
+    context = WorkerContext(settings, live_server.sessions, storage, queue, beat_interval_s=0.0)  # type: ignore[arg-type]
+    stop = threading.Event()
+
+    def work() -> None:
+        while not stop.is_set():
+            if queue.task_ids:
+                run_task(context, queue.task_ids.pop(0))
+            elif queue.requests:
+                run_request(context, queue.requests.pop(0)[0])
+            else:
+                time.sleep(0.01)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    yield
+    stop.set()
+    thread.join()
+
+
+def veil(server: LiveServer, api_key: str, *args: str) -> Result:
+    env = {"VEIL_URL": server.url, "VEIL_API_KEY": api_key}
+    return runner.invoke(app, ["task", *args, "--interval", "0.05"], env=env)
+
+
+def anonymized(server: LiveServer, api_key: str, tmp_path: Path) -> str:
+    photo = save_image(tmp_path / "photo.png")
+    result = runner.invoke(
+        app, ["task", "submit", str(photo), "--wait"], env={"VEIL_URL": server.url, "VEIL_API_KEY": api_key}
+    )
+    assert result.exit_code == 0, result.output
+    return result.stdout.split()[0]
+
+
+@pytest.mark.usefixtures("worker")
+def test_export_backup_restore_and_import_with_render(
+    live_server: LiveServer, api_key: str, tmp_path: Path
+) -> None:
+    task_id = anonymized(live_server, api_key, tmp_path)
+
+    exported = veil(
+        live_server, api_key, "export", task_id, "--format", "coco", "-o", str(tmp_path / "out.zip")
+    )
+    assert exported.exit_code == 0, exported.output
+    assert exported.stdout.strip() == str(tmp_path / "out.zip")
+    with zipfile.ZipFile(tmp_path / "out.zip") as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".json")]
+        assert len(json.loads(archive.read(name))["annotations"]) == 1
+
+    cvat = veil(
+        live_server, api_key, "export", task_id, "-f", "cvat", "--images", "-o", str(tmp_path / "c.zip")
+    )
+    assert cvat.exit_code == 0, cvat.output
+    with zipfile.ZipFile(tmp_path / "c.zip") as archive:
+        assert b"<image " in archive.read("annotations.xml")  # CVAT for images: the task is a photo
+        assert any(n.endswith(".png") for n in archive.namelist())
+
+    imported = veil(
+        live_server,
+        api_key,
+        "import-annotations",
+        task_id,
+        str(tmp_path / "out.zip"),
+        "-f",
+        "coco",
+        "--render",
+    )
+    assert imported.exit_code == 0, imported.output
+    document_id, render_id = imported.stdout.split()
+    assert (document_id[:5], render_id[:5]) == ("file_", "task_")
+
+    backed_up = veil(live_server, api_key, "backup", task_id, "-o", str(tmp_path / "b.zip"))
+    assert backed_up.exit_code == 0, backed_up.output
+    restored = veil(live_server, api_key, "restore", str(tmp_path / "b.zip"))
+    assert restored.exit_code == 0, restored.output
+    assert restored.stdout.strip().startswith("task_") and restored.stdout.strip() != task_id
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_failed_request_is_one_line_and_exit_status_1(
+    live_server: LiveServer, api_key: str, tmp_path: Path
+) -> None:
+    task_id = anonymized(live_server, api_key, tmp_path)
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"no annotations here")
+
+    result = veil(live_server, api_key, "import-annotations", task_id, str(bad), "-f", "coco")
+
+    assert result.exit_code == 1
+    assert "request rq_" in result.output and "failed: bad.zip: no COCO annotations" in result.output
+    unknown = veil(live_server, api_key, "export", task_id, "-f", "csv", "-o", str(tmp_path / "x.zip"))
+    assert unknown.exit_code == 1
+    assert "format 'csv' names 0 formats; give one of: COCO 1.0" in unknown.output
