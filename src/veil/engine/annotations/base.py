@@ -217,23 +217,22 @@ def find_format(name: str) -> AnnotationFormat:
     )
 
 
-def track_rows(dataset: ExportDataset, document: Document) -> dict[int, list[tuple[int, Detections]]]:
-    """Boxes of a video grouped by track, key frames in order: track id -> [(frame, one-row Detections)].
+def track_rows(dataset: ExportDataset, document: Document) -> dict[int, list[tuple[int, Detections, int]]]:
+    """Boxes of a video grouped by track, key frames in order: track id -> [(frame, its boxes, row)].
 
     Boxes with no track (id -1) become one-frame tracks numbered after the highest track id, since track
     formats hold every box in a track.
     """
     frames = set(dataset.frames(document))
-    tracks: dict[int, list[tuple[int, Detections]]] = {}
+    tracks: dict[int, list[tuple[int, Detections, int]]] = {}
     next_id = max((int(f.detections.track_id.max()) for f in document.report.frames), default=-1) + 1
     for frame in document.report.frames:
         if frame.index not in frames:
             continue
-        for row in range(len(frame.detections)):
-            track = int(frame.detections.track_id[row])
+        for row, track in enumerate(frame.detections.track_id.tolist()):
             if track < 0:
                 track, next_id = next_id, next_id + 1
-            tracks.setdefault(track, []).append((frame.index, frame.detections[np.array([row])]))
+            tracks.setdefault(track, []).append((frame.index, frame.detections, row))
     return tracks
 
 

@@ -61,13 +61,14 @@ def _document_xml(dataset: ExportDataset, document: Document) -> Iterator[str]:
     frames = dataset.frames(document)
     yield header("interpolation", frames, media.width, media.height, False)
     for track_id, rows in sorted(track_rows(dataset, document).items()):
-        yield f'<track id="{track_id}" label="{rows[0][1].label[0]}" source="auto">\n'
-        for n, (frame, boxes) in enumerate(rows):
-            yield box_xml(boxes, 0, f'frame="{frame}" keyframe="1" outside="0" ', False)
+        first = rows[0]
+        yield f'<track id="{track_id}" label="{first[1].label[first[2]]}" source="auto">\n'
+        for n, (frame, boxes, row) in enumerate(rows):
+            yield box_xml(boxes, row, f'frame="{frame}" keyframe="1" outside="0" ', False)
             following = frame + dataset.frame_step
             next_frame = rows[n + 1][0] if n + 1 < len(rows) else None
             if next_frame != following and following < frames.stop:
-                yield box_xml(boxes, 0, f'frame="{following}" keyframe="1" outside="1" ', False)
+                yield box_xml(boxes, row, f'frame="{following}" keyframe="1" outside="1" ', False)
         yield "</track>\n"
     yield "</annotations>\n"
 

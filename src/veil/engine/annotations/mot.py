@@ -60,10 +60,11 @@ class Mot(AnnotationFormat):
 
 
 def _rows(dataset: ExportDataset, document: Document) -> Iterator[str]:
-    boxes = [(frame, track, d) for track, rows in track_rows(dataset, document).items() for frame, d in rows]
-    for frame, track, d in sorted(boxes, key=lambda b: (b[0], b[1])):
-        x0, y0, x1, y1 = (round(float(v), 2) for v in d.xyxy[0])
-        klass = LABELS.index(str(d.label[0])) + 1
+    tracks = track_rows(dataset, document)
+    boxes = [(frame, track, d, row) for track, rows in tracks.items() for frame, d, row in rows]
+    for frame, track, d, row in sorted(boxes, key=lambda b: (b[0], b[1])):
+        x0, y0, x1, y1 = (round(float(v), 2) for v in d.xyxy[row])
+        klass = LABELS.index(str(d.label[row])) + 1
         yield f"{frame + 1},{track + 1},{x0},{y0},{round(x1 - x0, 2)},{round(y1 - y0, 2)},1,{klass},1\n"
 
 
