@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from veil.core.errors import ConflictError, InvalidInputError, NotFoundError
@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 KEY_PREFIX = "veil_"
+
+_BY_HASH = select(ApiKey).where(ApiKey.key_hash == bindparam("key_hash"))
+"""The query every request makes, built once."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def _other_keys_problem(path: Path, settings: Settings) -> str | None:
 
 def find_api_key(session: Session, secret: str) -> ApiKey | None:
     """The live (not revoked) key with this secret, or None."""
-    record = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(secret)))
+    record = session.scalar(_BY_HASH, {"key_hash": hash_key(secret)})
     if record is None or record.revoked_at is not None:
         return None
     return record

@@ -66,6 +66,9 @@ def create_app(
         engine = create_db_engine(settings.database_url)
         app.state.settings = settings
         app.state.sessions = sessionmaker(engine, expire_on_commit=False)
+        # For the key each request is made with: one read, which needs no transaction (no BEGIN, no
+        # ROLLBACK), and whose connection goes back to the pool as soon as it is read.
+        app.state.autocommit_sessions = sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"))
         app.state.storage = open_storage(settings)
         app.state.queue = queue or TaskQueue(create_celery(settings))
         app.state.rate_limiter = RateLimiter(settings.rate_limit, settings.rate_limit_storage)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
@@ -14,6 +14,7 @@ from limits import RateLimitItem, parse
 from limits.storage import storage_from_string
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
 from veil.core.keys import find_api_key
 from veil.core.models import ApiKey
@@ -54,10 +55,19 @@ class RateLimiter:
         )
 
 
-def _session(request: Request) -> Iterator[Session]:
+async def _session(request: Request) -> AsyncIterator[Session]:
+    """The request's session, made on the event loop: a sync dependency would cost a thread hop to enter
+    and another to leave, and making a session does no I/O (it connects when first used). Closing it ends
+    any transaction it still holds, a database round trip, so that is done in a thread."""
     factory: sessionmaker[Session] = request.app.state.sessions
-    with factory() as session:
+    session = factory()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(_session)]
@@ -89,17 +99,19 @@ QueueDep = Annotated[TaskQueue, Depends(_queue)]
 
 def _current_key(
     request: Request,
-    session: SessionDep,
     x_api_key: Annotated[str | None, Header(description="Your API key.")] = None,
 ) -> ApiKey:
     if not x_api_key:
         raise Problem(401, "Send your API key in the x-api-key header.")
-    key = find_api_key(session, x_api_key)
+    # Not the route's session: this runs in one thread and the route in another, and a request waiting for
+    # its next thread while it holds a connection can leave the threads ahead of it waiting for one.
+    sessions: sessionmaker[Session] = request.app.state.autocommit_sessions
+    with sessions() as session:
+        key = find_api_key(session, x_api_key)
     if key is None:
         raise Problem(401, "The API key is unknown or revoked.")
     limiter: RateLimiter = request.app.state.rate_limiter
     limiter.check(key.id)
-    session.expunge(key)
     return key
 
 
@@ -117,7 +129,6 @@ AdminKey = Annotated[ApiKey, Depends(_admin_key)]
 
 def _metrics_reader(
     request: Request,
-    session: SessionDep,
     settings: SettingsDep,
     authorization: Annotated[
         str | None, Header(description="`Bearer <VEIL_METRICS_TOKEN>`, as Prometheus sends it.")
@@ -132,7 +143,7 @@ def _metrics_reader(
         raise Problem(
             401, "Send an admin key in the x-api-key header, or the metrics token as `Authorization: Bearer`."
         )
-    _admin_key(_current_key(request, session, x_api_key))
+    _admin_key(_current_key(request, x_api_key))
 
 
 def _is_metrics_token(authorization: str, settings: Settings) -> bool:
