@@ -23,7 +23,7 @@ from tests.helpers import RecordingQueue, noise_image
 from tests.server.conftest import make_key
 from tests.server.test_tasks import problem
 from veil.core.db import create_db_engine, migrate, session_scope
-from veil.core.maintenance import run_maintenance
+from veil.core.maintenance import recover_tasks, run_maintenance
 from veil.core.models import BackgroundRequest, StoredFile, Task, utc_now
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage
@@ -396,3 +396,37 @@ def test_a_bad_backup_fails_its_request_saying_why_and_stores_nothing(
     with context.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Task)) == 1
     assert stored_files(context) == 4  # the task's input and outputs, and the backup
+
+
+def test_requests_whose_message_or_worker_was_lost_run_again(
+    client: TestClient, context: WorkerContext, queue: RecordingQueue, alice: dict[str, str]
+) -> None:
+    """GIVEN a queued request (its message lost with the broker) and a started one whose worker died,
+    untouched for the task time limit, and one started a moment ago
+    WHEN the server starts (recover_tasks) and maintenance runs
+    THEN the first two are sent again and run to the end; the live one is left alone."""
+    task_id = anonymized(client, context, alice)
+    lost, dead, live = (
+        started(client.post(f"/v1/tasks/{task_id}/backup/export", headers=alice)) for _ in "abc"
+    )
+    queue.requests.clear()
+    limit = timedelta(seconds=context.settings.task_time_limit_s)
+    with session_scope(context.sessions) as session:
+        session.execute(
+            update(BackgroundRequest).where(BackgroundRequest.id.in_([dead, live])).values(status="started")
+        )
+        session.execute(
+            update(BackgroundRequest)
+            .where(BackgroundRequest.id == dead)
+            .values(updated_at=utc_now() - limit - timedelta(seconds=1))
+        )
+
+    assert recover_tasks(context.sessions, queue) == 1  # type: ignore[arg-type]
+    run_maintenance(context.sessions, context.storage, queue, context.settings)  # type: ignore[arg-type]
+
+    assert [rq_id for rq_id, _ in queue.requests] == [lost, dead]
+    run_requests(context, queue)
+    statuses = [
+        client.get(f"/v1/requests/{rq_id}", headers=alice).json()["status"] for rq_id in (lost, dead, live)
+    ]
+    assert statuses == ["finished", "finished", "started"]

@@ -57,12 +57,13 @@ def run_maintenance(
     """One pass: delete expired background requests with what they left in their folder, expired stored
     files (not those a queued or running task reads), expired BlurIt outputs, what workers that died left
     in staging and what processes killed outright left in this host's scratch folder, and queue again (or
-    fail) tasks whose worker stopped sending heartbeats."""
+    fail) tasks whose worker stopped sending heartbeats, and background requests whose worker died."""
     now = utc_now()
     _delete_expired_requests(sessions, storage, now)  # before the files their results are
     files = _delete_expired_files(sessions, storage, now) + _delete_expired_uploads(sessions, storage, now)
     paths = _delete_expired_paths(sessions, settings.file_root_dir, now)
     requeued = _requeue_stale_tasks(sessions, queue, now - timedelta(seconds=settings.stale_task_s))
+    requeued += _requeue_dead_requests(sessions, queue, now - timedelta(seconds=settings.task_time_limit_s))
     # After the tasks of dead workers left `started`, so a task failed for good loses its staging now.
     _delete_abandoned_staging(sessions, settings.staging_dir)
     _delete_stale_scratch(settings.scratch_dir, utc_now() - timedelta(seconds=settings.scratch_max_age_s))
@@ -71,15 +72,22 @@ def run_maintenance(
 
 
 def recover_tasks(sessions: sessionmaker[Session], queue: TaskQueue) -> int:
-    """Sends every queued task to the workers again, oldest first (at server start, when the broker may
-    have lost messages); returns how many."""
+    """Sends every queued task and background request to the workers again, oldest first (at server
+    start, when the broker may have lost messages); returns how many."""
     with sessions() as session:
         queued = session.execute(
             select(Task.id, Task.queue).where(Task.status == "queued").order_by(Task.created_at)
         ).all()
+        requests = session.execute(
+            select(BackgroundRequest.id, BackgroundRequest.queue)
+            .where(BackgroundRequest.status == "queued")
+            .order_by(BackgroundRequest.created_at)
+        ).all()
     for task_id, task_queue in queued:
         queue.enqueue(task_id, task_queue)
-    return len(queued)
+    for request_id, request_queue in requests:
+        queue.enqueue_request(request_id, request_queue)
+    return len(queued) + len(requests)
 
 
 def resend_lost_messages(sessions: sessionmaker[Session], queue: TaskQueue, settings: Settings) -> int:
@@ -175,6 +183,22 @@ def _delete_expired_requests(sessions: sessionmaker[Session], storage: Storage, 
 
     locations = [BackgroundRequest.owner_id, BackgroundRequest.id]
     return _purge(sessions, BackgroundRequest.id, locations, [BackgroundRequest.expires_at <= now], remove)
+
+
+def _requeue_dead_requests(sessions: sessionmaker[Session], queue: TaskQueue, dead_before: datetime) -> int:
+    """Queues again the background requests still `started` that nothing touched since `dead_before`,
+    the task time limit ago: by then the worker's hard limit would have ended a live run, so the
+    worker died. Its results were never committed; the run starts over."""
+    with session_scope(sessions) as session:
+        dead = session.execute(
+            update(BackgroundRequest)
+            .where(BackgroundRequest.status == "started", BackgroundRequest.updated_at < dead_before)
+            .values(status="queued", progress=0.0)
+            .returning(BackgroundRequest.id, BackgroundRequest.queue)
+        ).all()
+    for request_id, request_queue in dead:
+        queue.enqueue_request(request_id, request_queue)
+    return len(dead)
 
 
 def _delete_expired_uploads(sessions: sessionmaker[Session], storage: Storage, now: datetime) -> int:
