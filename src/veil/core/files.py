@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import ColumnElement, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from veil.core.documents import DOCUMENT_TYPE
@@ -54,6 +54,12 @@ FILE_LISTING = Listing(
     },
     search_fields=("id", "name", "type"),
 )
+
+# One unexpired file by id: a key's own, or any (for admin keys). Built once: building a statement costs
+# SQLAlchemy more than running it, and tasks and file views read a file by id on every request.
+_UNEXPIRED_AT = or_(StoredFile.expires_at.is_(None), StoredFile.expires_at > bindparam("now"))
+_ANY_FILE = select(StoredFile).where(StoredFile.id == bindparam("file_id"), _UNEXPIRED_AT)
+_OWN_FILE = _ANY_FILE.where(StoredFile.owner_id == bindparam("owner_id"))
 
 _MAX_NAME_BYTES = 150
 _ACTIVE_STATUSES = ("queued", "started")
@@ -222,7 +228,8 @@ def get_file(session: Session, *, owner: ApiKey, file_id: str) -> StoredFile:
     Raises:
         NotFoundError: no such file for this key.
     """
-    record = session.scalar(select(StoredFile).where(StoredFile.id == file_id, *_visible(owner)))
+    query = _ANY_FILE if owner.is_admin else _OWN_FILE
+    record = session.scalar(query, _by_id(owner, file_id))
     if record is None:
         raise NotFoundError("File", file_id)
     return record
@@ -234,9 +241,7 @@ def get_own_file(session: Session, *, owner: ApiKey, file_id: str) -> StoredFile
     Raises:
         NotFoundError: no such file of this key.
     """
-    record = session.scalar(
-        select(StoredFile).where(StoredFile.id == file_id, StoredFile.owner_id == owner.id, _unexpired())
-    )
+    record = session.scalar(_OWN_FILE, _by_id(owner, file_id))
     if record is None:
         raise NotFoundError("File", file_id)
     return record
@@ -285,6 +290,10 @@ def file_public(record: StoredFile) -> FilePublic:
         created_at=record.created_at,
         expires_at=record.expires_at,
     )
+
+
+def _by_id(owner: ApiKey, file_id: str) -> dict[str, Any]:
+    return {"file_id": file_id, "owner_id": owner.id, "now": utc_now()}
 
 
 def _visible(owner: ApiKey) -> list[ColumnElement[bool]]:
