@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import zipfile
@@ -430,3 +431,100 @@ def test_requests_whose_message_or_worker_was_lost_run_again(
         client.get(f"/v1/requests/{rq_id}", headers=alice).json()["status"] for rq_id in (lost, dead, live)
     ]
     assert statuses == ["finished", "finished", "started"]
+
+
+def request_upload(
+    client: TestClient, headers: dict[str, str], data: bytes, *, purpose: str = "request"
+) -> str:
+    """The id of a resumable upload of `data` for a background request, sent in two pieces."""
+    encoded = {
+        name: base64.b64encode(value.encode()).decode()
+        for name, value in [("filename", "b.zip"), ("purpose", purpose)]
+    }
+    tus = {"Tus-Resumable": "1.0.0"}
+    created = client.post(
+        "/v1/uploads",
+        headers={
+            **headers,
+            **tus,
+            "Upload-Length": str(len(data)),
+            "Upload-Metadata": ",".join(f"{k} {v}" for k, v in encoded.items()),
+        },
+    )
+    assert created.status_code == 201, created.text
+    location = created.headers["location"]
+    for offset in (0, len(data) // 2):
+        end = len(data) if offset else len(data) // 2
+        piece = {
+            **headers,
+            **tus,
+            "Upload-Offset": str(offset),
+            "Content-Type": "application/offset+octet-stream",
+        }
+        sent = client.patch(location, headers=piece, content=data[offset:end])
+        assert sent.status_code == 204, sent.text
+    return str(location.rsplit("/", 1)[1])
+
+
+def test_a_backup_in_a_resumable_upload_is_restored_and_the_upload_taken(
+    client: TestClient,
+    context: WorkerContext,
+    queue: RecordingQueue,
+    alice: dict[str, str],
+    bob: dict[str, str],
+) -> None:
+    task_id = anonymized(client, context, alice)
+    rq_id = started(client.post(f"/v1/tasks/{task_id}/backup/export", headers=alice))
+    run_requests(context, queue)
+    backup = download(client, alice, client.get(f"/v1/requests/{rq_id}", headers=alice).json()["result_url"])
+    upload_id = request_upload(client, alice, backup)
+
+    assert (
+        "upload"
+        in problem(client.post("/v1/tasks/backup", headers=bob, params={"upload": upload_id}), 422)["errors"]
+    )
+    restore_id = started(client.post("/v1/tasks/backup", headers=alice, params={"upload": upload_id}))
+    run_requests(context, queue)
+
+    assert client.get(f"/v1/requests/{restore_id}", headers=alice).json()["status"] == "finished"
+    assert (
+        client.head(f"/v1/uploads/{upload_id}", headers={**alice, "Tus-Resumable": "1.0.0"}).status_code
+        == 404
+    )
+    errors = problem(client.post("/v1/tasks/backup", headers=alice, params={"upload": upload_id}), 422)[
+        "errors"
+    ]
+    assert errors["upload"] == [f"Upload with id {upload_id} not found."]
+
+
+def test_only_a_complete_upload_for_a_request_is_taken(client: TestClient, alice: dict[str, str]) -> None:
+    tus = {
+        **alice,
+        "Tus-Resumable": "1.0.0",
+        "Upload-Metadata": "purpose " + base64.b64encode(b"request").decode(),
+    }
+    partial = (
+        client.post("/v1/uploads", headers={**tus, "Upload-Length": "10"})
+        .headers["location"]
+        .rsplit("/", 1)[1]
+    )
+    photo = request_upload(client, alice, _png(), purpose="file")
+
+    for upload_id, why in ((partial, "is not complete"), (photo, "was made for a file")):
+        response = client.post("/v1/tasks/backup", headers=alice, params={"upload": upload_id})
+        assert why in problem(response, 422)["errors"]["upload"][0]
+    unknown = {
+        **tus,
+        "Upload-Length": "10",
+        "Upload-Metadata": "purpose " + base64.b64encode(b"zip").decode(),
+    }
+    assert "Upload-Metadata" in problem(client.post("/v1/uploads", headers=unknown), 422)["errors"]
+    large = {"Upload-Length": str(4 * 1024**3)}  # over the file limit, under the request limit (three times)
+    assert client.post("/v1/uploads", headers={**tus, **large}).status_code == 201
+    problem(client.post("/v1/uploads", headers={**alice, "Tus-Resumable": "1.0.0", **large}), 413)
+
+
+def _png() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(noise_image()).save(buffer, format="PNG")
+    return buffer.getvalue()

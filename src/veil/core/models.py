@@ -177,6 +177,9 @@ class Upload(Base):
     length: Mapped[int] = mapped_column(BigInteger)
     offset: Mapped[int] = mapped_column(BigInteger, default=0)
     storage_key: Mapped[str] = mapped_column(String(400))
+    # "file": a photo, video or render document, which becomes a stored file; "request": the input of a
+    # background request (a backup, annotations), kept as appended until a request takes it.
+    purpose: Mapped[str] = mapped_column(String(16), default="file", server_default="file")
     # The stored file made of the complete upload; None until then, and again once that file is deleted.
     file_id: Mapped[str | None] = mapped_column(
         ForeignKey("files.id", ondelete="SET NULL"), index=True, default=None
@@ -242,7 +245,7 @@ class BackgroundRequest(Base):
     task_id: Mapped[str | None] = mapped_column(ForeignKey("tasks.id"), index=True, default=None)
     format: Mapped[str | None] = mapped_column(String(64), default=None)
     # What the request asked for beyond the format (save_images, media, frame_step, render), and where its
-    # uploaded input waits in storage (`input_key`, `input_name`) until it ran.
+    # uploaded input waits in storage (`input_key`) until it ran.
     parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
     queue: Mapped[str] = mapped_column(String(16), default="photo")
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)

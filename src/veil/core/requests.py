@@ -36,10 +36,12 @@ from veil.core.settings import Settings
 from veil.core.storage import Storage
 from veil.core.storage.base import write_stream
 from veil.core.tasks import get_task
+from veil.core.uploads import take_request_upload
 
 __all__ = [
     "CANCELLED_MESSAGE",
     "REQUEST_LISTING",
+    "RequestInput",
     "cancel_request",
     "create_request",
     "describe_request",
@@ -64,6 +66,10 @@ REQUEST_LISTING = Listing(
 )
 
 CANCELLED_MESSAGE = "Cancelled at the client's request."
+
+RequestInput = str | tuple[str | None, AsyncIterator[bytes]]
+"""A request's file: the id of a complete resumable upload of purpose "request", or a file sent with the
+request, as (the client's file name, its bytes as they arrive)."""
 _ACTIVE = ("queued", "started")
 
 
@@ -136,25 +142,34 @@ async def request_with_input(
     storage: Storage,
     operation: RequestOperation,
     task_id: str | None,
-    filename: str | None,
-    chunks: AsyncIterator[bytes],
+    source: RequestInput,
     max_bytes: int,
     format_name: str | None = None,
     parameters: dict[str, Any] | None = None,
 ) -> BackgroundRequest:
-    """`create_request` for a request that reads an uploaded file of at most `max_bytes`: the bytes are
-    stored first, under the request's folder, and deleted again when the request cannot be recorded.
+    """`create_request` for a request that reads a file of at most `max_bytes`, sent with it or in a
+    complete resumable upload of purpose "request": the bytes are stored first, in the request's folder,
+    and deleted again when the request cannot be recorded.
 
     Raises:
+        InvalidInputError: (under `upload`) no such upload of this key, or not one for a request, or not
+            complete.
         UploadTooLargeError: more than `max_bytes` arrived (nothing is kept).
         StorageFullError: the disk is full (nothing is kept).
     """
-    request_id, name = new_id("rq"), safe_filename(filename)
-    key = f"{owner.id}/{request_id}/input/{name}"
-    staged = storage.staging_path(key)
-    await write_stream(staged, chunks, max_bytes)
-    # Uploading to S3 and waiting for SQLite's write lock block; keep them off the event loop.
-    await asyncio.to_thread(storage.commit, staged, key)
+    request_id = new_id("rq")
+    folder = f"{owner.id}/{request_id}/input"
+    if isinstance(source, str):
+        key = await asyncio.to_thread(
+            take_request_upload, session, storage=storage, owner=owner, upload_id=source, folder=folder
+        )
+    else:
+        filename, chunks = source
+        key = f"{folder}/{safe_filename(filename)}"
+        staged = storage.staging_path(key)
+        await write_stream(staged, chunks, max_bytes)
+        # Uploading to S3 and waiting for SQLite's write lock block; keep them off the event loop.
+        await asyncio.to_thread(storage.commit, staged, key)
     try:
         return await asyncio.to_thread(
             create_request,
@@ -164,7 +179,7 @@ async def request_with_input(
             operation=operation,
             task_id=task_id,
             format_name=format_name,
-            parameters={**(parameters or {}), "input_key": key, "input_name": name},
+            parameters={**(parameters or {}), "input_key": key},
             request_id=request_id,
         )
     except BaseException:

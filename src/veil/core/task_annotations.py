@@ -10,7 +10,6 @@ corrected document with the task; with `render` a render task then obscures thos
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Literal
 
 from sqlalchemy import select
@@ -20,7 +19,7 @@ from veil.core.documents import DOCUMENT_TYPE
 from veil.core.errors import ConflictError, InvalidInputError, NotFoundError
 from veil.core.files import get_file
 from veil.core.models import ApiKey, BackgroundRequest, StoredFile, Task
-from veil.core.requests import request_on_task, request_with_input
+from veil.core.requests import RequestInput, request_on_task, request_with_input
 from veil.core.settings import Settings
 from veil.core.storage import Storage
 from veil.core.tasks import find_output_media, get_task
@@ -84,15 +83,16 @@ async def request_annotations_import(
     task_id: str,
     format_name: str,
     render: bool,
-    filename: str | None,
-    chunks: AsyncIterator[bytes],
+    source: RequestInput,
 ) -> BackgroundRequest:
-    """Stores the uploaded annotations and records an `import:annotations` request; the caller enqueues it.
+    """Stores the annotations file (sent with the request or uploaded before, see `RequestInput`) and
+    records an `import:annotations` request; the caller enqueues it.
 
     Raises:
         NotFoundError: no such task for this key.
         InvalidInputError: an unknown format, or one that cannot import (`format`).
         ConflictError: the task has not completed, or with `render` its original is gone.
+        InvalidInputError: (under `upload`) no such upload, or not one for a request, or not complete.
         UploadTooLargeError: more than `settings.max_upload_bytes` arrived (nothing is kept).
     """
     _check_format(format_name, importing=True)
@@ -106,8 +106,7 @@ async def request_annotations_import(
         storage=storage,
         operation="import:annotations",
         task_id=task.id,
-        filename=filename,
-        chunks=chunks,
+        source=source,
         max_bytes=settings.max_upload_bytes,
         format_name=format_name,
         parameters={"render": render},

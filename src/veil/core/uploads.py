@@ -1,5 +1,8 @@
 """Resumable uploads (TUS 1.0.0 core and creation): create an upload, append its bytes in as many requests
 as the client needs, and once complete turn them into a stored file exactly as a one-shot upload would.
+An upload created with the metadata `purpose request` holds the input of a background request instead (a
+backup, annotations: any content): complete, it waits as it is until a request takes it
+(`take_request_upload`).
 
 The bytes so far live in storage under `uploads/<owner>/<upload_id>`; the database row records how many
 of them are committed (`offset`). A key sees only its own uploads; an expired one is not found.
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from veil.core.errors import (
@@ -42,7 +45,11 @@ __all__ = [
     "describe_upload",
     "get_upload",
     "parse_upload_metadata",
+    "take_request_upload",
+    "upload_length_limit",
 ]
+
+PURPOSES = ("file", "request")
 
 
 class UploadPublic(BaseModel):
@@ -81,15 +88,25 @@ def parse_upload_metadata(header: str | None) -> dict[str, str]:
 
 
 def create_upload(
-    session: Session, *, owner: ApiKey, settings: Settings, length: int, filename: str | None
+    session: Session,
+    *,
+    owner: ApiKey,
+    settings: Settings,
+    length: int,
+    filename: str | None,
+    purpose: str = "file",
 ) -> Upload:
-    """Records a new, empty upload of `length` bytes.
+    """Records a new, empty upload of `length` bytes, for `purpose` (see the module docstring).
 
     Raises:
-        UploadTooLargeError: `length` is over `settings.max_upload_bytes`.
+        InvalidInputError: an unknown purpose (under `Upload-Metadata`).
+        UploadTooLargeError: `length` is over `upload_length_limit`.
     """
-    if length > settings.max_upload_bytes:
-        raise UploadTooLargeError(f"larger than the limit of {settings.max_upload_bytes} bytes")
+    if purpose not in PURPOSES:
+        message = f"The purpose {purpose!r} is unknown; it is one of: {', '.join(PURPOSES)}."
+        raise InvalidInputError({"Upload-Metadata": [message]})
+    if length > upload_length_limit(settings, purpose):
+        raise UploadTooLargeError(f"larger than the limit of {upload_length_limit(settings, purpose)} bytes")
     upload_id = new_id("upload")
     upload = Upload(
         id=upload_id,
@@ -98,11 +115,50 @@ def create_upload(
         length=length,
         offset=0,
         storage_key=f"uploads/{owner.id}/{upload_id}",
+        purpose=purpose,
         expires_at=utc_now() + timedelta(seconds=settings.file_lifespan_s),
     )
     session.add(upload)
     session.commit()
     return upload
+
+
+def upload_length_limit(settings: Settings, purpose: str) -> int:
+    """The largest upload for `purpose`: a request's input may be a backup, which holds a task's input
+    and output media and its JSON."""
+    return settings.max_upload_bytes * (3 if purpose == "request" else 1)
+
+
+def take_request_upload(
+    session: Session, *, storage: Storage, owner: ApiKey, upload_id: str, folder: str
+) -> str:
+    """Moves the bytes of `owner`'s complete request upload `upload_id` to storage under `folder`, named as
+    the upload, and deletes the upload; returns the key. Blocking; call it in a thread from async code.
+
+    Raises:
+        InvalidInputError: (under `upload`) no such upload of this key, one made for a file, or one not
+            complete.
+    """
+    try:
+        upload = get_upload(session, owner=owner, upload_id=upload_id)
+    except NotFoundError as exc:
+        raise InvalidInputError({"upload": [str(exc)]}) from exc
+    if upload.purpose != "request" or upload.offset < upload.length:
+        problem = "was made for a file" if upload.purpose != "request" else "is not complete"
+        message = f"Upload {upload_id} {problem}; send the file in a resumable upload with purpose request."
+        raise InvalidInputError({"upload": [message]})
+    key = f"{folder}/{upload.filename}"
+    staged = storage.staging_path(key)
+    storage.take_appended(upload.storage_key, upload.length, staged)
+    storage.commit(staged, key)
+    # Conditional, so of two requests taking the same upload at once only one gets it.
+    taken = session.execute(delete(Upload).where(Upload.id == upload.id)).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    if not taken:
+        storage.delete(key)
+        raise InvalidInputError({"upload": [f"Upload {upload_id} was taken by another request."]})
+    storage.delete(upload.storage_key)
+    return key
 
 
 def get_upload(session: Session, *, owner: ApiKey, upload_id: str) -> Upload:
@@ -200,6 +256,9 @@ def _commit_bytes(
     """Records the new offset; types the content once its first bytes are in; finishes a full upload."""
     upload.offset = previous + written
     complete = upload.offset >= upload.length
+    if upload.purpose == "request":  # any content; it waits whole for its request
+        session.commit()
+        return AppendResult(offset=upload.offset, file_id=None)
     if previous < SNIFF_BYTES and (upload.offset >= SNIFF_BYTES or complete):
         try:
             sniff_media_type(storage.read_appended(upload.storage_key, SNIFF_BYTES))

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from veil.core.requests import (
+    RequestInput,
     cancel_request,
     describe_request,
     get_request,
@@ -28,6 +29,7 @@ from veil.core.schemas import (
     RequestsPublic,
 )
 from veil.core.task_annotations import MediaChoice, request_annotations_import, request_export
+from veil.core.uploads import upload_length_limit
 from veil.engine.annotations import formats
 from veil.server.api.deps import CurrentKey, QueueDep, SessionDep, SettingsDep, StorageDep
 from veil.server.problems import problem_responses
@@ -39,7 +41,7 @@ router = APIRouter(tags=["Requests"])
 
 _FILE_BODY: dict[str, Any] = {
     "requestBody": {
-        "required": True,
+        "required": False,
         "content": {
             "multipart/form-data": {
                 "schema": {
@@ -52,6 +54,17 @@ _FILE_BODY: dict[str, Any] = {
     }
 }
 
+
+_UPLOAD = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description=(
+            "A complete resumable upload (POST /v1/uploads with the metadata `purpose request`) to read "
+            "instead of a file in the body."
+        ),
+    ),
+]
 
 _FORMAT = Annotated[
     str,
@@ -120,11 +133,11 @@ async def import_backup(
     settings: SettingsDep,
     storage: StorageDep,
     queue: QueueDep,
+    upload: _UPLOAD = None,
 ) -> RequestCreated:
-    """Restore a backup, sent in the multipart field `file`, as a new task of yours (new ids, its files
-    stored again); the finished request names the task in `result_id`."""
-    max_bytes = 3 * settings.max_upload_bytes  # input and output media, and the JSON
-    upload = await read_file_field(request, field_name="file", max_bytes=max_bytes)
+    """Restore a backup, sent in the multipart field `file` or uploaded before (`upload`), as a new task
+    of yours (new ids, its files stored again); the finished request names the task in `result_id`."""
+    max_bytes = upload_length_limit(settings, "request")
     record = await request_with_input(
         session,
         owner=key,
@@ -132,8 +145,7 @@ async def import_backup(
         storage=storage,
         operation="import:backup",
         task_id=None,
-        filename=upload.filename,
-        chunks=upload.chunks,
+        source=await _input(request, upload, max_bytes),
         max_bytes=max_bytes,
     )
     queue.enqueue_request(record.id, record.queue)
@@ -216,10 +228,11 @@ async def import_annotations(
     render: Annotated[
         bool, Query(description="Then obscure the imported boxes on the original, in a new render task.")
     ] = False,
+    upload: _UPLOAD = None,
 ) -> RequestCreated:
-    """Import corrected annotations of a completed task, sent in the multipart field `file` (a zip, or a
-    bare XML or JSON file); the result is a veil.detections/1 document stored with the task."""
-    upload = await read_file_field(request, field_name="file", max_bytes=settings.max_upload_bytes)
+    """Import corrected annotations of a completed task, sent in the multipart field `file` or uploaded
+    before (`upload`): a zip, or a bare XML or JSON file. The result is a veil.detections/1 document
+    stored with the task."""
     record = await request_annotations_import(
         session,
         owner=key,
@@ -228,8 +241,15 @@ async def import_annotations(
         task_id=task_id,
         format_name=format_name,
         render=render,
-        filename=upload.filename,
-        chunks=upload.chunks,
+        source=await _input(request, upload, settings.max_upload_bytes),
     )
     queue.enqueue_request(record.id, record.queue)
     return RequestCreated(rq_id=record.id)
+
+
+async def _input(request: Request, upload: str | None, max_bytes: int) -> RequestInput:
+    """The upload's id when one is named, else the multipart field `file` of the body."""
+    if upload is not None:
+        return upload
+    sent = await read_file_field(request, field_name="file", max_bytes=max_bytes)
+    return sent.filename, sent.chunks

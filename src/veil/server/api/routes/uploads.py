@@ -18,6 +18,7 @@ from veil.core.uploads import (
     describe_upload,
     get_upload,
     parse_upload_metadata,
+    upload_length_limit,
 )
 from veil.server.api.deps import CurrentKey, SessionDep, SettingsDep, StorageDep
 from veil.server.problems import Problem, problem_responses
@@ -108,18 +109,33 @@ def start_upload(
     tus_resumable: TusResumable,
     upload_length: Annotated[int, Header(ge=1, description="The upload's size in bytes.")],
     upload_metadata: Annotated[
-        str | None, Header(max_length=10_000, description="`filename <base64 of the name>`, TUS style.")
+        str | None,
+        Header(
+            max_length=10_000,
+            description=(
+                "`filename <base64 of the name>`, TUS style; `purpose <base64 of request>` for the input of "
+                "a background request (a backup, annotations), which any content may be."
+            ),
+        ),
     ] = None,
 ) -> Response:
     """Start a resumable upload of `Upload-Length` bytes (TUS creation); answers its URL in Location."""
     _check_version(tus_resumable)
-    filename = parse_upload_metadata(upload_metadata).get("filename")
+    metadata = parse_upload_metadata(upload_metadata)
+    purpose = metadata.get("purpose", "file")
     try:
-        upload = create_upload(session, owner=key, settings=settings, length=upload_length, filename=filename)
+        upload = create_upload(
+            session,
+            owner=key,
+            settings=settings,
+            length=upload_length,
+            filename=metadata.get("filename"),
+            purpose=purpose,
+        )
     except UploadTooLargeError as exc:
+        limit = upload_length_limit(settings, purpose)
         raise Problem(
-            413,
-            f"Upload-Length {upload_length} is larger than the limit of {settings.max_upload_bytes} bytes.",
+            413, f"Upload-Length {upload_length} is larger than the limit of {limit} bytes."
         ) from exc
     return Response(
         status_code=201,
