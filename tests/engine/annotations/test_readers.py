@@ -2,7 +2,8 @@
 PyYAML): the items, boxes, frames and track ids each layout is documented to hold.
 
 Datumaro (CVAT's dataset library) reads these exports too; it is not installed here because it pins
-Pillow 12 and OpenCV 4 against this project's newer ones (see the package docstring of the bench).
+Pillow 12 (1.13.7) or OpenCV 4 (1.13.12) against this project's newer ones; bench/annotations_datumaro.py
+runs it from an environment of its own.
 """
 
 from __future__ import annotations

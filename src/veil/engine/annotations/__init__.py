@@ -10,13 +10,14 @@ or queue in it.
         path ("photo.jpg", "task-3/clip.mp4"), unique without its suffix. With `images` (an `ImageSource`,
         e.g. `MediaFiles({name: path})`), photos are copied in and video frames written as JPEG, one at a
         time. `frame_step` keeps every n-th video frame, for annotations and images alike; frame numbers
-        stay those of the video. `progress(done, total)` follows the images written.
+        stay those of the video. `progress(done, total)` follows the images written. On any error the
+        partly written zip is deleted.
 
     import_annotations(source, format_name, media) -> dict[name, Report]
         Reads a zip (or a bare XML/JSON file) in that format and returns a report per media file given as
         (name, MediaInfo); items are matched to media by the names export writes ("photo",
-        "task-3/clip/frame_000012"; "frame_000012" alone when one video is given). Boxes a person drew
-        read as score 1, source "detected", no track.
+        "task-3/clip/frame_000012"; "frame_000012" alone when one video is given; YOLO's flat files join
+        folders with "__"). Boxes a person drew read as score 1, source "detected", no track.
 
 Items: a photo is one item; a video contributes its frames (every `frame_step`-th), with or without boxes.
 Labels are "face" and "plate". Score, source and track id are written as attributes where the format has a
