@@ -1,7 +1,9 @@
 // The result of one task (`#/tasks/<id>`): follows the task until it ends, then shows the photo before and after
 // or the video with its tracks, lets the person correct the boxes, and re-renders the original from the
-// corrected detections as a new `render` task. Media are fetched with the key and shown from object URLs.
+// corrected detections as a new `render` task; its annotations export and import in CVAT's formats
+// (annotations.js). Media are fetched with the key and shown from object URLs.
 
+import { annotationsPanel } from "./annotations.js";
 import { describeError } from "./api.js";
 import { plural } from "./dom.js";
 import { el, photoEditor } from "./editor.js";
@@ -316,4 +318,5 @@ async function load(api, view, taskId, { errors, statusHolder, body }) {
     errors.show(error, "Could not load the result.");
   }
   body.append(downloads(api, task, errors));
+  body.append(await annotationsPanel(api, task, () => view.disposed));
 }
