@@ -14,6 +14,7 @@ from rich.console import Console
 from veil.cli.apikeys import apikey_app
 from veil.cli.client import task_app
 from veil.cli.doctor import run_doctor
+from veil.cli.evaluate import eval_command
 from veil.cli.flower import flower
 from veil.cli.models import models_app
 from veil.cli.progress import BatchProgress, print_summary
@@ -283,6 +284,7 @@ def doctor(
 
 
 app.add_typer(models_app, name="models")
+app.command(name="eval")(eval_command)
 
 # The task server and its client, listed after the local commands in --help.
 app.command()(serve)
