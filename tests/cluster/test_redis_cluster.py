@@ -182,4 +182,6 @@ def test_two_schedulers_run_each_job_once_per_interval(cluster: Cluster) -> None
     for job, moments in started_at.items():
         ordered = sorted(moments)
         gaps = [(later - earlier).total_seconds() for earlier, later in itertools.pairwise(ordered)]
-        assert min(gaps) >= 0.45, f"{job} ran twice within one interval: {sorted(moments)}"
+        # A job run twice in one interval starts twice within milliseconds; the margin below the 0.5 s
+        # interval is for the log lines' own delay on a loaded machine (0.44 s gaps were seen).
+        assert min(gaps) >= 0.3, f"{job} ran twice within one interval: {sorted(moments)}"
