@@ -127,7 +127,6 @@ def restore_backup(
     settings: Settings,
     owner: ApiKey,
     archive: Path,
-    scratch: Path,
 ) -> Restored:
     """Stores the files of the backup at `archive` and adds its task and file rows for `owner` to the
     session, under new ids (the caller commits, or deletes `Restored.keys` when it does not).
@@ -141,7 +140,7 @@ def restore_backup(
     try:
         with SafeZip(archive, max_bytes=3 * settings.max_upload_bytes) as backup:
             described = _read_task(backup)
-            task = _restore(session, storage, backup, described, settings, owner, scratch, keys)
+            task = _restore(session, storage, backup, described, settings, owner, keys)
     except BaseException:
         for key in keys:
             storage.delete(key)
@@ -212,7 +211,6 @@ def _restore(
     described: _BackupTask,
     settings: Settings,
     owner: ApiKey,
-    scratch: Path,
     keys: list[str],
 ) -> Task:
     task_id = new_id("task")

@@ -165,7 +165,6 @@ def _import_backup(run: Run) -> None:
             settings=run.context.settings,
             owner=run.owner(),
             archive=archive,
-            scratch=run.scratch,
         )
     run.keys.extend(restored.keys)
     run.made_task_id = restored.task.id
