@@ -27,7 +27,8 @@ PAGES = ["/", "/docs", "/redoc"]
 THIRD_PARTY = ("swagger-ui-bundle.js", "redoc.standalone.js")
 # Any absolute or scheme-relative URL with a host: http://x, https://x, //x.
 _HOST_URL = re.compile(r"""(?:\b[a-z][a-z0-9+.-]*:)?//[A-Za-z0-9][A-Za-z0-9.-]*""")
-_JS_IMPORT = re.compile(r"""(?:\bfrom\s*|\bimport\s*\(?\s*)["']([^"']+)["']""")
+# Not a word inside a string: `kind: "import", ...` is no import.
+_JS_IMPORT = re.compile(r"""(?:\bfrom\s*|(?<!["'])\bimport\s*\(?\s*)["']([^"']+)["']""")
 _CSS_URL = re.compile(r"""url\(\s*["']?([^"')]+)["']?\s*\)|@import\s+["']([^"']+)["']""")
 _CSS_DATA_URL = re.compile(r"""url\(\s*["']?data:[^)]*\)""")
 # `//# sourceMappingURL=x.map` on a line of its own, or `/*# sourceMappingURL=x.map */`.
