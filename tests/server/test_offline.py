@@ -27,8 +27,9 @@ PAGES = ["/", "/docs", "/redoc"]
 THIRD_PARTY = ("swagger-ui-bundle.js", "redoc.standalone.js")
 # Any absolute or scheme-relative URL with a host: http://x, https://x, //x.
 _HOST_URL = re.compile(r"""(?:\b[a-z][a-z0-9+.-]*:)?//[A-Za-z0-9][A-Za-z0-9.-]*""")
-# Not a word inside a string: `kind: "import", ...` is no import.
-_JS_IMPORT = re.compile(r"""(?:\bfrom\s*|(?<!["'])\bimport\s*\(?\s*)["']([^"']+)["']""")
+# A module specifier a browser loads is a path or a URL; words in strings ("Images from", kind: "import")
+# are not imports.
+_JS_IMPORT = re.compile(r"""(?:\bfrom\s*|\bimport\s*\(?\s*)["']((?:\.{0,2}/|[a-z][a-z0-9+.-]*:)[^"']*)["']""")
 _CSS_URL = re.compile(r"""url\(\s*["']?([^"')]+)["']?\s*\)|@import\s+["']([^"']+)["']""")
 _CSS_DATA_URL = re.compile(r"""url\(\s*["']?data:[^)]*\)""")
 # `//# sourceMappingURL=x.map` on a line of its own, or `/*# sourceMappingURL=x.map */`.
