@@ -228,6 +228,30 @@ def test_a_photo_exported_as_coco_imported_unchanged_renders_the_same_output(
     assert output_media(client, alice, done["render_task_id"]) == output_media(client, alice, task_id)
 
 
+def test_an_export_after_an_import_carries_the_corrected_boxes(
+    client: TestClient, context: WorkerContext, queue: RecordingQueue, alice: dict[str, str]
+) -> None:
+    task_id = anonymized(client, context, alice)
+    path = f"/v1/tasks/{task_id}/annotations/export"
+    coco = json.loads(_coco_json(exported(client, context, queue, alice, path, format=COCO)))
+    coco["annotations"][0]["bbox"][0] += 10  # the box moved 10 px right
+    corrected = io.BytesIO()
+    with zipfile.ZipFile(corrected, "w") as archive:
+        archive.writestr("annotations/instances_default.json", json.dumps(coco))
+
+    done = imported(client, context, queue, alice, task_id, corrected.getvalue(), format=COCO)
+    again = json.loads(_coco_json(exported(client, context, queue, alice, path, format=COCO)))
+
+    assert done["status"] == "finished", done
+    assert again["annotations"][0]["bbox"] == pytest.approx(coco["annotations"][0]["bbox"], abs=0.5)
+
+
+def _coco_json(data: bytes) -> bytes:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        (name,) = [n for n in archive.namelist() if n.endswith(".json")]
+        return archive.read(name)
+
+
 def test_a_video_exported_as_cvat_for_video_imported_unchanged_renders_the_same_output(
     client: TestClient, context: WorkerContext, queue: RecordingQueue, alice: dict[str, str], tmp_path: Path
 ) -> None:

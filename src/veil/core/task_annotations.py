@@ -114,7 +114,8 @@ async def request_annotations_import(
 
 
 def task_report(session: Session, *, task: Task) -> StoredFile:
-    """The detections report the task's worker generated (its first JSON file).
+    """The task's latest detections document: the one its worker generated, or the last corrected one
+    imported into it, so an export after an import carries the corrections.
 
     Raises:
         ConflictError: it has expired or was deleted.
@@ -122,7 +123,7 @@ def task_report(session: Session, *, task: Task) -> StoredFile:
     report = session.scalar(
         select(StoredFile)
         .where(StoredFile.task_id == task.id, StoredFile.media_type == DOCUMENT_TYPE)
-        .order_by(StoredFile.created_at, StoredFile.id)
+        .order_by(StoredFile.created_at.desc(), StoredFile.id.desc())
         .limit(1)
     )
     if report is None:
