@@ -32,6 +32,7 @@ __all__ = [
     "CommandError",
     "Unreachable",
     "VeilClient",
+    "command_client",
     "parse_parameters",
     "task_app",
 ]
@@ -227,7 +228,7 @@ TaskIds = Annotated[list[str], typer.Argument(metavar="ID...", help="Task ids.",
 
 
 @contextmanager
-def _session(url: str, api_key: str) -> Iterator[VeilClient]:
+def command_client(url: str, api_key: str) -> Iterator[VeilClient]:
     """A client whose errors end the command with their one-line message and exit status 1."""
     if not api_key:
         raise typer.BadParameter("set VEIL_API_KEY or pass --api-key", param_hint="--api-key")
@@ -303,7 +304,7 @@ def submit(
     if not sources:
         console.print("nothing to submit: no photo or video among the inputs")
         raise typer.Exit(1)
-    with _session(url, api_key) as client:
+    with command_client(url, api_key) as client:
         tasks = []
         for path in sources:
             task = _submit_one(client, path, operation, parameters, callback_url)
@@ -356,7 +357,7 @@ def wait_command(
     task_ids: TaskIds, interval: Interval = 0.5, url: UrlOpt = DEFAULT_URL, api_key: ApiKeyOpt = ""
 ) -> None:
     """Wait for tasks to end, with a progress bar each; exit status 1 if any failed or was cancelled."""
-    with _session(url, api_key) as client:
+    with command_client(url, api_key) as client:
         all_done = _wait_all(client, task_ids, interval)
     if not all_done:
         raise typer.Exit(1)
@@ -367,7 +368,7 @@ def show_status(
     task_id: Annotated[str, typer.Argument(metavar="ID")], url: UrlOpt = DEFAULT_URL, api_key: ApiKeyOpt = ""
 ) -> None:
     """Print a task as the API returns it (JSON)."""
-    with _session(url, api_key) as client:
+    with command_client(url, api_key) as client:
         typer.echo(json.dumps(client.get_task(task_id), indent=2))
 
 
@@ -382,7 +383,7 @@ def download(
 ) -> None:
     """Download every file a completed task generated; print the paths written."""
     output.mkdir(parents=True, exist_ok=True)
-    with _session(url, api_key) as client:
+    with command_client(url, api_key) as client:
         for task_id in task_ids:
             task = client.get_task(task_id)
             if task["status"] != "completed":
@@ -411,7 +412,7 @@ def list_tasks(
     query: dict[str, str | int] = {"page": page, "page_size": page_size}
     optional = {"status": status, "operation": operation, "filter": filter_}
     query.update({name: value for name, value in optional.items() if value is not None})
-    with _session(url, api_key) as client:
+    with command_client(url, api_key) as client:
         answer = client.list_tasks(query)
     if as_json:
         typer.echo(json.dumps(answer, indent=2))
@@ -441,6 +442,6 @@ def cancel(
     task_id: Annotated[str, typer.Argument(metavar="ID")], url: UrlOpt = DEFAULT_URL, api_key: ApiKeyOpt = ""
 ) -> None:
     """Cancel a queued or running task."""
-    with _session(url, api_key) as client:
+    with command_client(url, api_key) as client:
         task = client.cancel_task(task_id)
     typer.echo(f"{task_id} {task['status']}")

@@ -22,7 +22,7 @@ from veil.cli.client import (
     Interval,
     UrlOpt,
     VeilClient,
-    _session,
+    command_client,
     console,
 )
 
@@ -59,7 +59,7 @@ def export(
     api_key: ApiKeyOpt = "",
 ) -> None:
     """Export a task's detections in an annotation format (a zip), with its images if asked."""
-    with _session(url, api_key) as client:
+    with command_client(url, api_key) as client:
         params: dict[str, Any] = {"format": _format_name(client, format_name, task_id, exporting=True)}
         if images:
             params.update(save_images="true", media="original" if original else "anonymized")
@@ -81,7 +81,7 @@ def import_annotations(
     api_key: ApiKeyOpt = "",
 ) -> None:
     """Import corrected annotations of a task; print the stored document's file id (and the render task's)."""
-    with _session(url, api_key) as client:
+    with command_client(url, api_key) as client:
         params = {"format": _format_name(client, format_name, task_id, exporting=False)}
         if render:
             params["render"] = "true"
@@ -100,7 +100,7 @@ def backup(
     api_key: ApiKeyOpt = "",
 ) -> None:
     """Back up a finished task to a zip (its files and detections), to restore here or on another server."""
-    with _session(url, api_key) as client:
+    with command_client(url, api_key) as client:
         done = _follow(client, client.start_request(f"/v1/tasks/{task_id}/backup/export", {}), interval)
         typer.echo(str(client.download_to(str(done["result_id"]), output)))
 
@@ -112,7 +112,7 @@ def restore(
     api_key: ApiKeyOpt = "",
 ) -> None:
     """Restore a backup as a new task of yours; print its id."""
-    with _session(url, api_key) as client:
+    with command_client(url, api_key) as client:
         done = _follow(client, client.start_request("/v1/tasks/backup", {}, upload=file), interval)
         typer.echo(str(done["result_id"]))
 
