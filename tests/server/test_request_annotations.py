@@ -21,8 +21,9 @@ from tests.engine.video_factory import make_video
 from tests.helpers import FACE_BOX, RecordingQueue
 from tests.server.test_requests import anonymized, context, download, run_requests, started, upload_photo
 from tests.server.test_tasks import problem
-from veil.core.models import StoredFile, Task
+from veil.core.models import BackgroundRequest, StoredFile, Task
 from veil.engine.annotations import formats
+from veil.worker import requests as requests_worker
 from veil.worker.context import WorkerContext
 from veil.worker.tasks import run_task
 
@@ -244,6 +245,58 @@ def test_an_export_after_an_import_carries_the_corrected_boxes(
 
     assert done["status"] == "finished", done
     assert again["annotations"][0]["bbox"] == pytest.approx(coco["annotations"][0]["bbox"], abs=0.5)
+
+
+def test_an_import_reads_finished_only_with_its_render_task_named_and_queued(
+    client: TestClient,
+    context: WorkerContext,
+    queue: RecordingQueue,
+    alice: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """GIVEN an import with render=true WHEN the request's finishing transaction commits THEN the request
+    already names its render task, which is recorded as queued: a client that sees `finished` can follow
+    the render, and a worker dying just after the commit loses no render."""
+    task_id = anonymized(client, context, alice)
+    data = exported(client, context, queue, alice, f"/v1/tasks/{task_id}/annotations/export", format=COCO)
+    seen_at_finish: list[dict[str, Any]] = []
+    finish = requests_worker._finish
+
+    def finish_and_look(run: requests_worker.Run) -> None:
+        finish(run)
+        with context.sessions() as session:
+            row = session.get_one(BackgroundRequest, run.request.id)
+            render_id = row.parameters.get("render_task_id")
+            render = session.get(Task, render_id) if render_id else None
+            seen_at_finish.append({"status": row.status, "render": render and render.status})
+
+    monkeypatch.setattr(requests_worker, "_finish", finish_and_look)
+    done = imported(client, context, queue, alice, task_id, data, format=COCO, render="true")
+
+    assert done["status"] == "finished", done
+    assert seen_at_finish == [{"status": "finished", "render": "queued"}]
+
+
+def test_an_import_whose_render_cannot_start_keeps_the_annotations_and_says_why(
+    client: TestClient, context: WorkerContext, queue: RecordingQueue, alice: dict[str, str]
+) -> None:
+    task_id = anonymized(client, context, alice)
+    data = exported(client, context, queue, alice, f"/v1/tasks/{task_id}/annotations/export", format=COCO)
+    files = {"file": ("annotations.zip", data, "application/zip")}
+    params = {"format": COCO, "render": "true"}
+    path = f"/v1/tasks/{task_id}/annotations"
+    rq_id = started(client.post(path, headers=alice, params=params, files=files))
+    original = client.get(f"/v1/tasks/{task_id}", headers=alice).json()["parameters"]["input"]
+    assert client.delete(f"/v1/files/{original}", headers=alice).status_code == 204
+
+    run_requests(context, queue)
+    done = request(client, alice, rq_id)
+
+    assert done["status"] == "finished", done
+    assert done["message"].startswith("The annotations are stored; the render task did not start:")
+    assert done["render_task_id"] is None and done["result_id"].startswith("file_")
+    with context.sessions() as session:
+        assert session.scalar(select(func.count()).where(Task.operation == "render")) == 0
 
 
 def _coco_json(data: bytes) -> bytes:

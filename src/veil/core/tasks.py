@@ -28,6 +28,7 @@ from veil.core.urls import check_public_url
 
 __all__ = [
     "TASK_LISTING",
+    "add_task",
     "cancel_task",
     "create_task",
     "describe_task",
@@ -72,6 +73,39 @@ def create_task(
             one of this key's render documents, or a callback URL that is not public (`callback_url`).
         ConflictError: the input task failed or was cancelled, or its output media is gone.
     """
+    task, stored = _new_task(session, owner=owner, settings=settings, storage=storage, request=request)
+    session.add(task)
+    try:
+        session.commit()
+    except BaseException:
+        if stored is not None:  # the inline document's bytes, which no row records now
+            storage.delete(stored.storage_key)
+        raise
+    return describe_task(session, task)
+
+
+def add_task(
+    session: Session, *, owner: ApiKey, settings: Settings, storage: Storage, request: TaskCreate
+) -> Task:
+    """Validates a queued task and adds it to `session` without committing, for a caller that commits it
+    with changes of its own (an import's render task, with the import's result). It takes no inline
+    document: a `render` task names its `detections_file`, so nothing is stored outside the transaction.
+
+    Raises:
+        InvalidInputError, ConflictError: as `create_task`.
+    """
+    if request.parameters.get("detections") is not None:
+        raise ValueError("add_task takes a render document by file id only")
+    task, _ = _new_task(session, owner=owner, settings=settings, storage=storage, request=request)
+    session.add(task)
+    session.flush()
+    return task
+
+
+def _new_task(
+    session: Session, *, owner: ApiKey, settings: Settings, storage: Storage, request: TaskCreate
+) -> tuple[Task, StoredFile | None]:
+    """The task `request` asks for, validated, and the file an inline render document was stored as."""
     validated = _validate_parameters(request.operation, request.parameters)
     if request.operation in _FILE_ONLY_OPERATIONS and not request.input.startswith("file_"):
         raise InvalidInputError(
@@ -104,14 +138,7 @@ def create_task(
         queue=route(kind, device),
         callback_url=request.callback_url,
     )
-    session.add(task)
-    try:
-        session.commit()
-    except BaseException:
-        if stored is not None:  # the inline document's bytes, which no row records now
-            storage.delete(stored.storage_key)
-        raise
-    return describe_task(session, task)
+    return task, stored
 
 
 def get_task_document(session: Session, *, owner: ApiKey, task_id: str) -> StoredFile:

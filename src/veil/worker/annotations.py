@@ -8,24 +8,20 @@ import json
 import logging
 from contextlib import ExitStack
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any
-
-from sqlalchemy import update
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING
 
 from veil.core.documents import DOCUMENT_TYPE
 from veil.core.errors import MediaRefusedError, ServiceError, UnreadableInputError
 from veil.core.ids import new_id
-from veil.core.models import ApiKey, BackgroundRequest, StoredFile, Task
+from veil.core.models import StoredFile, Task
 from veil.core.parameters import OutputParameters
 from veil.core.probe import inspect_upload
 from veil.core.schemas import TaskCreate
 from veil.core.storage import Storage
 from veil.core.task_annotations import dataset_media, original_file, task_report
-from veil.core.tasks import create_task
+from veil.core.tasks import add_task
 from veil.engine.annotations import MediaFiles, export_annotations, import_annotations
 from veil.engine.report import Report
-from veil.worker.context import WorkerContext
 
 if TYPE_CHECKING:
     from veil.worker.requests import Run
@@ -83,7 +79,7 @@ def import_task_annotations(run: Run) -> None:
         raise UnreadableInputError(f"The imported annotations are no render document: {exc}") from exc
     run.store_result(staged, key, DOCUMENT_TYPE, file_id=file_id, task_id=task.id, properties=properties)
     if request.parameters.get("render"):
-        run.after.append(lambda: _start_render(run.context, request, file_id))
+        _add_render(run, task, file_id)
 
 
 def _report(run: Run, task: Task) -> tuple[str, Report]:
@@ -97,31 +93,24 @@ def _read_report(storage: Storage, record: StoredFile) -> Report:
         return Report.from_dict(json.loads(file.read()))
 
 
-def _start_render(context: WorkerContext, request: BackgroundRequest, document_id: str) -> None:
-    """Creates and enqueues the render task of an import, with the task's own obscuring options, and names
-    it in the request (`render_task_id`); a render that cannot start is said in the request's message."""
-    with context.sessions() as session:
-        task = session.get_one(Task, request.task_id)
-        options = {n: v for n, v in task.parameters.items() if n in OutputParameters.model_fields}
-        body = TaskCreate(
-            operation="render",
-            input=str(original_file(session, task=task)),
-            parameters={**options, "detections_file": document_id},
+def _add_render(run: Run, task: Task, document_id: str) -> None:
+    """Adds the render task of an import, with the task's own obscuring options, to the run's transaction
+    and names it in the request (`render_task_id`), so the request reads finished only with it; a render
+    that cannot start is said in the request's message."""
+    options = {n: v for n, v in task.parameters.items() if n in OutputParameters.model_fields}
+    body = TaskCreate(
+        operation="render",
+        input=str(original_file(run.session, task=task)),
+        parameters={**options, "detections_file": document_id},
+    )
+    context = run.context
+    try:
+        created = add_task(
+            run.session, owner=run.owner(), settings=context.settings, storage=context.storage, request=body
         )
-        owner = session.get_one(ApiKey, request.owner_id)
-        try:
-            created = create_task(
-                session, owner=owner, settings=context.settings, storage=context.storage, request=body
-            )
-        except ServiceError as exc:
-            log.info("request %s: the render task could not start: %s", request.id, exc)
-            message = f"The annotations are stored; the render task did not start: {exc}"
-            _note(session, request, {"message": message})
-            return
-        _note(session, request, {"parameters": {**request.parameters, "render_task_id": created.id}})
-    context.queue.enqueue(created.id, created.queue)
-
-
-def _note(session: Session, request: BackgroundRequest, values: dict[str, Any]) -> None:
-    session.execute(update(BackgroundRequest).where(BackgroundRequest.id == request.id).values(**values))
-    session.commit()
+    except ServiceError as exc:
+        log.info("request %s: the render task could not start: %s", run.request.id, exc)
+        run.finished_with["message"] = f"The annotations are stored; the render task did not start: {exc}"
+        return
+    run.finished_with["parameters"] = {**run.request.parameters, "render_task_id": created.id}
+    run.after.append(lambda: context.queue.enqueue(created.id, created.queue))

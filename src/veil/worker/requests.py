@@ -52,7 +52,9 @@ class Run:
     keys: list[str] = field(default_factory=list)
     result_file_id: str | None = None
     made_task_id: str | None = None
-    # What to do once the results are committed (start the render task of an import).
+    # More columns the finishing update sets (an import's render task id, or why it did not start).
+    finished_with: dict[str, Any] = field(default_factory=dict)
+    # What to do once the results are committed (enqueue the render task of an import).
     after: list[Callable[[], None]] = field(default_factory=list)
     _beat_at: float = 0.0
 
@@ -208,6 +210,7 @@ def _finish(run: Run) -> None:
     }
     if run.made_task_id is not None:
         values["task_id"] = run.made_task_id
+    values.update(run.finished_with)
     finished = run.session.scalar(
         update(BackgroundRequest)
         .where(BackgroundRequest.id == run.request.id, BackgroundRequest.status == "started")
