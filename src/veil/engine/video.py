@@ -380,8 +380,10 @@ class _Run:
     def _render(self, frame: av.VideoFrame, bgr: FrameBGR | None, coded: Detections) -> av.VideoFrame:
         if not len(coded):
             return frame  # nothing to obscure: encode the decoded frame as it is, no BGR round trip
-        if bgr is None and not self.options.draw:
-            # Frames between key frames were never converted: convert only the part that changes.
+        if not self.options.draw:
+            # Convert only the part that changes, key frames too: a whole-frame round trip through BGR
+            # shifts every pixel a level or two, so key frames would flicker and a render of the same
+            # boxes would not give the same video.
             roi = _affected_region(coded, self.styles, frame.width, frame.height)
             edited = edit_region(
                 frame, roi, lambda part, origin: obscure(part, _shifted(coded, origin), self.styles)
