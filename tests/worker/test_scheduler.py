@@ -22,8 +22,9 @@ from veil.core.broker import embedded_broker_url
 from veil.core.db import create_db_engine, migrate, session_scope
 from veil.core.leases import release_lease, take_lease
 from veil.core.maintenance import resend_lost_messages
-from veil.core.models import ApiKey, Task, utc_now
+from veil.core.models import ApiKey, BackgroundRequest, Task, utc_now
 from veil.core.queue import CALLBACK_QUEUE, PHOTO_QUEUE, VIDEO_QUEUE, TaskQueue, create_celery
+from veil.core.requests import create_request
 from veil.core.scheduler import PeriodicJob, Scheduler
 from veil.core.settings import Settings
 from veil.worker.context import WorkerContext
@@ -105,6 +106,38 @@ def test_queued_tasks_whose_messages_are_gone_are_sent_again_once(
 
     assert (first, second) == (2, 0)
     assert (broker.messages_waiting(PHOTO_QUEUE), broker.messages_waiting(VIDEO_QUEUE)) == (2, 0)
+
+
+def test_queued_requests_whose_messages_are_gone_are_sent_again_once(
+    context: WorkerContext, owner: ApiKey, broker: TaskQueue, settings: Settings
+) -> None:
+    """GIVEN a background request queued long ago whose message the broker does not hold, and one queued
+    moments ago whose message it holds
+    WHEN the job runs twice
+    THEN the old one is sent to its queue once, the new one not at all."""
+    with context.sessions() as session:
+        old, recent = (
+            create_request(
+                session, owner=owner, settings=settings, operation="import:backup", task_id=None
+            ).id
+            for _ in range(2)
+        )
+    with session_scope(context.sessions) as session:
+        long_ago = utc_now() - timedelta(seconds=settings.lost_message_s + 1)
+        session.execute(
+            update(BackgroundRequest).where(BackgroundRequest.id == old).values(updated_at=long_ago)
+        )
+    broker.enqueue_request(recent, PHOTO_QUEUE)
+
+    first = resend_lost_messages(context.sessions, broker, settings)
+    second = resend_lost_messages(context.sessions, broker, settings)
+
+    assert (first, second) == (1, 0)
+    with Connection(embedded_broker_url(settings.broker_url)) as connection:
+        messages = connection.SimpleQueue(PHOTO_QUEUE)
+        sent = [messages.get(timeout=5).payload[0] for _ in range(2)]
+        messages.close()
+    assert sent == [[recent], [old]]
 
 
 def test_tasks_queued_moments_ago_are_left_to_the_broker(

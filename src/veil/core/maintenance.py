@@ -91,21 +91,24 @@ def recover_tasks(sessions: sessionmaker[Session], queue: TaskQueue) -> int:
 
 
 def resend_lost_messages(sessions: sessionmaker[Session], queue: TaskQueue, settings: Settings) -> int:
-    """Sends again the tasks and callbacks whose message the broker seems to have lost; returns how many.
+    """Sends again the tasks, background requests and callbacks whose message the broker seems to have
+    lost; returns how many.
 
-    A queue that holds fewer messages than it has queued tasks lost some (a worker's claim follows the
-    message it takes within moments, and a task waiting on its input task has no message): its tasks
-    queued for longer than `settings.lost_message_s` are sent again, which a claim makes harmless for
-    those whose message was not lost. A callback is sent again when its delivery should have been made
-    or tried again by now.
+    A queue that holds fewer messages than it has queued tasks and requests lost some (a worker's claim
+    follows the message it takes within moments, and a task waiting on its input task has no message):
+    those queued for longer than `settings.lost_message_s` are sent again, which a claim makes harmless
+    for those whose message was not lost. A callback is sent again when its delivery should have been
+    made or tried again by now.
     """
     waited_since = utc_now() - timedelta(seconds=settings.lost_message_s)
     resent = 0
     for name in TASK_QUEUES:
-        task_ids = _lost_task_ids(sessions, queue, name, waited_since)
+        task_ids, request_ids = _lost_in_queue(sessions, queue, name, waited_since)
         for task_id in task_ids:
             queue.enqueue(task_id, name)
-        resent += len(task_ids)
+        for request_id in request_ids:
+            queue.enqueue_request(request_id, name)
+        resent += len(task_ids) + len(request_ids)
     for task_id, attempt in _lost_callbacks(sessions, waited_since):
         queue.enqueue_callback(task_id, attempt=attempt)
         resent += 1
@@ -114,24 +117,34 @@ def resend_lost_messages(sessions: sessionmaker[Session], queue: TaskQueue, sett
     return resent
 
 
-def _lost_task_ids(
+def _lost_in_queue(
     sessions: sessionmaker[Session], queue: TaskQueue, name: str, waited_since: datetime
-) -> list[str]:
+) -> tuple[list[str], list[str]]:
+    """The ids of the tasks and of the requests queued in `name` before `waited_since`, when the queue
+    holds fewer messages than tasks and requests wait in it; else none."""
     upstream = aliased(Task)
     input_task = Task.input["task"].as_string()
     has_message = or_(
         input_task.is_(None), input_task.in_(select(upstream.id).where(upstream.status.in_(FINAL_STATUSES)))
     )
-    queued = [Task.status == "queued", Task.queue == name, has_message]
+    tasks = [Task.status == "queued", Task.queue == name, has_message]
+    requests = [BackgroundRequest.status == "queued", BackgroundRequest.queue == name]
     with sessions() as session:
-        expected = session.scalar(select(func.count()).select_from(Task).where(*queued)) or 0
-        if not expected or queue.messages_waiting(name) >= expected:
-            return []
-        return list(
-            session.scalars(
-                select(Task.id).where(*queued, Task.updated_at < waited_since).order_by(Task.created_at)
-            )
+        expected = sum(
+            session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+            for model, where in ((Task, tasks), (BackgroundRequest, requests))
         )
+        if not expected or queue.messages_waiting(name) >= expected:
+            return [], []
+        task_ids = session.scalars(
+            select(Task.id).where(*tasks, Task.updated_at < waited_since).order_by(Task.created_at)
+        )
+        request_ids = session.scalars(
+            select(BackgroundRequest.id)
+            .where(*requests, BackgroundRequest.updated_at < waited_since)
+            .order_by(BackgroundRequest.created_at)
+        )
+        return list(task_ids), list(request_ids)
 
 
 def _lost_callbacks(sessions: sessionmaker[Session], waited_since: datetime) -> list[tuple[str, int]]:

@@ -40,7 +40,7 @@ class PeriodicJob:
 def periodic_jobs(
     sessions: sessionmaker[Session], storage: Storage, queue: TaskQueue, settings: Settings
 ) -> list[PeriodicJob]:
-    """Expiry, clean-up and stale-task requeue (`maintenance`); re-sending lost tasks and callbacks
+    """Expiry, clean-up and stale-task requeue (`maintenance`); re-sending lost tasks, requests and callbacks
     (`resend`)."""
     return [
         PeriodicJob("maintenance", partial(run_maintenance, sessions, storage, queue, settings)),
