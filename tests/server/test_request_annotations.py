@@ -142,6 +142,7 @@ def test_annotations_export_as_coco_without_images(
         "type": "export:annotations",
         "target": "task",
         "task_id": task_id,
+        "task_ids": None,
         "format": COCO,
     }
 
@@ -193,6 +194,66 @@ def test_export_requests_are_checked_when_asked_for(
     run_task(context, queued.json()["id"])
     params = {"format": COCO, "save_images": "true"}
     assert "media=original" in problem(client.post(detect, headers=alice, params=params), 409)["detail"]
+    assert queue.requests == []
+
+
+def test_several_tasks_export_as_one_dataset_each_under_its_id(
+    client: TestClient, context: WorkerContext, queue: RecordingQueue, alice: dict[str, str]
+) -> None:
+    """GIVEN two anonymized photos of the same name, in two tasks
+    WHEN they are exported together as a COCO dataset with images
+    THEN the zip holds each task's anonymized photo and box under a folder named by the task's id, and the
+    request names both tasks."""
+    task_ids = [anonymized(client, context, alice) for _ in range(2)]
+    body = {"task_ids": task_ids, "format": COCO, "save_images": True}
+    rq_id = started(client.post("/v1/datasets/export", headers=alice, json=body))
+    run_requests(context, queue)
+    done = request(client, alice, rq_id)
+
+    assert done["operation"] == {
+        "type": "export:dataset",
+        "target": "dataset",
+        "task_id": None,
+        "task_ids": task_ids,
+        "format": COCO,
+    }
+    with zipfile.ZipFile(io.BytesIO(download(client, alice, done["result_url"]))) as archive:
+        coco = json.loads(archive.read(next(n for n in archive.namelist() if n.endswith(".json"))))
+        images = {image["id"]: image["file_name"] for image in coco["images"]}
+        assert sorted(images.values()) == sorted(f"{task_id}/photo.png" for task_id in task_ids)
+        for task_id in task_ids:
+            (stored,) = [n for n in archive.namelist() if n.endswith(f"{task_id}/photo.png")]
+            assert archive.read(stored) == output_media(client, alice, task_id)
+    x1, y1, x2, y2 = FACE_BOX
+    boxes = sorted((images[a["image_id"]], tuple(a["bbox"])) for a in coco["annotations"])
+    assert [name for name, _ in boxes] == sorted(images.values())
+    for _, bbox in boxes:
+        assert bbox == pytest.approx((x1, y1, x2 - x1, y2 - y1), abs=0.5)
+
+
+def test_a_dataset_export_is_checked_when_asked_for(
+    client: TestClient,
+    context: WorkerContext,
+    queue: RecordingQueue,
+    alice: dict[str, str],
+    bob: dict[str, str],
+) -> None:
+    mine = anonymized(client, context, alice)
+    theirs = anonymized(client, context, bob)
+    queued = client.post(
+        "/v1/tasks", headers=alice, json={"operation": "anonymize", "input": upload_photo(client, alice)}
+    ).json()["id"]
+
+    def asked(task_ids: list[str], status: int, **more: Any) -> dict[str, Any]:
+        body = {"task_ids": task_ids, "format": COCO, **more}
+        return problem(client.post("/v1/datasets/export", headers=alice, json=body), status)
+
+    assert "repeated: " + mine in str(asked([mine, mine], 422)["errors"])
+    asked([], 422)
+    asked([mine], 422, format="CSV")
+    asked([mine], 422, frame_step=0)
+    assert theirs in asked([mine, theirs], 404)["detail"]
+    assert "queued" in asked([mine, queued], 409)["detail"]
     assert queue.requests == []
 
 

@@ -102,6 +102,7 @@ def test_a_backup_is_a_request_whose_result_is_a_zip_of_the_task(
         "type": "export:backup",
         "target": "task",
         "task_id": task_id,
+        "task_ids": None,
         "format": None,
     }
     assert queue.requests == [(rq_id, "photo")]

@@ -11,7 +11,7 @@ own requests only, admin keys too: a result holds a task's media and detections.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -23,7 +23,7 @@ from veil.core.errors import ConflictError, NotFoundError
 from veil.core.files import safe_filename
 from veil.core.ids import new_id
 from veil.core.listing import Listing, fetch_page
-from veil.core.models import ApiKey, BackgroundRequest, utc_now
+from veil.core.models import ApiKey, BackgroundRequest, Task, utc_now
 from veil.core.queue import PHOTO_QUEUE, VIDEO_QUEUE
 from veil.core.schemas import (
     RequestListQuery,
@@ -48,6 +48,7 @@ __all__ = [
     "get_request",
     "list_requests",
     "request_on_task",
+    "request_queue",
     "request_with_input",
 ]
 
@@ -120,8 +121,6 @@ def request_on_task(
     task = get_task(session, owner=owner, task_id=task_id)
     if operation == "export:backup":
         check_backup_possible(task)
-    # No request needs a GPU; one on a video (or GPU) task may run long, so it waits with the videos.
-    queue = PHOTO_QUEUE if task.queue == PHOTO_QUEUE else VIDEO_QUEUE
     return create_request(
         session,
         owner=owner,
@@ -130,8 +129,14 @@ def request_on_task(
         task_id=task.id,
         format_name=format_name,
         parameters=parameters,
-        queue=queue,
+        queue=request_queue([task]),
     )
+
+
+def request_queue(tasks: Sequence[Task]) -> str:
+    """The queue of a request on `tasks`: no request needs a GPU, but one on a video (or GPU) task may run
+    long, so it waits with the videos."""
+    return PHOTO_QUEUE if all(task.queue == PHOTO_QUEUE for task in tasks) else VIDEO_QUEUE
 
 
 async def request_with_input(
@@ -241,6 +246,7 @@ def describe_request(record: BackgroundRequest) -> RequestPublic:
     """The API view of a request, with CVAT's field names."""
     file_id = record.result_file_id if record.status == "finished" else None
     made_task = record.operation == "import:backup" and record.status == "finished"
+    dataset = record.parameters.get("task_ids")
     return RequestPublic(
         id=record.id,
         status=record.status,  # type: ignore[arg-type]  # REQUEST_STATUSES
@@ -248,7 +254,9 @@ def describe_request(record: BackgroundRequest) -> RequestPublic:
         message=record.message,
         operation=RequestOperationPublic(
             type=record.operation,  # type: ignore[arg-type]  # the routes make only these
+            target="dataset" if dataset is not None else "task",
             task_id=record.task_id,
+            task_ids=dataset,
             format=record.format,
         ),
         result_url=None if file_id is None else f"/v1/files/{file_id}/content",

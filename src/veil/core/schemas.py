@@ -4,11 +4,12 @@ bodies). Field names follow the scan-documents API; listing parameters follow CV
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
+    "DatasetExport",
     "DocumentSummary",
     "FileListQuery",
     "FileProperties",
@@ -294,9 +295,37 @@ class RequestOperationPublic(BaseModel):
     """What a request does, as CVAT names it."""
 
     type: RequestOperation
-    target: Literal["task"] = "task"
+    target: Literal["task", "dataset"] = Field(
+        description="One task, or a dataset of several (`POST /v1/datasets/export`)."
+    )
     task_id: str | None = Field(description="The task it works on; for import:backup, the task it made.")
+    task_ids: list[str] | None = Field(default=None, description="A dataset's tasks, in its order.")
     format: str | None = Field(description="The annotation format's name, for exports and imports.")
+
+
+class DatasetExport(BaseModel):
+    """Several tasks' detections in one dataset, as a CVAT project's export; each task's items are named
+    under a folder named by its id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_ids: list[Annotated[str, Field(max_length=64)]] = Field(
+        min_length=1, max_length=100, description="Completed tasks of yours, each once.", examples=[["tsk_a"]]
+    )
+    format: str = Field(max_length=100, description="As `GET /v1/formats` names it.", examples=["COCO 1.0"])
+    save_images: bool = Field(default=False, description="With the photos, and video frames as JPEG.")
+    media: Literal["anonymized", "original"] = Field(
+        default="anonymized", description="Which photo or video the images come from."
+    )
+    frame_step: int = Field(default=1, ge=1, le=10_000, description="Videos: every n-th frame.")
+
+    @field_validator("task_ids")
+    @classmethod
+    def _each_once(cls, task_ids: list[str]) -> list[str]:
+        repeated = sorted({t for t in task_ids if task_ids.count(t) > 1})
+        if repeated:
+            raise ValueError(f"each task once; repeated: {', '.join(repeated)}")
+        return task_ids
 
 
 class RequestPublic(BaseModel):

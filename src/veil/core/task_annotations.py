@@ -19,7 +19,14 @@ from veil.core.documents import DOCUMENT_TYPE
 from veil.core.errors import ConflictError, InvalidInputError, NotFoundError
 from veil.core.files import get_file
 from veil.core.models import ApiKey, BackgroundRequest, StoredFile, Task
-from veil.core.requests import RequestInput, request_on_task, request_with_input
+from veil.core.requests import (
+    RequestInput,
+    create_request,
+    request_on_task,
+    request_queue,
+    request_with_input,
+)
+from veil.core.schemas import DatasetExport
 from veil.core.settings import Settings
 from veil.core.storage import Storage
 from veil.core.tasks import find_output_media, get_task
@@ -30,6 +37,7 @@ __all__ = [
     "dataset_media",
     "original_file",
     "request_annotations_import",
+    "request_dataset_export",
     "request_export",
     "task_report",
 ]
@@ -57,20 +65,51 @@ def request_export(
         ConflictError: the task has not completed, or the media asked for is gone.
     """
     _check_format(format_name, importing=False)
-    task = _completed_task(session, owner=owner, task_id=task_id)
-    if save_images:
-        dataset_media(session, owner=owner, task=task, media=media)
-    operation: Literal["export:dataset", "export:annotations"] = (
-        "export:dataset" if save_images else "export:annotations"
-    )
+    task = _exportable_task(session, owner=owner, task_id=task_id, save_images=save_images, media=media)
     return request_on_task(
         session,
         owner=owner,
         settings=settings,
-        operation=operation,
+        operation=_export_operation(save_images),
         task_id=task.id,
         format_name=format_name,
         parameters={"save_images": save_images, "media": media, "frame_step": frame_step},
+    )
+
+
+def request_dataset_export(
+    session: Session, *, owner: ApiKey, settings: Settings, asked: DatasetExport
+) -> BackgroundRequest:
+    """Records the export of several tasks as one dataset (`export:dataset` with images, else
+    `export:annotations`), with no task of its own: the tasks are in its parameters (`task_ids`). The
+    caller enqueues it.
+
+    Raises:
+        InvalidInputError: an unknown format, or one that cannot export (`format`).
+        NotFoundError: a task that is not this key's.
+        ConflictError: a task that has not completed, or whose media asked for is gone.
+    """
+    _check_format(asked.format, importing=False)
+    tasks = [
+        _exportable_task(
+            session, owner=owner, task_id=task_id, save_images=asked.save_images, media=asked.media
+        )
+        for task_id in asked.task_ids
+    ]
+    return create_request(
+        session,
+        owner=owner,
+        settings=settings,
+        operation=_export_operation(asked.save_images),
+        task_id=None,
+        format_name=asked.format,
+        parameters={
+            "task_ids": [task.id for task in tasks],
+            "save_images": asked.save_images,
+            "media": asked.media,
+            "frame_step": asked.frame_step,
+        },
+        queue=request_queue(tasks),
     )
 
 
@@ -163,6 +202,19 @@ def dataset_media(session: Session, *, owner: ApiKey, task: Task, media: MediaCh
         raise ConflictError(
             f"The original photo or video of task {task.id} has expired or was deleted."
         ) from exc
+
+
+def _exportable_task(
+    session: Session, *, owner: ApiKey, task_id: str, save_images: bool, media: MediaChoice
+) -> Task:
+    task = _completed_task(session, owner=owner, task_id=task_id)
+    if save_images:
+        dataset_media(session, owner=owner, task=task, media=media)
+    return task
+
+
+def _export_operation(save_images: bool) -> Literal["export:dataset", "export:annotations"]:
+    return "export:dataset" if save_images else "export:annotations"
 
 
 def _completed_task(session: Session, *, owner: ApiKey, task_id: str) -> Task:

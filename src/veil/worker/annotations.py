@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
-from contextlib import ExitStack
-from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Literal
 
 from veil.core.documents import DOCUMENT_TYPE
 from veil.core.errors import MediaRefusedError, ServiceError, UnreadableInputError
@@ -32,30 +32,50 @@ log = logging.getLogger(__name__)
 
 
 def export_task_annotations(run: Run) -> None:
-    """`export:dataset` and `export:annotations`: a zip in the request's format."""
+    """`export:dataset` and `export:annotations`: a zip in the request's format, of one task, or of a
+    dataset's tasks each under a folder named by its id."""
     request, storage = run.request, run.context.storage
-    task = run.task()
-    name, report = _report(run, task)
+    tasks = _exported_tasks(run)
+    documents = [_report(run, task) for task in tasks]
+    stem = PurePosixPath(documents[0][0]).stem
+    if request.task_id is None:  # a dataset: task ids keep apart media of the same name
+        documents = [(f"{t.id}/{name}", report) for t, (name, report) in zip(tasks, documents, strict=True)]
+        stem = "dataset"
     format_slug = "".join(c if c.isalnum() else "-" for c in str(request.format)).strip("-").lower()
-    key = f"{request.owner_id}/{request.id}/{PurePosixPath(name).stem}-{format_slug}.zip"
+    key = f"{request.owner_id}/{request.id}/{stem}-{format_slug}.zip"
     staged = storage.staging_path(key)
-    with ExitStack() as stack:
-        images = None
-        if request.parameters.get("save_images"):
-            media = dataset_media(
-                run.session, owner=run.owner(), task=task, media=request.parameters["media"]
-            )
-            path = stack.enter_context(storage.local_copy(media.storage_key, run.scratch))
-            images = MediaFiles({name: path})
-        export_annotations(
-            [(name, report)],
-            str(request.format),
-            staged,
-            images=images,
-            frame_step=int(request.parameters.get("frame_step", 1)),
-            progress=lambda done, total: run.progress(done / total if total else 0.0),
-        )
+    images = None
+    if request.parameters.get("save_images"):
+        owner, media = run.owner(), request.parameters["media"]
+        keys = {
+            name: dataset_media(run.session, owner=owner, task=task, media=media).storage_key
+            for task, (name, _) in zip(tasks, documents, strict=True)
+        }
+        images = _StoredMedia(storage, keys, run.scratch)
+    export_annotations(
+        documents,
+        str(request.format),
+        staged,
+        images=images,
+        frame_step=int(request.parameters.get("frame_step", 1)),
+        progress=lambda done, total: run.progress(done / total if total else 0.0),
+    )
     run.store_result(staged, key, "application/zip")
+
+
+class _StoredMedia:
+    """An `ImageSource` over stored photos and videos (document name -> storage key), fetched one at a
+    time: on S3 a dataset's videos are never all on the local disk together."""
+
+    def __init__(self, storage: Storage, keys: dict[str, str], scratch: Path) -> None:
+        self.storage, self.keys, self.folder = storage, keys, scratch / "media"
+
+    def images(
+        self, document: str, kind: Literal["image", "video"], frames: Sequence[int]
+    ) -> Iterator[tuple[int, bytes]]:
+        self.folder.mkdir(exist_ok=True)
+        with self.storage.local_copy(self.keys[document], self.folder) as path:
+            yield from MediaFiles({document: path}).images(document, kind, frames)
 
 
 def import_task_annotations(run: Run) -> None:
@@ -80,6 +100,13 @@ def import_task_annotations(run: Run) -> None:
     run.store_result(staged, key, DOCUMENT_TYPE, file_id=file_id, task_id=task.id, properties=properties)
     if request.parameters.get("render"):
         _add_render(run, task, file_id)
+
+
+def _exported_tasks(run: Run) -> list[Task]:
+    """The request's task, or its dataset's tasks in the order asked (tasks are never deleted)."""
+    if run.request.task_id is not None:
+        return [run.task()]
+    return [run.session.get_one(Task, task_id) for task_id in run.request.parameters["task_ids"]]
 
 
 def _report(run: Run, task: Task) -> tuple[str, Report]:

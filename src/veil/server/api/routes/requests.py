@@ -1,9 +1,9 @@
 """Background requests, as CVAT's requests API: `GET /v1/requests`, `GET /v1/requests/{rq_id}` and
-`DELETE /v1/requests/{rq_id}` (cancel), and the routes that start them on a task:
-`POST /v1/tasks/{id}/dataset/export`, `.../annotations/export`, `.../annotations` (import),
-`.../backup/export` and `POST /v1/tasks/backup` (restore). Each answers 202 with the request's id; its
-result (a file to download, or a new task) is named in the request once finished. `GET /v1/formats`
-lists the annotation formats."""
+`DELETE /v1/requests/{rq_id}` (cancel), and the routes that start them: on a task,
+`POST /v1/tasks/{id}/dataset/export`, `.../annotations/export`, `.../annotations` (import) and
+`.../backup/export`; `POST /v1/tasks/backup` (restore) and `POST /v1/datasets/export` (several tasks in
+one dataset). Each answers 202 with the request's id; its result (a file to download, or a new task) is
+named in the request once finished. `GET /v1/formats` lists the annotation formats."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from veil.core.requests import (
     request_with_input,
 )
 from veil.core.schemas import (
+    DatasetExport,
     FormatPublic,
     FormatsPublic,
     RequestCreated,
@@ -28,7 +29,12 @@ from veil.core.schemas import (
     RequestPublic,
     RequestsPublic,
 )
-from veil.core.task_annotations import MediaChoice, request_annotations_import, request_export
+from veil.core.task_annotations import (
+    MediaChoice,
+    request_annotations_import,
+    request_dataset_export,
+    request_export,
+)
 from veil.core.uploads import upload_length_limit
 from veil.engine.annotations import formats
 from veil.server.api.deps import CurrentKey, QueueDep, SessionDep, SettingsDep, StorageDep
@@ -185,6 +191,17 @@ def export_dataset(
         media=media,
         frame_step=frame_step,
     )
+    queue.enqueue_request(record.id, record.queue)
+    return RequestCreated(rq_id=record.id)
+
+
+@router.post("/v1/datasets/export", status_code=202, responses=problem_responses(401, 404, 409, 422, 429))
+def export_tasks_dataset(
+    asked: DatasetExport, key: CurrentKey, session: SessionDep, settings: SettingsDep, queue: QueueDep
+) -> RequestCreated:
+    """Export several completed tasks as one dataset in a format (as a CVAT project is): each task's
+    items, and with `save_images` its images, under a folder named by its id; the result is a zip."""
+    record = request_dataset_export(session, owner=key, settings=settings, asked=asked)
     queue.enqueue_request(record.id, record.queue)
     return RequestCreated(rq_id=record.id)
 
