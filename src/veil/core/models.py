@@ -231,7 +231,8 @@ class VideoSegment(Base):
 
 
 class BackgroundRequest(Base):
-    """An export, import or backup run in the background on one task (`veil.core.requests`), followed at
+    """An export, import or backup run in the background on one task, or an export of several tasks as one
+    dataset (`veil.core.requests`; the tasks in `parameters["task_ids"]`), followed at
     `/v1/requests/{id}` as CVAT's requests are. Its result is a generated file (an export or backup), a
     document stored with the task (an annotations import) or a new task (a restored backup)."""
 
@@ -241,7 +242,7 @@ class BackgroundRequest(Base):
     owner_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
     # "export:dataset", "export:annotations", "import:annotations", "export:backup" or "import:backup".
     operation: Mapped[str] = mapped_column(String(32), index=True)
-    # The task it works on; for `import:backup`, the task it made (None until then).
+    # The task it works on; for `import:backup`, the task it made (None until then); None for a dataset.
     task_id: Mapped[str | None] = mapped_column(ForeignKey("tasks.id"), index=True, default=None)
     format: Mapped[str | None] = mapped_column(String(64), default=None)
     # What the request asked for beyond the format (save_images, media, frame_step, render), and where its
