@@ -19,7 +19,16 @@ from sqlalchemy import func, select
 
 from tests.engine.video_factory import make_video
 from tests.helpers import FACE_BOX, RecordingQueue
-from tests.server.test_requests import anonymized, context, download, run_requests, started, upload_photo
+from tests.server.conftest import make_key
+from tests.server.test_requests import (
+    anonymized,
+    context,
+    download,
+    other_instance,
+    run_requests,
+    started,
+    upload_photo,
+)
 from tests.server.test_tasks import problem
 from veil.core.models import BackgroundRequest, StoredFile, Task
 from veil.engine.annotations import formats
@@ -274,22 +283,83 @@ def test_a_photo_exported_as_coco_imported_unchanged_renders_the_same_output(
     assert output_media(client, alice, done["render_task_id"]) == output_media(client, alice, task_id)
 
 
+def corrected(
+    client: TestClient, context: WorkerContext, queue: RecordingQueue, headers: dict[str, str], task_id: str
+) -> list[float]:
+    """Imports the task's COCO export with its box moved 10 px right; the moved box (COCO xywh)."""
+    path = f"/v1/tasks/{task_id}/annotations/export"
+    coco = json.loads(_coco_json(exported(client, context, queue, headers, path, format=COCO)))
+    coco["annotations"][0]["bbox"][0] += 10
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        archive.writestr("annotations/instances_default.json", json.dumps(coco))
+    done = imported(client, context, queue, headers, task_id, data.getvalue(), format=COCO)
+    assert done["status"] == "finished", done
+    moved: list[float] = coco["annotations"][0]["bbox"]
+    return moved
+
+
+def exported_box(
+    client: TestClient, context: WorkerContext, queue: RecordingQueue, headers: dict[str, str], task_id: str
+) -> list[float]:
+    path = f"/v1/tasks/{task_id}/annotations/export"
+    (annotation,) = json.loads(_coco_json(exported(client, context, queue, headers, path, format=COCO)))[
+        "annotations"
+    ]
+    box: list[float] = annotation["bbox"]
+    return box
+
+
 def test_an_export_after_an_import_carries_the_corrected_boxes(
     client: TestClient, context: WorkerContext, queue: RecordingQueue, alice: dict[str, str]
 ) -> None:
     task_id = anonymized(client, context, alice)
-    path = f"/v1/tasks/{task_id}/annotations/export"
-    coco = json.loads(_coco_json(exported(client, context, queue, alice, path, format=COCO)))
-    coco["annotations"][0]["bbox"][0] += 10  # the box moved 10 px right
-    corrected = io.BytesIO()
-    with zipfile.ZipFile(corrected, "w") as archive:
-        archive.writestr("annotations/instances_default.json", json.dumps(coco))
+    moved = corrected(client, context, queue, alice, task_id)
 
-    done = imported(client, context, queue, alice, task_id, corrected.getvalue(), format=COCO)
-    again = json.loads(_coco_json(exported(client, context, queue, alice, path, format=COCO)))
+    assert exported_box(client, context, queue, alice, task_id) == pytest.approx(moved, abs=0.5)
 
-    assert done["status"] == "finished", done
-    assert again["annotations"][0]["bbox"] == pytest.approx(coco["annotations"][0]["bbox"], abs=0.5)
+
+def test_restored_corrections_stay_the_tasks_annotations_and_render_again(
+    client: TestClient, context: WorkerContext, queue: RecordingQueue, alice: dict[str, str], tmp_path: Path
+) -> None:
+    """GIVEN a task whose box was corrected by an import, backed up
+    WHEN the backup is restored on another Veil instance
+    THEN the restored task exports the corrected box, and a render task may name its corrected document."""
+    task_id = anonymized(client, context, alice)
+    moved = corrected(client, context, queue, alice, task_id)
+    rq_id = started(client.post(f"/v1/tasks/{task_id}/backup/export", headers=alice))
+    run_requests(context, queue)
+    backup = download(client, alice, request(client, alice, rq_id)["result_url"])
+
+    with other_instance(tmp_path / "other") as (other, other_context, other_queue):
+        carol = make_key(other_context.sessions, "carol")
+        files = {"file": ("backup.zip", backup, "application/zip")}
+        restore_id = started(other.post("/v1/tasks/backup", headers=carol, files=files))
+        run_requests(other_context, other_queue)
+        restored = other.get(
+            f"/v1/tasks/{request(other, carol, restore_id)['result_id']}", headers=carol
+        ).json()
+
+        box = exported_box(other, other_context, other_queue, carol, restored["id"])
+        with other_context.sessions() as session:
+            document = session.scalars(
+                select(StoredFile.id).where(
+                    StoredFile.task_id == restored["id"], StoredFile.name.endswith(".corrected.json")
+                )
+            ).one()
+        body = {
+            "operation": "render",
+            "input": restored["parameters"]["input"],
+            "parameters": {"detections_file": document},
+        }
+        render = other.post("/v1/tasks", headers=carol, json=body)
+        assert render.status_code == 202, render.text
+        run_task(other_context, other_queue.task_ids.pop())
+        rendered = other.get(f"/v1/tasks/{render.json()['id']}", headers=carol).json()
+
+    assert box == pytest.approx(moved, abs=0.5)
+    assert rendered["status"] == "completed", rendered
+    assert rendered["render_document"]["boxes"] == 1
 
 
 def test_an_import_reads_finished_only_with_its_render_task_named_and_queued(

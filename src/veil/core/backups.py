@@ -59,6 +59,9 @@ class _BackupFile(BaseModel):
 
     role: Role
     name: str = Field(min_length=1, max_length=255)
+    # A generated render document (annotations imported into the task), which a render task may name once
+    # restored; it is checked whole again then, as an upload is. The worker's own report is not one.
+    render_document: bool = False
 
 
 class _BackupTask(BaseModel):
@@ -101,7 +104,14 @@ def write_backup(session: Session, storage: Storage, *, task: Task, target: Path
     """
     check_backup_possible(task)
     files = _task_files(session, task)
-    described = [{"role": role, "name": record.name} for role, record in files]
+    described = [
+        {
+            "role": role,
+            "name": record.name,
+            "render_document": role == "generated" and _is_render_document(record),
+        }
+        for role, record in files
+    ]
     manifest = {"schema": BACKUP_SCHEMA, "veil_version": version("veil"), "created_at": utc_now().isoformat()}
     with zipfile.ZipFile(target, "w") as archive:
         archive.writestr("manifest.json", json.dumps(manifest, indent=2), zipfile.ZIP_DEFLATED)
@@ -226,7 +236,7 @@ def _restore(
         staged = storage.staging_path(key)
         backup.extract(f"{file.role}/{file.name}", staged)
         try:
-            media_type, properties = _check_content(staged, file.role)
+            media_type, properties = _check_content(staged, file)
         except BaseException:
             staged.unlink(missing_ok=True)
             raise
@@ -240,6 +250,8 @@ def _restore(
             size=properties["size"],
             properties=properties,
             storage_key=key,
+            # In the backup's order, one after another: a task's latest document is its corrections.
+            created_at=utc_now(),
             expires_at=expires_at,
         )
         rows[file.role].append(record)
@@ -286,25 +298,30 @@ def _task_row(
     )
 
 
-def _check_content(path: Path, role: Role) -> tuple[str, dict[str, Any]]:
+def _is_render_document(record: StoredFile) -> bool:
+    """A stored JSON file checked as a render document (its summary is in its properties)."""
+    return record.media_type == DOCUMENT_TYPE and "boxes" in record.properties
+
+
+def _check_content(path: Path, file: _BackupFile) -> tuple[str, dict[str, Any]]:
     """The type and properties of a restored file, from its bytes, as an upload's are found.
 
     Raises:
         UnreadableInputError: the content does not fit its place (an input that is no photo or video, a
             document that is no render document, a generated file that is neither).
     """
-    with path.open("rb") as file:
-        head = file.read(SNIFF_BYTES)
+    with path.open("rb") as stream:
+        head = stream.read(SNIFF_BYTES)
     try:
         media_type = sniff_media_type(head)
         expected = {"input": media_type != DOCUMENT_TYPE, "document": media_type == DOCUMENT_TYPE}
-        if not expected.get(role, True):
-            raise UnreadableInputError(f"The backup's {role} file {path.name} is of type {media_type}.")
-        if role == "generated" and media_type == DOCUMENT_TYPE:
+        if not expected.get(file.role, True):
+            raise UnreadableInputError(f"The backup's {file.role} file {path.name} is of type {media_type}.")
+        if file.role == "generated" and media_type == DOCUMENT_TYPE and not file.render_document:
             return media_type, {"size": _json_size(path)}
         return media_type, inspect_upload(path, media_type)
     except MediaRefusedError as exc:
-        raise UnreadableInputError(f"The backup's {role} file {path.name} is refused: {exc}") from exc
+        raise UnreadableInputError(f"The backup's {file.role} file {path.name} is refused: {exc}") from exc
 
 
 def _json_size(path: Path) -> int:
