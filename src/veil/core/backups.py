@@ -178,7 +178,7 @@ def _task_files(session: Session, task: Task) -> list[tuple[Role, StoredFile]]:
     return files
 
 
-def _task_json(task: Task, files: list[dict[str, str]]) -> dict[str, Any]:
+def _task_json(task: Task, files: list[dict[str, Any]]) -> dict[str, Any]:
     parameters = {name: value for name, value in task.parameters.items() if name != "detections_file"}
     times = {
         name: _iso(getattr(task, name)) for name in ("created_at", "updated_at", "started_at", "finished_at")
