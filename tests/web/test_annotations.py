@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 import zipfile
 from collections.abc import Callable
@@ -12,10 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.web.conftest import TABLET, WebServer, sign_in
 from tests.web.test_editor import astronaut_jpeg, finished_task
+from veil.core.keys import find_api_key
+from veil.core.requests import request_on_task
+from veil.core.schemas import RequestOperation
+from veil.core.settings import Settings
 
 pytestmark = pytest.mark.browser
 
@@ -225,3 +230,64 @@ def test_the_annotation_menus_fit_a_tablet_and_answer_the_keyboard(
     } <= reached
     assert page.evaluate("document.documentElement.scrollWidth") <= TABLET["width"]
     screenshot(page, "tablet")
+
+
+def queued_request(web_server: WebServer, key: str, task_id: str, operation: RequestOperation) -> str:
+    """The id of a request recorded as its route records it but sent to no worker, so it stays queued (the
+    job re-sending lost messages waits minutes before it sends one)."""
+    with web_server.sessions() as session:
+        owner = find_api_key(session, key)
+        assert owner is not None
+        settings = Settings(data_dir=web_server.data_dir)
+        record = request_on_task(
+            session, owner=owner, settings=settings, operation=operation, task_id=task_id, format_name=COCO
+        )
+        return record.id
+
+
+@pytest.mark.parametrize(
+    ("kind", "operation"), [("export", "export:annotations"), ("import", "import:annotations")]
+)
+def test_a_queued_request_is_cancelled_from_its_button(
+    new_page: Callable[..., Page],
+    web_server: WebServer,
+    photo: tuple[str, dict[str, Any]],
+    tmp_path: Path,
+    screenshot: Shoot,
+    kind: str,
+    operation: RequestOperation,
+) -> None:
+    """GIVEN a request that stays queued, which the menu's POST answers with
+    WHEN the menu starts it and its Cancel button is pressed while the page shows it queued
+    THEN the page says it was cancelled, with the focus there, and the server's request ended failed with
+    the cancellation message."""
+    key, task = photo
+    rq_id = queued_request(web_server, key, task["id"], operation)
+    page = open_task(new_page, web_server, key, task["id"])
+
+    def answer_with_the_queued_request(route: Route) -> None:
+        if route.request.method == "POST":
+            route.fulfill(status=202, json={"rq_id": rq_id})
+        else:
+            route.continue_()
+
+    page.route(re.compile(rf"/v1/tasks/{task['id']}/annotations(/export)?\?"), answer_with_the_queued_request)
+    page.locator(f"#{kind}-menu summary").click()
+    form = page.locator(f"#{kind}-form")
+    if kind == "import":
+        (tmp_path / "annotations.json").write_text("{}")
+        form.get_by_label("Annotations file").set_input_files(str(tmp_path / "annotations.json"))
+    form.get_by_label("Format").select_option(COCO)
+    form.get_by_role("button", name=kind.capitalize(), exact=True).click()
+    state = page.locator(f"#{kind}-state")
+    expect(state).to_contain_text("queued")
+    screenshot(page, "queued")
+    state.get_by_role("button", name=f"Cancel the {kind}").click()
+    note = state.get_by_test_id("request-cancelled")
+    expect(note).to_be_focused()
+    expect(note).to_have_text(f"The {kind} was cancelled; nothing was kept.")
+    screenshot(page, "cancelled")
+
+    with web_server.api(key) as client:
+        record = client.get(f"/v1/requests/{rq_id}").json()
+    assert (record["status"], record["message"]) == ("failed", "Cancelled at the client's request.")

@@ -1,17 +1,14 @@
 // A completed task's annotations in CVAT's formats (GET /v1/formats): an Export menu (the format, with or
 // without the images, anonymized or original) and Import annotations (a file and its format, then perhaps a
-// re-render). Each is a background request followed live at GET /v1/requests/{rq_id}: its progress, then its
-// result to download (and the render task it started), or the message saying why it failed.
+// re-render). Each is a background request followed live at GET /v1/requests/{rq_id}: its progress and a
+// Cancel button (DELETE), then its result to download (and the render task it started), or the message
+// saying why it failed.
 
 import { describeError } from "./api.js";
 import { el, formatBytes } from "./dom.js";
 
 const POLL_MS = 700;
 const VERBS = { export: "Exporting", import: "Importing" };
-
-function sleep(ms) {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 function taskPath(task) {
   return `/v1/tasks/${encodeURIComponent(task.id)}`;
@@ -73,23 +70,51 @@ async function resultButton(api, record, text) {
 }
 
 /**
- * Polls request `rqId`, showing in `state` a progress bar while it is queued or running, until it ends or
- * `isGone()`; answers what `finished(record)` builds, or the request's message, or null once gone.
+ * Polls request `rqId`, showing in `state` its progress and a Cancel button while it is queued or running,
+ * until it ends or `isGone()`; answers what `finished(record)` builds, or why it failed (or that it was
+ * cancelled), or null once gone. The row is built once and updated in place, so a focused Cancel button
+ * keeps the focus between polls.
  */
 async function follow(api, rqId, { kind, state, isGone, finished }) {
+  const path = `/v1/requests/${encodeURIComponent(rqId)}`;
+  const label = el("span", {}, `${VERBS[kind]}… starting `);
+  const bar = el("progress", { max: 100, value: 0, "aria-label": `${kind === "export" ? "Export" : "Import"} progress` });
+  const cancel = el("button", { type: "button", "data-testid": "request-cancel" }, `Cancel the ${kind}`);
+  const cancelError = el("span", { class: "error", role: "alert", hidden: true });
+  let cancelled = null; // the request as DELETE answered it: failed, with the server's message
+  let wake = () => {};
+  cancel.addEventListener("click", async () => {
+    cancel.disabled = true;
+    cancelError.hidden = true;
+    try {
+      cancelled = await api.json("DELETE", path);
+      wake();
+    } catch (error) {
+      // 409: the request ended meanwhile, and the next poll shows how.
+      if (error.status === 409) return;
+      cancelError.textContent = `Could not cancel: ${describeError(error)}`;
+      cancelError.hidden = false;
+      cancel.disabled = false;
+    }
+  });
+  state.replaceChildren(label, bar, cancel, cancelError);
   for (;;) {
-    const record = await api.json("GET", `/v1/requests/${encodeURIComponent(rqId)}`);
+    const record = cancelled || (await api.json("GET", path));
     if (isGone()) return null;
     if (record.status === "finished") {
       return el("div", { class: "request-done", "data-testid": "request-done" }, ...(await finished(record)));
     }
+    if (cancelled) {
+      return el("p", { class: "request-cancelled", "data-testid": "request-cancelled", tabindex: "-1" }, `The ${kind} was cancelled; nothing was kept.`);
+    }
     if (record.status === "failed") return failure(`The ${kind} failed: ${record.message || "no reason was given."}`);
     const percent = Math.round((record.progress || 0) * 100);
-    state.replaceChildren(
-      el("span", {}, `${VERBS[kind]}… ${record.status === "queued" ? "queued" : `${percent} %`} `),
-      el("progress", { max: 100, value: percent, "aria-label": `${kind === "export" ? "Export" : "Import"} progress` }),
-    );
-    await sleep(POLL_MS);
+    label.textContent = `${VERBS[kind]}… ${record.status === "queued" ? "queued" : `${percent} %`} `;
+    bar.value = percent;
+    await new Promise((resolve) => {
+      wake = resolve;
+      setTimeout(resolve, POLL_MS);
+    });
     if (isGone()) return null;
   }
 }
