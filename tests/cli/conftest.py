@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+import httpx
 import pytest
 import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
@@ -85,3 +87,31 @@ def live_server(veil_env: Settings) -> Iterator[LiveServer]:
 def api_key(live_server: LiveServer) -> str:
     """A plain key's secret on the live server."""
     return make_key(live_server.sessions, "alice")["x-api-key"]
+
+
+PatchFailure = Literal["dropped", "503"]
+
+
+def failing_patches(monkeypatch: pytest.MonkeyPatch, numbers: set[int], how: PatchFailure) -> list[int]:
+    """Makes the PATCHes numbered `numbers` (1, 2, ...) of this test's HTTP clients fail: "dropped" sends the
+    first half of the body to the server, which keeps it, then loses the connection; "503" answers 503
+    without sending anything. Answers the Upload-Offset of every PATCH sent, as they are sent."""
+    send = httpx.HTTPTransport.handle_request
+    offsets: list[int] = []
+
+    def handle_request(transport: httpx.HTTPTransport, request: httpx.Request) -> httpx.Response:
+        if request.method != "PATCH":
+            return send(transport, request)
+        offsets.append(int(request.headers["upload-offset"]))
+        if len(offsets) not in numbers:
+            return send(transport, request)
+        if how == "503":
+            return httpx.Response(503, request=request)
+        body = request.read()
+        headers = {name: value for name, value in request.headers.items() if name != "content-length"}
+        half = httpx.Request("PATCH", request.url, headers=headers, content=body[: len(body) // 2])
+        send(transport, half).close()
+        raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+
+    monkeypatch.setattr(httpx.HTTPTransport, "handle_request", handle_request)
+    return offsets

@@ -6,6 +6,7 @@ No worker runs here: a test finishes a task by writing its rows and files as the
 from __future__ import annotations
 
 import json
+import random
 import socket
 import threading
 import time
@@ -18,13 +19,14 @@ import typer
 from click.testing import Result
 from typer.testing import CliRunner
 
-from tests.cli.conftest import LiveServer, serving
+from tests.cli.conftest import LiveServer, PatchFailure, failing_patches, serving
 from tests.helpers import save_image
 from tests.server.conftest import make_key
+from veil.cli import client as client_module
 from veil.cli.app import app
-from veil.cli.client import parse_parameters
+from veil.cli.client import VeilClient, parse_parameters
 from veil.core.db import session_scope
-from veil.core.models import StoredFile, Task, utc_now
+from veil.core.models import StoredFile, Task, Upload, utc_now
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage
 
@@ -105,9 +107,15 @@ def test_submit_uploads_every_photo_below_a_directory(
     live_server: LiveServer, api_key: str, photos: Path
 ) -> None:
     result = veil(
-        live_server, api_key, "submit", str(photos),
-        "--param", "threshold=0.4", "--param", "styles.face.method=pixelate",
-    )  # fmt: skip
+        live_server,
+        api_key,
+        "submit",
+        str(photos),
+        "--param",
+        "threshold=0.4",
+        "--param",
+        "styles.face.method=pixelate",
+    )
 
     assert result.exit_code == 0, result.output
     task_ids = submitted(result)
@@ -360,3 +368,73 @@ def test_list_shows_each_tasks_input_file_name(live_server: LiveServer, api_key:
     rows = {line.split()[1]: line.split()[3] for line in result.stdout.splitlines() if "task_" in line}
     assert rows == {on_a: "a.jpg", on_b: "b.png", chained: "a.jpg"}
     assert "3 tasks in all" in result.stderr
+
+
+CHUNK = 64 * 1024
+
+
+@pytest.fixture
+def backup_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """200 KiB of random bytes, which resumable uploads send in 64 KiB chunks, resuming without waiting."""
+    monkeypatch.setattr(client_module, "RESUMABLE_CHUNK_BYTES", CHUNK)
+    monkeypatch.setattr(client_module, "RESUME_DELAYS_S", (0.0, 0.0, 0.0))
+    path = tmp_path / "backup.zip"
+    path.write_bytes(random.Random(11).randbytes(200 * 1024))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("how", "patch_offsets"),
+    [
+        # Half of the second chunk reached the server before the connection dropped: it goes on from there.
+        ("dropped", [0, CHUNK, CHUNK + CHUNK // 2, 2 * CHUNK + CHUNK // 2]),
+        ("503", [0, CHUNK, CHUNK, 2 * CHUNK, 3 * CHUNK]),
+    ],
+)
+def test_a_resumable_upload_goes_on_from_the_servers_offset_after_a_failed_chunk(
+    live_server: LiveServer,
+    api_key: str,
+    backup_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    how: PatchFailure,
+    patch_offsets: list[int],
+) -> None:
+    """GIVEN a 200 KiB file sent in 64 KiB chunks
+    WHEN the second PATCH loses its connection halfway through (or the server answers it 503)
+    THEN the client asks the server's offset and goes on from it, and the server holds exactly the file."""
+    sent = failing_patches(monkeypatch, {2}, how)
+
+    with VeilClient(live_server.url, api_key) as client:
+        upload_id = client.upload_resumable(backup_file, purpose="request")
+
+    assert sent == patch_offsets
+    with live_server.sessions() as session:
+        upload = session.get(Upload, upload_id)
+    assert upload is not None
+    content = backup_file.read_bytes()
+    assert (upload.offset, upload.length, upload.purpose, upload.filename) == (
+        len(content),
+        len(content),
+        "request",
+        "backup.zip",
+    )
+    storage = LocalStorage(live_server.settings.storage_dir)
+    assert storage.read_appended(upload.storage_key, len(content) + 1) == content
+
+
+def test_an_upload_that_cannot_go_on_stops_with_one_line(
+    live_server: LiveServer, api_key: str, backup_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GIVEN a server answering 503 to every PATCH after the first WHEN a backup is restored THEN the command
+    tries to go on three times and stops with one line saying how far it got and why; no request starts."""
+    sent = failing_patches(monkeypatch, {2, 3, 4, 5}, "503")
+
+    result = veil(live_server, api_key, "restore", str(backup_file))
+
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"upload of backup.zip stopped after 3 tries to go on ({CHUNK} of {200 * 1024} bytes sent): "
+        "error 503: Service Unavailable\n"
+    )
+    assert sent == [0, CHUNK, CHUNK, CHUNK, CHUNK]
+    assert get(live_server, api_key, "/v1/requests")["count"] == 0

@@ -7,6 +7,7 @@ Talks HTTP to `VEIL_URL` (default http://127.0.0.1:8000) with the key in `VEIL_A
 
 from __future__ import annotations
 
+import base64
 import json
 import mimetypes
 import os
@@ -14,7 +15,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import httpx
 import typer
@@ -43,6 +44,13 @@ FILE_REFUSED_STATUSES = frozenset({413, 415, 422})
 RATE_LIMIT_RETRIES = 5
 MAX_RETRY_AFTER_S = 60.0
 TIMEOUT = httpx.Timeout(30.0, connect=10.0, read=300.0)
+RESUMABLE_CHUNK_BYTES = 8 * 1024 * 1024
+"""Bytes per PATCH of a resumable upload: what a dropped connection may cost again, and what is held in
+memory at once."""
+RESUME_DELAYS_S = (1.0, 2.0, 4.0)
+"""The waits before each try to go on with a resumable upload after a failed chunk; one failure more and
+the command stops."""
+_TUS = {"Tus-Resumable": "1.0.0"}
 
 console = Console(stderr=True)
 task_app = typer.Typer(
@@ -86,6 +94,12 @@ def _problem(response: httpx.Response) -> ApiError:
     detail = body.get("detail") or body.get("message") or body.get("title") or response.reason_phrase
     errors = body.get("errors") if isinstance(body.get("errors"), dict) else None
     return ApiError(response.status_code, str(detail), errors)
+
+
+def _worth_resuming(error: CommandError) -> bool:
+    """A dropped connection, a server error, or an offset the server does not expect: ask the offset and
+    go on. Any other answer (a refused upload, a bad key) stays as it is."""
+    return not isinstance(error, ApiError) or error.status >= 500 or error.status == 409
 
 
 def _retry_after_s(response: httpx.Response) -> float:
@@ -155,13 +169,64 @@ class VeilClient:
         return dict(self._request("DELETE", f"/v1/tasks/{task_id}").json())
 
     def start_request(self, path: str, params: Mapping[str, Any], upload: Path | None = None) -> str:
-        """POSTs to a route that starts a background request (with `upload` as its multipart `file`);
-        returns the request's id."""
-        if upload is None:
-            return str(self._request("POST", path, params=dict(params)).json()["rq_id"])
-        with upload.open("rb") as stream:
-            files = {"file": (upload.name, stream, "application/octet-stream")}
-            return str(self._request("POST", path, params=dict(params), files=files).json()["rq_id"])
+        """POSTs to a route that starts a background request, its input `upload` sent before as a
+        resumable upload (`upload=<id>`); returns the request's id."""
+        query = dict(params)
+        if upload is not None:
+            query["upload"] = self.upload_resumable(upload, purpose="request")
+        return str(self._request("POST", path, params=query).json()["rq_id"])
+
+    def upload_resumable(self, path: Path, purpose: str) -> str:
+        """Sends a file by a TUS resumable upload with the metadata `purpose` and its name, in chunks of
+        RESUMABLE_CHUNK_BYTES; returns the upload's id. A backup may be several GB: after a dropped
+        connection, a 5xx or a 409 (offset) answer, the server's offset (HEAD) says where to go on, a try
+        after each of RESUME_DELAYS_S.
+
+        Raises:
+            CommandError: the upload stopped (how far it got, and the last failure), or was refused.
+        """
+        size = path.stat().st_size
+        fields = {"filename": path.name, "purpose": purpose}
+        metadata = ",".join(
+            f"{key} {base64.b64encode(text.encode()).decode()}" for key, text in fields.items()
+        )
+        created = self._request(
+            "POST", "/v1/uploads", headers={**_TUS, "Upload-Length": str(size), "Upload-Metadata": metadata}
+        )
+        upload_id = created.headers["location"].rsplit("/", 1)[-1]
+        offset: int | None = 0  # None after a failure, until the server says how far it got
+        sent, failures = 0, 0
+        with path.open("rb") as stream:
+            while offset is None or offset < size:
+                try:
+                    if offset is None:
+                        offset = self._upload_offset(upload_id)
+                    else:
+                        offset, failures = self._append_chunk(upload_id, stream, offset), 0
+                    sent = offset
+                except CommandError as exc:
+                    if not _worth_resuming(exc):
+                        raise
+                    if failures == len(RESUME_DELAYS_S):
+                        raise CommandError(
+                            f"upload of {path.name} stopped after {failures} tries to go on "
+                            f"({sent} of {size} bytes sent): {exc}"
+                        ) from exc
+                    time.sleep(RESUME_DELAYS_S[failures])
+                    offset, failures = None, failures + 1
+        return upload_id
+
+    def _upload_offset(self, upload_id: str) -> int:
+        response = self._request("HEAD", f"/v1/uploads/{upload_id}", headers=_TUS)
+        return int(response.headers["upload-offset"])
+
+    def _append_chunk(self, upload_id: str, stream: BinaryIO, offset: int) -> int:
+        """PATCHes the next chunk of `stream`, from `offset`; the server's new offset."""
+        stream.seek(offset)
+        headers = {**_TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"}
+        chunk = stream.read(RESUMABLE_CHUNK_BYTES)
+        response = self._request("PATCH", f"/v1/uploads/{upload_id}", content=chunk, headers=headers)
+        return int(response.headers["upload-offset"])
 
     def get_request(self, request_id: str) -> dict[str, Any]:
         return dict(self._request("GET", f"/v1/requests/{request_id}").json())

@@ -4,6 +4,9 @@ with a progress bar until it finished (exit status 0) or failed (its message, ex
 A format is named as `GET /v1/formats` names it ("COCO 1.0") or by the start of that name, any case
 ("coco", "yolo"); when several formats start so ("cvat"), the one made for the task's media kind is taken
 (CVAT for video for a video, CVAT for images for a photo).
+
+A backup or annotations file is sent by a resumable upload (`VeilClient.upload_resumable`), in chunks that
+go on from the server's offset after a dropped connection: a backup may be several GB.
 """
 
 from __future__ import annotations
