@@ -42,6 +42,7 @@ pytestmark = pytest.mark.usefixtures("one_face")
 
 COCO = "COCO 1.0"
 CVAT_VIDEO = "CVAT for video 1.1"
+YOLO = "Ultralytics YOLO Detection 1.0"
 
 
 def request(client: TestClient, headers: dict[str, str], rq_id: str) -> dict[str, Any]:
@@ -266,13 +267,15 @@ def test_a_dataset_export_is_checked_when_asked_for(
     assert queue.requests == []
 
 
-def test_a_photo_exported_as_coco_imported_unchanged_renders_the_same_output(
-    client: TestClient, context: WorkerContext, queue: RecordingQueue, alice: dict[str, str]
+@pytest.mark.parametrize("format_name", [COCO, YOLO])
+def test_a_photo_exported_imported_unchanged_renders_the_same_output(
+    client: TestClient, context: WorkerContext, queue: RecordingQueue, alice: dict[str, str], format_name: str
 ) -> None:
     task_id = anonymized(client, context, alice)
-    data = exported(client, context, queue, alice, f"/v1/tasks/{task_id}/annotations/export", format=COCO)
+    path = f"/v1/tasks/{task_id}/annotations/export"
+    data = exported(client, context, queue, alice, path, format=format_name)
 
-    done = imported(client, context, queue, alice, task_id, data, format=COCO, render="true")
+    done = imported(client, context, queue, alice, task_id, data, format=format_name, render="true")
 
     assert (done["status"], done["message"]) == ("finished", ""), done
     assert done["operation"]["type"] == "import:annotations"
@@ -444,6 +447,56 @@ def test_a_video_exported_as_cvat_for_video_imported_unchanged_renders_the_same_
     pairs = list(zip(video_frames(again), video_frames(first), strict=True))
     assert len(pairs) == 12
     assert all(np.array_equal(a, b) for a, b in pairs)
+
+
+def _zipped(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in members.items():
+            archive.writestr(name, content)
+    return out.getvalue()
+
+
+HOSTILE_IMPORTS = {
+    "entity expansion": (
+        _zipped(
+            {
+                "annotations.xml": b'<?xml version="1.0"?>\n'
+                b'<!DOCTYPE a [<!ENTITY x "xx"><!ENTITY y "&x;&x;&x;&x;">]>\n<annotations>&y;</annotations>'
+            }
+        ),
+        "XML with a DTD or entities is refused",
+    ),
+    "a member outside its folder": (
+        _zipped({"annotations.xml": b"<annotations/>", "../annotations.xml": b"<annotations/>"}),
+        "would be written outside its folder",
+    ),
+    "a zip bomb": (
+        _zipped({"annotations.xml": b"<annotations>" + b" " * 5_000_000 + b"</annotations>"}),
+        "expands too far",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_IMPORTS)
+def test_a_hostile_import_fails_saying_why_and_stores_nothing(
+    client: TestClient,
+    context: WorkerContext,
+    queue: RecordingQueue,
+    alice: dict[str, str],
+    tmp_path: Path,
+    case: str,
+) -> None:
+    data, said = HOSTILE_IMPORTS[case]
+    task_id = video_task(client, context, alice, tmp_path)
+    before = stored_counts(context)
+
+    done = imported(client, context, queue, alice, task_id, data, format=CVAT_VIDEO, render="true")
+
+    assert (done["status"], done["render_task_id"]) == ("failed", None)
+    assert said in done["message"]
+    assert stored_counts(context) == before
+    assert not list(context.settings.storage_dir.rglob(f"*{done['id']}*"))
 
 
 BAD_IMPORTS = [
