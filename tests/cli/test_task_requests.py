@@ -1,5 +1,5 @@
-"""`veil task export|import-annotations|backup|restore` against the real API, with a worker thread running
-what the API queued (the scripted face detector)."""
+"""`veil task export|import-annotations|backup|restore` and `veil dataset export` against the real API, with
+a worker thread running what the API queued (the scripted face detector)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from typer.testing import CliRunner, Result
 
 from tests.cli.conftest import LiveServer
+from tests.engine.video_factory import make_video
 from tests.helpers import save_image
 from veil.cli.app import app
 from veil.core.storage import LocalStorage
@@ -123,3 +125,87 @@ def test_a_failed_request_is_one_line_and_exit_status_1(
     unknown = veil(live_server, api_key, "export", task_id, "-f", "csv", "-o", str(tmp_path / "x.zip"))
     assert unknown.exit_code == 1
     assert "format 'csv' names 0 formats; give one of: COCO 1.0" in unknown.output
+
+
+@pytest.mark.usefixtures("worker")
+def test_dataset_export_writes_each_task_under_its_id(
+    live_server: LiveServer, api_key: str, tmp_path: Path
+) -> None:
+    """GIVEN two anonymized photos of the same name, in two tasks
+    WHEN `veil dataset export` asks for both as "cvat" with their images
+    THEN it follows the request and writes the zip: CVAT for images (the tasks are photos), each task's
+    photo and box named under a folder named by its id. A task that is not found fails in one line."""
+    task_ids = [anonymized(live_server, api_key, tmp_path / folder) for folder in ("a", "b")]
+    env = {"VEIL_URL": live_server.url, "VEIL_API_KEY": api_key}
+    out = tmp_path / "dataset.zip"
+
+    result = runner.invoke(
+        app,
+        ["dataset", "export", *task_ids, "-f", "cvat", "--images", "-o", str(out), "--interval", "0.05"],
+        env=env,
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out)
+    with zipfile.ZipFile(out) as archive:
+        names = archive.namelist()
+        xml = archive.read("annotations.xml").decode()
+    assert xml.count("<image ") == xml.count("<box ") == 2
+    for task_id in task_ids:
+        assert f'name="{task_id}/photo.png"' in xml
+        assert any(name.endswith(f"{task_id}/photo.png") for name in names)
+    with httpx.Client(base_url=live_server.url, headers={"x-api-key": api_key}) as client:
+        (request,) = client.get("/v1/requests").json()["results"]
+    assert request["operation"]["task_ids"] == task_ids
+    assert request["operation"]["format"] == "CVAT for images 1.1"
+
+    missing = runner.invoke(
+        app,
+        ["dataset", "export", task_ids[0], "task_missing", "-f", "coco", "-o", str(tmp_path / "x.zip")],
+        env=env,
+    )
+    assert missing.exit_code == 1
+    assert missing.stderr.startswith("error 404: ") and "task_missing" in missing.stderr
+    assert missing.stderr.count("\n") == 1
+    assert not (tmp_path / "x.zip").exists()
+
+
+@pytest.mark.usefixtures("worker")
+def test_an_ambiguous_format_name_is_read_by_the_tasks_media_kinds(
+    live_server: LiveServer, api_key: str, tmp_path: Path
+) -> None:
+    """GIVEN an anonymized photo and an anonymized video
+    WHEN `veil dataset export` is asked for "cvat" (CVAT for images or CVAT for video)
+    THEN the video alone gets CVAT for video, the photo alone or both together CVAT for images (which
+    holds both), as the requests the server received name them."""
+    env = {"VEIL_URL": live_server.url, "VEIL_API_KEY": api_key}
+    photo = anonymized(live_server, api_key, tmp_path)
+    clip = make_video(tmp_path / "clip.mp4", frames=5, audio=None).path
+    submitted = runner.invoke(app, ["task", "submit", str(clip), "--wait", "--interval", "0.05"], env=env)
+    assert submitted.exit_code == 0, submitted.output
+    video = submitted.stdout.split()[0]
+    cases = {
+        (video,): "CVAT for video 1.1",
+        (photo,): "CVAT for images 1.1",
+        (video, photo): "CVAT for images 1.1",
+    }
+
+    for task_ids in cases:
+        args = [
+            "dataset",
+            "export",
+            *task_ids,
+            "-f",
+            "cvat",
+            "-o",
+            str(tmp_path / "out.zip"),
+            "--interval",
+            "0.05",
+        ]
+        result = runner.invoke(app, args, env=env)
+        assert result.exit_code == 0, result.output
+
+    with httpx.Client(base_url=live_server.url, headers={"x-api-key": api_key}) as client:
+        requests = client.get("/v1/requests").json()["results"]
+    asked = {tuple(r["operation"]["task_ids"]): r["operation"]["format"] for r in requests}
+    assert asked == cases

@@ -1,5 +1,5 @@
 """The `veil` command: anonymize or detect in local files, check the installation, run the task server
-(`serve`, `worker`, `apikey`) and talk to it (`task`)."""
+(`serve`, `worker`, `apikey`) and talk to it (`task`, `dataset`)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rich.console import Console
 
 from veil.cli.apikeys import apikey_app
 from veil.cli.client import task_app
+from veil.cli.datasets import dataset_app
 from veil.cli.doctor import run_doctor
 from veil.cli.evaluate import eval_command
 from veil.cli.flower import flower
@@ -293,6 +294,7 @@ app.command()(scheduler)
 app.command()(flower)
 add_request_commands(task_app)
 app.add_typer(task_app, name="task")
+app.add_typer(dataset_app, name="dataset")
 app.add_typer(apikey_app, name="apikey")
 
 

@@ -168,13 +168,19 @@ class VeilClient:
     def cancel_task(self, task_id: str) -> dict[str, Any]:
         return dict(self._request("DELETE", f"/v1/tasks/{task_id}").json())
 
-    def start_request(self, path: str, params: Mapping[str, Any], upload: Path | None = None) -> str:
-        """POSTs to a route that starts a background request, its input `upload` sent before as a
-        resumable upload (`upload=<id>`); returns the request's id."""
+    def start_request(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        upload: Path | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> str:
+        """POSTs to a route that starts a background request, with a JSON `body` if given, and its input
+        `upload` sent before as a resumable upload (`upload=<id>`); returns the request's id."""
         query = dict(params)
         if upload is not None:
             query["upload"] = self.upload_resumable(upload, purpose="request")
-        return str(self._request("POST", path, params=query).json()["rq_id"])
+        return str(self._request("POST", path, params=query, json=body).json()["rq_id"])
 
     def upload_resumable(self, path: Path, purpose: str) -> str:
         """Sends a file by a TUS resumable upload with the metadata `purpose` and its name, in chunks of

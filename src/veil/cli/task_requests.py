@@ -2,8 +2,8 @@
 with a progress bar until it finished (exit status 0) or failed (its message, exit status 1).
 
 A format is named as `GET /v1/formats` names it ("COCO 1.0") or by the start of that name, any case
-("coco", "yolo"); when several formats start so ("cvat"), the one made for the task's media kind is taken
-(CVAT for video for a video, CVAT for images for a photo).
+("coco", "yolo"); when several formats start so ("cvat"), the one made for the tasks' media kinds is taken
+(CVAT for video for a video, CVAT for images for a photo, or for photos and videos together).
 
 A backup or annotations file is sent by a resumable upload (`VeilClient.upload_resumable`), in chunks that
 go on from the server's offset after a dropped connection: a backup may be several GB.
@@ -12,6 +12,7 @@ go on from the server's offset after a dropped connection: a backup may be sever
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,7 +30,16 @@ from veil.cli.client import (
     console,
 )
 
-__all__ = ["add_request_commands"]
+__all__ = [
+    "FormatOpt",
+    "FrameStepOpt",
+    "ImagesOpt",
+    "OriginalOpt",
+    "OutputFile",
+    "add_request_commands",
+    "follow_request",
+    "resolve_format",
+]
 
 _ENDED = ("finished", "failed")
 
@@ -38,6 +48,11 @@ FormatOpt = Annotated[
     str, typer.Option("--format", "-f", metavar="NAME", help='A format, e.g. "coco", "cvat", "yolo".')
 ]
 OutputFile = Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="Where to write the zip.")]
+ImagesOpt = Annotated[bool, typer.Option("--images", help="Include the photos or video frames.")]
+OriginalOpt = Annotated[
+    bool, typer.Option("--original", help="Images from the original, not the anonymized output.")
+]
+FrameStepOpt = Annotated[int, typer.Option(min=1, metavar="N", help="Videos: every n-th frame.")]
 
 
 def add_request_commands(app: typer.Typer) -> None:
@@ -52,23 +67,21 @@ def export(
     task_id: TaskId,
     format_name: FormatOpt,
     output: OutputFile,
-    images: Annotated[bool, typer.Option("--images", help="Include the photos or video frames.")] = False,
-    original: Annotated[
-        bool, typer.Option("--original", help="Images from the original, not the anonymized output.")
-    ] = False,
-    frame_step: Annotated[int, typer.Option(min=1, help="Videos: every n-th frame.")] = 1,
+    images: ImagesOpt = False,
+    original: OriginalOpt = False,
+    frame_step: FrameStepOpt = 1,
     interval: Interval = 0.5,
     url: UrlOpt = DEFAULT_URL,
     api_key: ApiKeyOpt = "",
 ) -> None:
     """Export a task's detections in an annotation format (a zip), with its images if asked."""
     with command_client(url, api_key) as client:
-        params: dict[str, Any] = {"format": _format_name(client, format_name, task_id, exporting=True)}
+        params: dict[str, Any] = {"format": resolve_format(client, format_name, [task_id], exporting=True)}
         if images:
             params.update(save_images="true", media="original" if original else "anonymized")
         params["frame_step"] = frame_step
         rq_id = client.start_request(f"/v1/tasks/{task_id}/dataset/export", params)
-        done = _follow(client, rq_id, interval)
+        done = follow_request(client, rq_id, interval)
         typer.echo(str(client.download_to(str(done["result_id"]), output)))
 
 
@@ -85,11 +98,11 @@ def import_annotations(
 ) -> None:
     """Import corrected annotations of a task; print the stored document's file id (and the render task's)."""
     with command_client(url, api_key) as client:
-        params = {"format": _format_name(client, format_name, task_id, exporting=False)}
+        params = {"format": resolve_format(client, format_name, [task_id], exporting=False)}
         if render:
             params["render"] = "true"
         rq_id = client.start_request(f"/v1/tasks/{task_id}/annotations", params, upload=file)
-        done = _follow(client, rq_id, interval)
+        done = follow_request(client, rq_id, interval)
         typer.echo(str(done["result_id"]))
         if done.get("render_task_id"):
             typer.echo(str(done["render_task_id"]))
@@ -104,7 +117,9 @@ def backup(
 ) -> None:
     """Back up a finished task to a zip (its files and detections), to restore here or on another server."""
     with command_client(url, api_key) as client:
-        done = _follow(client, client.start_request(f"/v1/tasks/{task_id}/backup/export", {}), interval)
+        done = follow_request(
+            client, client.start_request(f"/v1/tasks/{task_id}/backup/export", {}), interval
+        )
         typer.echo(str(client.download_to(str(done["result_id"]), output)))
 
 
@@ -116,11 +131,11 @@ def restore(
 ) -> None:
     """Restore a backup as a new task of yours; print its id."""
     with command_client(url, api_key) as client:
-        done = _follow(client, client.start_request("/v1/tasks/backup", {}, upload=file), interval)
+        done = follow_request(client, client.start_request("/v1/tasks/backup", {}, upload=file), interval)
         typer.echo(str(done["result_id"]))
 
 
-def _follow(client: VeilClient, request_id: str, interval: float) -> dict[str, Any]:
+def follow_request(client: VeilClient, request_id: str, interval: float) -> dict[str, Any]:
     """Polls the request until it ends, with a progress bar; the finished request.
 
     Raises:
@@ -141,11 +156,11 @@ def _follow(client: VeilClient, request_id: str, interval: float) -> dict[str, A
     return request
 
 
-def _format_name(client: VeilClient, given: str, task_id: str, *, exporting: bool) -> str:
-    """The server's name of the format `given` names (see the module docstring).
+def resolve_format(client: VeilClient, given: str, task_ids: Sequence[str], *, exporting: bool) -> str:
+    """The server's name of the format `given` names for the tasks `task_ids` (see the module docstring).
 
     Raises:
-        CommandError: no format, or several that the task's media kind does not tell apart.
+        CommandError: no format, or several that the tasks' media kinds do not tell apart.
     """
     usable = [f for f in client.formats() if f["can_export" if exporting else "can_import"]]
     exact = [f["name"] for f in usable if f["name"].casefold() == given.casefold()]
@@ -153,8 +168,8 @@ def _format_name(client: VeilClient, given: str, task_id: str, *, exporting: boo
         return str(exact[0])
     candidates = [f for f in usable if f["name"].casefold().startswith(given.casefold())]
     if len(candidates) > 1:
-        kind = _media_kind(client, task_id)
-        fitting = [f for f in candidates if kind in f["media"]]
+        kinds = {_media_kind(client, task_id) for task_id in task_ids}
+        fitting = [f for f in candidates if kinds <= set(f["media"])]
         fewest = min((len(f["media"]) for f in fitting), default=0)
         candidates = [f for f in fitting if len(f["media"]) == fewest]
     if len(candidates) != 1:
