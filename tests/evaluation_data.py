@@ -4,6 +4,11 @@ their labels written by hand as COCO and as Ultralytics YOLO, and detection file
 Faces (height px, found?): a.png 12 no, 20 yes, 40 yes, 130 yes; sub/b.jpg 24 no, 80 yes. Plate on a.png,
 20 px, missed. One unmatched face detection on each photo. So face recall: all 4/6, <16 0/1, 16-31 1/2,
 32-95 2/2, 96+ 1/1; plate 0/1; 1.0 unmatched face per photo; 3 misses.
+
+A video, clip.mp4: 30 frames at 25 fps, stored turned a quarter (upright 320x240), the white square of
+`video_factory` labelled as face track 1 on every frame (40 px high) and a 20 px plate track 2 on frames
+10-19 where nothing is drawn. Its detections find the square on every frame but 5-9, no plate, and one
+false face on frame 3. So on its 30 frames: face 25/30, plate 0/10, 15 misses, 1 unmatched face.
 """
 
 from __future__ import annotations
@@ -11,11 +16,33 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
+from tests.engine.video_factory import make_video, square_box
 from tests.helpers import noise_image, save_image
+from veil.engine.annotations import export_annotations
 from veil.engine.detections import Detections
 from veil.engine.report import MediaInfo, Report
 
-__all__ = ["DETECTED", "LABELLED", "SIZE_WH", "write_coco", "write_detections", "write_photos", "write_yolo"]
+__all__ = [
+    "DETECTED",
+    "FALSE_FACE_FRAME",
+    "LABELLED",
+    "MISSED_FACE_FRAMES",
+    "PLATE_FRAMES",
+    "SIZE_WH",
+    "VIDEO",
+    "VIDEO_FRAMES",
+    "photo_labels",
+    "video_detections",
+    "video_labels",
+    "write_coco",
+    "write_detections",
+    "write_labels",
+    "write_photos",
+    "write_video",
+    "write_yolo",
+]
 
 SIZE_WH = (400, 300)
 Box = tuple[float, float, float, float]
@@ -77,8 +104,13 @@ def write_yolo(root: Path) -> Path:
     return root
 
 
-def write_detections(root: Path, detected: dict[str, list[tuple[str, Box, float]]] = DETECTED) -> Path:
-    """`veil detect`'s files: `<root>/<name>.json`."""
+def write_detections(
+    root: Path, detected: dict[str, list[tuple[str, Box, float]]] = DETECTED, video: Report | None = None
+) -> Path:
+    """`veil detect`'s files: `<root>/<name>.json`, and `<root>/clip.mp4.json` when `video` is given."""
+    if video is not None:
+        (root / f"{VIDEO}.json").parent.mkdir(parents=True, exist_ok=True)
+        (root / f"{VIDEO}.json").write_text(video.to_json())
     for name, boxes in detected.items():
         report = Report(MediaInfo("image", *SIZE_WH))
         report.add(0, 0.0, Detections.merge([Detections.from_boxes([b], [s], lab) for lab, b, s in boxes]))
@@ -86,3 +118,69 @@ def write_detections(root: Path, detected: dict[str, list[tuple[str, Box, float]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(report.to_json())
     return root
+
+
+VIDEO = "clip.mp4"
+VIDEO_FRAMES = 30
+VIDEO_FPS = 25
+PLATE_FRAMES = range(10, 20)
+PLATE_BOX: Box = (200.0, 20.0, 260.0, 40.0)
+MISSED_FACE_FRAMES = range(5, 10)
+FALSE_FACE_FRAME = 3
+FALSE_FACE: Box = (250.0, 180.0, 290.0, 220.0)
+
+
+def write_video(root: Path) -> Path:
+    """clip.mp4 under `root`, coded 240x320 and shown upright as 320x240."""
+    root.mkdir(parents=True, exist_ok=True)
+    return make_video(root / VIDEO, frames=VIDEO_FRAMES, fps=VIDEO_FPS, audio=None, rotation=90).path
+
+
+def video_labels() -> Report:
+    """The video's labels as a report (face track 1, plate track 2), for the exporter to write."""
+    report = Report(MediaInfo("video", 320, 240, VIDEO_FPS, VIDEO_FRAMES, VIDEO_FRAMES / VIDEO_FPS))
+    for index in range(VIDEO_FRAMES):
+        rows = [("face", square_box(index), 1.0, 1)]
+        if index in PLATE_FRAMES:
+            rows.append(("plate", PLATE_BOX, 1.0, 2))
+        report.add(index, index / VIDEO_FPS, _detections(rows))
+    return report
+
+
+def video_detections() -> Report:
+    """What a detector found in the video: the square but on MISSED_FACE_FRAMES, a false face on frame 3."""
+    report = Report(video_labels().media)
+    for index in range(VIDEO_FRAMES):
+        rows = [] if index in MISSED_FACE_FRAMES else [("face", square_box(index), 0.9, 1)]
+        if index == FALSE_FACE_FRAME:
+            rows.append(("face", FALSE_FACE, 0.6, 3))
+        report.add(index, index / VIDEO_FPS, _detections(rows))
+    return report
+
+
+def photo_labels() -> dict[str, Report]:
+    """LABELLED as reports, to export alongside the video's."""
+    reports = {}
+    for name, boxes in LABELLED.items():
+        reports[name] = Report(MediaInfo("image", *SIZE_WH))
+        reports[name].add(0, 0.0, _detections([(label, box, 1.0, -1) for label, box in boxes]))
+    return reports
+
+
+def write_labels(path: Path, documents: dict[str, Report], format_name: str) -> Path:
+    """Labels as CVAT's exports hold them, written by Veil's exporter."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    export_annotations(list(documents.items()), format_name, path)
+    return path
+
+
+def _detections(rows: list[tuple[str, Box, float, int]]) -> Detections:
+    if not rows:
+        return Detections.empty()
+    return Detections(
+        np.array([box for _, box, _, _ in rows], np.float32),
+        np.array([score for _, _, score, _ in rows], np.float32),
+        np.array([label for label, _, _, _ in rows]),
+        np.array([track for _, _, _, track in rows], np.int64),
+        np.full(len(rows), "detected"),
+    )

@@ -1,5 +1,6 @@
 """Scoring detections against labels (veil.engine.evaluation): recall by label and box height, unmatched
-detections, misses, and the HTML report with its chart and one crop per miss."""
+detections, misses, and the HTML report with its chart and one crop per miss; on photos and on the frames
+of a generated video labelled as CVAT for video or MOT."""
 
 from __future__ import annotations
 
@@ -7,18 +8,31 @@ import json
 import re
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
+from tests.engine.video_factory import find_square
 from tests.evaluation_data import (
     DETECTED,
+    MISSED_FACE_FRAMES,
+    PLATE_FRAMES,
+    VIDEO,
+    VIDEO_FRAMES,
+    video_detections,
+    video_labels,
     write_coco,
     write_detections,
+    write_labels,
     write_photos,
+    write_video,
     write_yolo,
 )
+from veil.engine.anonymizer import Anonymizer
 from veil.engine.detections import Detections
+from veil.engine.detectors.fake import FakeDetector
 from veil.engine.errors import AnnotationContentError, AnnotationFileError, MediaError, SizeMismatchError
-from veil.engine.evaluation import EvaluationRun, evaluate, score_reports, write_report
+from veil.engine.evaluation import CVAT_XML, EvaluationRun, evaluate, html_report, score_reports, write_report
 from veil.engine.evaluation.scoring import height_bucket
 from veil.engine.report import MediaInfo, Report
 
@@ -29,9 +43,12 @@ EXPECTED_FACE = {"all": 0.6667, "<16": 0.0, "16-31": 0.5, "32-95": 1.0, "96+": 1
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("eval")
     write_photos(root / "images")
+    write_video(root / "images")
     write_coco(root / "coco.json")
     write_yolo(root / "yolo")
-    write_detections(root / "dets")
+    write_detections(root / "dets", video=video_detections())
+    write_labels(root / "video.zip", {VIDEO: video_labels()}, "CVAT for video 1.1")
+    write_labels(root / "mot.zip", {VIDEO: video_labels()}, "MOT 1.1")
     return root
 
 
@@ -65,8 +82,9 @@ def test_recall_by_label_and_height(scored: EvaluationRun) -> None:
     assert face["unmatched"] == 2 and face["unmatched_per_image"] == 1.0
     assert plate["unmatched"] == 0
     images = {image["image"]: image for image in result["images"]}
-    assert images["a.png"] == {"image": "a.png", "boxes": 5, "found": 3, "detections": 4, "unmatched": 1,
-                               "has_detections": True}  # fmt: skip
+    assert images["a.png"] == {"image": "a.png", "frame": None, "boxes": 5, "found": 3, "detections": 4,
+                               "unmatched": 1, "has_detections": True}  # fmt: skip
+    assert (result["photos"], result["video_frames"]) == (2, 0)  # the video beside them has no labels
     misses = sorted((m["image"], m["label"], m["bucket"]) for m in result["misses"])
     assert misses == [("a.png", "face", "<16"), ("a.png", "plate", "16-31"), ("sub/b.jpg", "face", "16-31")]
 
@@ -80,7 +98,7 @@ def test_yolo_folder_reads_the_same_boxes(dataset: Path, scored: EvaluationRun) 
 
 def test_without_images_the_detection_files_name_the_photos(dataset: Path, scored: EvaluationRun) -> None:
     run = evaluate(dataset / "coco.json", "COCO 1.0", detections=dataset / "dets")
-    assert run.photos is None
+    assert run.media is None
     assert run.evaluation.to_dict()["labels"] == scored.evaluation.to_dict()["labels"]
 
 
@@ -109,8 +127,8 @@ def test_labels_without_detections_of_a_label_ignore_it() -> None:
     [
         ("no-boxes", AnnotationContentError, "the labels hold no box"),
         ("bad-json", AnnotationFileError, "not a veil.detections/1 document"),
-        ("other-size", SizeMismatchError, "made for a 200x300 image, but the photo is 400x300"),
-        ("no-photos", MediaError, "no photos in this folder"),
+        ("other-size", SizeMismatchError, "made for a 200x300 photo, but the photo is 400x300"),
+        ("no-photos", MediaError, "no photos or videos in this folder"),
         ("missing-photo", AnnotationContentError, "names none of the media files"),
     ],
 )
@@ -140,7 +158,7 @@ def test_refusals(dataset: Path, tmp_path: Path, change: str, error: type[Except
 
 def test_report_has_the_chart_and_one_crop_per_miss(scored: EvaluationRun, tmp_path: Path) -> None:
     page = write_report(
-        scored.evaluation, tmp_path / "report", {"labels": "coco.json"}, scored.photos, scored.found
+        scored.evaluation, tmp_path / "report", {"labels": "coco.json"}, scored.media, scored.found
     )
     text = page.read_text()
     assert "<svg" in text and "<script" not in text.casefold()
@@ -154,10 +172,134 @@ def test_report_has_the_chart_and_one_crop_per_miss(scored: EvaluationRun, tmp_p
 
 
 def test_report_caps_crops_and_still_lists_every_miss(scored: EvaluationRun, tmp_path: Path) -> None:
-    write_report(scored.evaluation, tmp_path / "r", {}, scored.photos, scored.found)
-    page = write_report(scored.evaluation, tmp_path / "r", {}, scored.photos, scored.found, max_crops=1)
+    write_report(scored.evaluation, tmp_path / "r", {}, scored.media, scored.found)
+    page = write_report(scored.evaluation, tmp_path / "r", {}, scored.media, scored.found, max_crops=1)
     text = page.read_text()
     assert len(list((tmp_path / "r" / "misses").iterdir())) == 1  # the first run's crops are gone
     assert len(re.findall(r"<img ", text)) == 1
     assert "Crops of the first 1 misses only; all 3 are listed below" in text
     assert text.count("<td>sub/b.jpg</td><td>face</td>") == 1
+
+
+VIDEO_MISSES = sorted(
+    [(VIDEO, frame, "face") for frame in MISSED_FACE_FRAMES]
+    + [(VIDEO, frame, "plate") for frame in PLATE_FRAMES]
+)
+
+
+@pytest.fixture(scope="module")
+def video_scored(dataset: Path) -> EvaluationRun:
+    return evaluate(dataset / "video.zip", CVAT_XML, images=dataset / "images", detections=dataset / "dets")
+
+
+@pytest.mark.parametrize(
+    ("labels", "fmt"), [("video.zip", CVAT_XML), ("video.zip", "CVAT for video 1.1"), ("mot.zip", "MOT 1.1")]
+)
+def test_video_frames_are_scored_like_photos(dataset: Path, labels: str, fmt: str) -> None:
+    """GIVEN a rotated video beside two photos, its tracks exported as CVAT for video or MOT, and
+    detections missing the face on frames 5-9, every plate, with a false face on frame 3
+    WHEN it is evaluated
+    THEN its 30 labelled frames are scored each like a photo (the photos, unlabelled, are left out), and
+    the misses are exactly the boxes left out."""
+    run = evaluate(dataset / labels, fmt, images=dataset / "images", detections=dataset / "dets")
+    result = run.evaluation.to_dict()
+    assert (result["photos"], result["video_frames"]) == (0, VIDEO_FRAMES)
+    assert run.evaluation.counted == "30 video frames"
+    face, plate = result["labels"]["face"], result["labels"]["plate"]
+    assert face["recall"] == {"all": 0.8333, "32-95": 0.8333} and face["found"] == {"all": 25, "32-95": 25}
+    assert plate["recall"] == {"all": 0.0, "16-31": 0.0} and plate["boxes"] == {"all": 10, "16-31": 10}
+    assert face["unmatched"] == 1 and face["unmatched_per_image"] == round(1 / 30, 3)
+    assert sorted((m["image"], m["frame"], m["label"]) for m in result["misses"]) == VIDEO_MISSES
+    false_alarm = next(i for i in run.evaluation.images if i.unmatched)
+    assert (false_alarm.where, false_alarm.detections, false_alarm.found) == ("clip.mp4 frame 3", 2, 1)
+
+
+def test_report_has_a_crop_of_each_missed_video_box(
+    video_scored: EvaluationRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each miss is cropped from its own frame (the square's place moves 4 px a frame), upright, and the
+    video is decoded once for all of them."""
+    passes: list[list[int]] = []
+    decode = html_report.upright_frames
+
+    def recording(path: Path, frames: list[int]) -> object:
+        passes.append(list(frames))
+        return decode(path, frames)
+
+    monkeypatch.setattr(html_report, "upright_frames", recording)
+    page = write_report(video_scored.evaluation, tmp_path / "r", {}, video_scored.media, video_scored.found)
+    monkeypatch.undo()
+    assert passes == [[*MISSED_FACE_FRAMES, *PLATE_FRAMES]]
+    text = page.read_text()
+    figures = re.findall(r'<img src="(misses/\d+\.jpg)" alt="missed (\w+)"><figcaption>([^<]+)<br>', text)
+    assert len(figures) == len(VIDEO_MISSES)
+    assert {caption for _, _, caption in figures} == {f"{VIDEO} frame {f}" for _, f, _ in VIDEO_MISSES}
+    for crop, label, _ in figures:
+        image = cv2.imdecode(np.frombuffer((page.parent / crop).read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+        square = find_square(image)
+        if label == "plate":  # nothing is drawn where the plate is labelled
+            assert not len(square)
+            continue
+        x0, y0, x1, y1 = square.xyxy[0].tolist()
+        assert abs((x0 + x1) / 2 - 80) <= 3 and abs((y0 + y1) / 2 - 80) <= 3  # centred: the right frame
+
+
+def test_run_scores_the_video_pipeline(dataset: Path) -> None:
+    """--run on a video: the detector sees key frames only, the tracker moves its boxes between them, and
+    progress counts the video's frames."""
+    detector = FakeDetector(script=lambda _, frame: find_square(frame))
+    calls: list[tuple[int, int]] = []
+    run = evaluate(
+        dataset / "video.zip",
+        CVAT_XML,
+        images=dataset / "images",
+        anonymizer=Anonymizer([detector]),
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert 0 < detector.calls < VIDEO_FRAMES  # key frames only; the photos are not run
+    labels = run.evaluation.to_dict()["labels"]
+    assert labels["face"]["recall"]["all"] == 1.0 and labels["face"]["unmatched"] == 0
+    assert labels["plate"]["recall"]["all"] == 0.0
+    assert calls[-1] == (VIDEO_FRAMES, VIDEO_FRAMES) and calls == sorted(calls)
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (
+            "other-video",
+            AnnotationContentError,
+            "two.zip: folder 'other' names none of the videos (clip.mp4)",
+        ),
+        ("other-size", SizeMismatchError, "made for a 240x320 video, but the video is 320x240"),
+        ("photo-file", SizeMismatchError, "made for a 320x240 photo, but the video is 320x240"),
+    ],
+)
+def test_video_refusals(
+    dataset: Path, tmp_path: Path, change: str, error: type[Exception], message: str
+) -> None:
+    labels, dets = dataset / "video.zip", dataset / "dets"
+    if change == "other-video":
+        labels = write_labels(tmp_path / "two.zip", {VIDEO: video_labels(), "other.mp4": video_labels()},
+                              "CVAT for video 1.1")  # fmt: skip
+    else:
+        report = video_detections()
+        if change == "other-size":
+            report.media = MediaInfo("video", 240, 320, 25.0, VIDEO_FRAMES)
+        else:
+            report.media = MediaInfo("image", 320, 240)
+        dets = write_detections(tmp_path / "dets", {}, video=report)
+    with pytest.raises(error, match=re.escape(message)):
+        evaluate(labels, CVAT_XML, images=dataset / "images", detections=dets)
+
+
+def test_a_frame_with_no_label_is_not_scored() -> None:
+    """Detections on video frames nobody labelled count nowhere; a labelled frame without any counts."""
+    truth, found = Report(video_labels().media), Report(video_labels().media)
+    truth.add(4, 0.16, Detections.from_boxes([[10, 10, 50, 50]], [1.0], "face"))
+    found.add(2, 0.08, Detections.from_boxes([[10, 10, 50, 50]], [0.9], "face"))
+    evaluation = score_reports({VIDEO: truth}, {VIDEO: found})
+    assert [(i.where, i.boxes, i.found, i.unmatched) for i in evaluation.images] == [
+        ("clip.mp4 frame 4", 1, 0, 0)
+    ]
+    assert evaluation.tallies["face"].detections == 0

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 import cv2
-import numpy as np
 
 from veil.engine.errors import CorruptMediaError, MediaError
-from veil.engine.media.video import DecodedFrame, VideoReader, frame_to_bgr
+from veil.engine.media.video import upright_frames
 
 __all__ = ["ImageSource", "MediaFiles"]
 
@@ -54,21 +53,8 @@ class MediaFiles:
         yield from self._video_frames(path, frames)
 
     def _video_frames(self, path: Path, frames: Sequence[int]) -> Iterator[tuple[int, bytes]]:
-        wanted = set(frames)
-        last = max(frames, default=-1)
-        reader = VideoReader(path, copy_streams=False)
-        turns = reader.props.rotation // 90
-        try:
-            for item in reader.items():
-                if not isinstance(item, DecodedFrame) or item.index not in wanted:
-                    continue
-                bgr = frame_to_bgr(item.frame)
-                upright = np.ascontiguousarray(np.rot90(bgr, turns)) if turns else bgr
-                ok, data = cv2.imencode(".jpg", upright, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
-                if not ok:
-                    raise CorruptMediaError(f"{path.name}: frame {item.index} cannot be written as JPEG")
-                yield item.index, data.tobytes()
-                if item.index >= last:
-                    break
-        finally:
-            reader.close()
+        for index, upright in upright_frames(path, frames):
+            ok, data = cv2.imencode(".jpg", upright, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+            if not ok:
+                raise CorruptMediaError(f"{path.name}: frame {index} cannot be written as JPEG")
+            yield index, data.tobytes()

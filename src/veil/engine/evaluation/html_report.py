@@ -1,13 +1,15 @@
 """The `veil eval` report: one self-contained HTML page (inline CSS and SVG, no script, nothing fetched)
-with recall per label and box height, a chart of recall by size, the photos with unmatched detections, and
-every missed box, each shown as a small JPEG crop in `misses/` beside the page (up to `max_crops`).
+with recall per label and box height, a chart of recall by size, the photos and video frames with unmatched
+detections, and every missed box, each shown as a small JPEG crop in `misses/` beside the page (up to
+`max_crops`). A video is decoded once for its crops, up to the last frame with a miss, and only the frames
+with misses are converted.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import cv2
@@ -17,6 +19,8 @@ import numpy.typing as npt
 from veil.engine.errors import OutputError
 from veil.engine.evaluation.results import Evaluation, Miss
 from veil.engine.media.image import read_image
+from veil.engine.media.kinds import media_kind
+from veil.engine.media.video import upright_frames
 from veil.engine.report import Report
 
 __all__ = ["MAX_CROPS", "write_report"]
@@ -39,26 +43,26 @@ def write_report(
     evaluation: Evaluation,
     out_dir: Path,
     about: Mapping[str, str],
-    photos: Mapping[str, Path] | None = None,
+    media: Mapping[str, Path] | None = None,
     found: Mapping[str, Report | None] | None = None,
     max_crops: int = MAX_CROPS,
 ) -> Path:
-    """Writes `out_dir/index.html`, `out_dir/results.json` (`Evaluation.to_dict()`) and, when `photos`
-    gives the photos' files, `out_dir/misses/*.jpg`; `about` lists what was compared (labels, format,
-    detections) at the top of the page. Returns the page's path.
+    """Writes `out_dir/index.html`, `out_dir/results.json` (`Evaluation.to_dict()`) and, when `media`
+    gives the photos' and videos' files, `out_dir/misses/*.jpg`; `about` lists what was compared (labels,
+    format, detections) at the top of the page. Returns the page's path.
 
     Raises:
-        OutputError: the folder or a file cannot be written. MediaError: a photo cannot be read.
+        OutputError: the folder or a file cannot be written. MediaError: a photo or video cannot be read.
     """
     try:
         (out_dir / "misses").mkdir(parents=True, exist_ok=True)
         for stale in (out_dir / "misses").glob("[0-9][0-9][0-9][0-9][0-9].jpg"):  # an earlier run's crops
             stale.unlink()
-        crops = _write_crops(evaluation.misses[:max_crops], out_dir, photos, found) if photos else {}
+        crops = _write_crops(evaluation.misses[:max_crops], out_dir, media, found) if media else {}
         results = json.dumps({"about": dict(about), **evaluation.to_dict()}, indent=1)
         (out_dir / "results.json").write_text(results + "\n", encoding="utf-8")
         page = out_dir / "index.html"
-        page.write_text(_page(evaluation, about, crops, photos is not None, max_crops), encoding="utf-8")
+        page.write_text(_page(evaluation, about, crops, media is not None, max_crops), encoding="utf-8")
     except OSError as exc:
         raise OutputError(f"cannot write the report in {out_dir}: {exc.strerror or exc}") from exc
     return page
@@ -67,27 +71,34 @@ def write_report(
 def _write_crops(
     misses: Sequence[Miss],
     out_dir: Path,
-    photos: Mapping[str, Path],
+    media: Mapping[str, Path],
     found: Mapping[str, Report | None] | None,
 ) -> dict[int, str]:
     """Crops each miss with some context around it, outlined in red, detections of its label in yellow;
-    each photo is decoded once. Returns the crop's relative path by index into `misses`."""
+    each file is decoded once. Returns the crop's relative path by index into `misses`."""
     crops: dict[int, str] = {}
-    by_image: dict[str, list[int]] = {}
+    by_frame: dict[str, dict[int | None, list[int]]] = {}
     for index, miss in enumerate(misses):
-        by_image.setdefault(miss.image, []).append(index)
-    for image, indices in by_image.items():
-        frame = read_image(photos[image]).frame_bgr
+        by_frame.setdefault(miss.image, {}).setdefault(miss.frame, []).append(index)
+    for image, indices in by_frame.items():
         report = (found or {}).get(image)
-        for index in indices:
-            miss = misses[index]
-            near = [
-                f.detections[f.detections.label == miss.label].xyxy for f in (report.frames if report else [])
-            ]
-            name = f"misses/{index + 1:05d}.jpg"
-            (out_dir / name).write_bytes(_crop(frame, miss.xyxy, near))
-            crops[index] = name
+        for frame, frame_bgr in _frames(media[image], indices):
+            shown = [f.detections for f in (report.frames if report else []) if f.index == (frame or 0)]
+            for index in indices[frame]:
+                miss = misses[index]
+                near = [d[d.label == miss.label].xyxy for d in shown]
+                name = f"misses/{index + 1:05d}.jpg"
+                (out_dir / name).write_bytes(_crop(frame_bgr, miss.xyxy, near))
+                crops[index] = name
     return crops
+
+
+def _frames(path: Path, frames: Collection[int | None]) -> Iterator[tuple[int | None, Frame]]:
+    """The upright frames with misses: a photo's one (frame None), or those of a video in one pass."""
+    if media_kind(path) == "image":
+        yield None, read_image(path).frame_bgr
+    else:
+        yield from upright_frames(path, [frame for frame in frames if frame is not None])
 
 
 def _crop(frame: Frame, xyxy: Sequence[float], detections: Sequence[npt.NDArray[np.float32]]) -> bytes:
@@ -119,7 +130,7 @@ def _page(
     evaluation: Evaluation,
     about: Mapping[str, str],
     crops: Mapping[int, str],
-    has_photos: bool,
+    has_media: bool,
     max_crops: int,
 ) -> str:
     parts = [
@@ -131,7 +142,7 @@ def _page(
         _recall_chart(evaluation),
         _notes(evaluation),
         _unmatched_table(evaluation),
-        _misses(evaluation, crops, has_photos, max_crops),
+        _misses(evaluation, crops, has_media, max_crops),
         "</body></html>\n",
     ]
     return "\n".join(parts)
@@ -161,10 +172,10 @@ def _summary_table(evaluation: Evaluation) -> str:
             f"<td>{tally.unmatched}</td><td>{per_image:.2f}</td></tr>"
         )
     return (
-        f"<p>{len(evaluation.images)} photos. A labelled box is found when a detection of its label "
+        f"<p>{_e(evaluation.counted)}. A labelled box is found when a detection of its label "
         "overlaps it at IoU 0.3 or more (each detection claims one box, the highest scores first).</p>"
         f"<table><tr><th>label</th><th>boxes</th><th>found</th><th>recall</th>{head}<th>detections</th>"
-        f"<th>unmatched</th><th>unmatched per photo</th></tr>{''.join(rows)}</table>"
+        f"<th>unmatched</th><th>unmatched per image</th></tr>{''.join(rows)}</table>"
     )
 
 
@@ -220,30 +231,32 @@ def _notes(evaluation: Evaluation) -> str:
     missing = evaluation.without_detections
     if missing:
         examples = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        notes.append(f"{len(missing)} photos had no detections file and count as nothing found: {examples}")
+        notes.append(f"{len(missing)} files had no detections file and count as nothing found: {examples}")
     for label, count in sorted(evaluation.ignored.items()):
         notes.append(f"{count} detections of {label!r} ignored: no box of that label is labelled")
     return "".join(f'<p class="note">{_e(note)}</p>' for note in notes)
 
 
 def _unmatched_table(evaluation: Evaluation) -> str:
-    images = sorted((i for i in evaluation.images if i.unmatched), key=lambda i: (-i.unmatched, i.image))
+    images = sorted(
+        (i for i in evaluation.images if i.unmatched), key=lambda i: (-i.unmatched, i.image, i.frame or 0)
+    )
     rows = "".join(
-        f"<tr><td>{_e(i.image)}</td><td>{i.unmatched}</td><td>{i.detections}</td><td>{i.found}/{i.boxes}</td></tr>"
+        f"<tr><td>{_e(i.where)}</td><td>{i.unmatched}</td><td>{i.detections}</td><td>{i.found}/{i.boxes}</td></tr>"
         for i in images
     )
     return (
-        f"<h2>Unmatched detections per photo</h2><p>{len(images)} photos have detections that overlap no "
-        "labelled box (a face or plate nobody labelled, or a false alarm).</p>"
+        f"<h2>Unmatched detections per image</h2><p>{len(images)} photos or video frames have detections "
+        "that overlap no labelled box (a face or plate nobody labelled, or a false alarm).</p>"
         + (
-            f"<table><tr><th>photo</th><th>unmatched</th><th>detections</th><th>found</th></tr>{rows}</table>"
+            f"<table><tr><th>image</th><th>unmatched</th><th>detections</th><th>found</th></tr>{rows}</table>"
             if rows
             else ""
         )
     )
 
 
-def _misses(evaluation: Evaluation, crops: Mapping[int, str], has_photos: bool, max_crops: int) -> str:
+def _misses(evaluation: Evaluation, crops: Mapping[int, str], has_media: bool, max_crops: int) -> str:
     misses = evaluation.misses
     parts = [f"<h2>Missed boxes ({len(misses)})</h2>"]
     figures = []
@@ -251,24 +264,26 @@ def _misses(evaluation: Evaluation, crops: Mapping[int, str], has_photos: bool, 
         if index in crops:
             figures.append(
                 f'<figure><img src="{_e(crops[index])}" alt="missed {_e(miss.label)}">'
-                f"<figcaption>{_e(miss.image)}<br>{_e(miss.label)}, {miss.height:.0f} px high"
+                f"<figcaption>{_e(miss.where)}<br>{_e(miss.label)}, {miss.height:.0f} px high"
                 "</figcaption></figure>"
             )
     parts.append(f'<div class="crops">{"".join(figures)}</div>')
-    if not has_photos:
-        parts.append('<p class="note">No crops: give the labelled photos (--images) to see each miss.</p>')
+    if not has_media:
+        parts.append(
+            '<p class="note">No crops: give the labelled photos and videos (--images) to see each miss.</p>'
+        )
     elif len(misses) > max_crops:
         parts.append(
             f'<p class="note">Crops of the first {max_crops} misses only; '
             f"all {len(misses)} are listed below.</p>"
         )
     rows = "".join(
-        f"<tr><td>{_e(m.image)}</td><td>{_e(m.label)}</td><td>{_e(m.bucket)}</td><td>{m.height:.1f}</td>"
+        f"<tr><td>{_e(m.where)}</td><td>{_e(m.label)}</td><td>{_e(m.bucket)}</td><td>{m.height:.1f}</td>"
         f"<td>{', '.join(f'{v:.1f}' for v in m.xyxy)}</td></tr>"
         for m in misses
     )
     parts.append(
-        "<table><tr><th>photo</th><th>label</th><th>height bucket</th><th>height px</th>"
+        "<table><tr><th>image</th><th>label</th><th>height bucket</th><th>height px</th>"
         f"<th>box xyxy</th></tr>{rows}</table>"
     )
     return "".join(parts)

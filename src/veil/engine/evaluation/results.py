@@ -1,4 +1,11 @@
-"""Veil's detections of labelled photos scored per label, per box height and per photo, with every miss.
+"""Veil's detections of labelled photos and video frames scored per label, per box height and per image,
+with every miss.
+
+An image is a photo, or a frame of a video that has at least one labelled box: CVAT for video interpolates a
+track's box onto every frame between its key frames, and those frames are scored each like a photo. Video
+frames with no labelled box are not scored, so a video labelled over part of its length does not count the
+detections on the rest as unmatched. Photos are scored when the labels hold a box on any photo: then every
+photo, one without boxes as a photo with no face; labels of videos alone leave the photos beside them out.
 
 Only labels that have at least one labelled box are scored: labels a person did not draw (plates in a set
 of labelled faces) would otherwise count every true detection as unmatched. Their detections are counted
@@ -16,16 +23,23 @@ from veil.engine.errors import AnnotationContentError
 from veil.engine.evaluation.scoring import IOU_MATCH, SIZE_BUCKETS, Bucket, Tally, height_bucket
 from veil.engine.report import Report
 
-__all__ = ["Evaluation", "ImageResult", "Miss", "score_reports"]
+__all__ = ["Evaluation", "ImageResult", "Miss", "score_reports", "scored_media"]
 
 ALL = "all"
 
 
+def _where(image: str, frame: int | None) -> str:
+    """How a person reads where a box is: "a.jpg", or "clip.mp4 frame 123"."""
+    return image if frame is None else f"{image} frame {frame}"
+
+
 @dataclass(frozen=True)
 class Miss:
-    """A labelled box no detection claimed: the photo, the label, xyxy pixels and its height bucket."""
+    """A labelled box no detection claimed: the media file, the video frame (None on a photo), the label,
+    xyxy pixels and its height bucket."""
 
     image: str
+    frame: int | None
     label: str
     xyxy: tuple[float, float, float, float]
     bucket: str
@@ -34,23 +48,33 @@ class Miss:
     def height(self) -> float:
         return self.xyxy[3] - self.xyxy[1]
 
+    @property
+    def where(self) -> str:
+        return _where(self.image, self.frame)
+
 
 @dataclass(frozen=True)
 class ImageResult:
-    """One photo: labelled boxes, those found, detections of the scored labels and how many matched
-    nothing; `has_detections` is False when no detections were given for it (counted as none found)."""
+    """One photo or video frame (`frame` None on a photo): labelled boxes, those found, detections of the
+    scored labels and how many matched nothing; `has_detections` is False when no detections were given for
+    its file (counted as none found)."""
 
     image: str
+    frame: int | None
     boxes: int
     found: int
     detections: int
     unmatched: int
     has_detections: bool
 
+    @property
+    def where(self) -> str:
+        return _where(self.image, self.frame)
+
 
 @dataclass
 class Evaluation:
-    """The scores of a set of photos; each label's tally counts boxes in "all" and in its height bucket."""
+    """The scores of a set of images; each label's tally counts boxes in "all" and in its height bucket."""
 
     buckets: tuple[Bucket, ...]
     tallies: dict[str, Tally] = field(default_factory=dict)
@@ -65,14 +89,25 @@ class Evaluation:
 
     @property
     def without_detections(self) -> list[str]:
-        """Photos for which no detections were given."""
-        return [image.image for image in self.images if not image.has_detections]
+        """Media files (photos and videos) for which no detections were given."""
+        return list(dict.fromkeys(image.image for image in self.images if not image.has_detections))
+
+    @property
+    def counted(self) -> str:
+        """What was scored, photos and video frames apart: "12 photos and 1,800 video frames"."""
+        frames = sum(image.frame is not None for image in self.images)
+        parts = [(len(self.images) - frames, "photo"), (frames, "video frame")]
+        said = [f"{n:,} {word}{'' if n == 1 else 's'}" for n, word in parts if n]
+        return " and ".join(said) or "0 photos"
 
     def to_dict(self) -> dict[str, Any]:
-        """The scores as JSON types: per label (recall by group, boxes, unmatched per photo), per photo,
+        """The scores as JSON types: per label (recall by group, boxes, unmatched per image), per image,
         every miss, and the ignored detections."""
+        frames = sum(image.frame is not None for image in self.images)
         return {
             "iou_match": IOU_MATCH,
+            "photos": len(self.images) - frames,
+            "video_frames": frames,
             "buckets": [{"name": n, "min_px": lo, "max_px": None if hi == float("inf") else hi}
                         for n, lo, hi in self.buckets],
             "labels": {label: _label_dict(tally, self.groups) for label, tally in self.tallies.items()},
@@ -100,21 +135,30 @@ def score_reports(
     found: Mapping[str, Report | None],
     buckets: Sequence[Bucket] = SIZE_BUCKETS,
 ) -> Evaluation:
-    """Scores the detections of each photo in `truth` (labelled boxes by photo name) against its labels;
-    a photo missing from `found`, or None there, counts as one where nothing was found.
+    """Scores the detections of each photo in `truth` (labelled boxes by media name), and of each video
+    frame there with a labelled box, against its labels; a file missing from `found`, or None there, counts
+    as one where nothing was found.
 
     Raises:
         AnnotationContentError: the labels hold no box at all, so there is nothing to score.
     """
-    labelled = {name: _boxes(report) for name, report in truth.items()}
-    labels = sorted({str(label) for boxes in labelled.values() for label in boxes.label.tolist()})
-    if not labels:
-        raise AnnotationContentError(f"the labels hold no box on any of the {len(truth)} photos")
+    scored = scored_media(truth)
+    if not scored:
+        raise AnnotationContentError(f"the labels hold no box on any of the {len(truth)} photos or videos")
+    images = [(name, frame, boxes) for name, report in scored.items() for frame, boxes in _labelled(report)]
+    labels = sorted({str(label) for _, _, boxes in images for label in boxes.label.tolist()})
     evaluation = Evaluation(tuple(buckets), {label: Tally() for label in labels})
-    for name, boxes in labelled.items():
-        report = found.get(name)
-        detections = _boxes(report) if report is not None else Detections.empty()
-        evaluation.images.append(_score_image(evaluation, name, boxes, detections, report is not None))
+    by_frame = {
+        name: {frame.index: frame.detections for frame in report.frames}
+        for name, report in found.items()
+        if report is not None
+    }
+    for name, frame, boxes in images:
+        detected = by_frame.get(name)
+        detections = (detected or {}).get(frame or 0, _NONE)
+        evaluation.images.append(
+            _score_image(evaluation, name, frame, boxes, detections, detected is not None)
+        )
         for label in set(detections.label.tolist()) - set(labels):
             evaluation.ignored[label] = evaluation.ignored.get(label, 0) + int(
                 (detections.label == label).sum()
@@ -122,8 +166,35 @@ def score_reports(
     return evaluation
 
 
+_NONE = Detections.empty()
+
+
+def scored_media(truth: Mapping[str, Report]) -> dict[str, Report]:
+    """The files with something to score (see the module docstring): videos with a labelled frame, and
+    every photo when the labels hold a box on any photo."""
+    photos = any(report.media.type == "image" and report.frames for report in truth.values())
+    return {
+        name: report
+        for name, report in truth.items()
+        if report.frames or (photos and report.media.type == "image")
+    }
+
+
+def _labelled(report: Report) -> list[tuple[int | None, Detections]]:
+    """What is scored in a file: a photo's boxes (one frame, or none) at frame None; each video frame
+    with a labelled box."""
+    if report.media.type == "image":
+        return [(None, Detections.merge([frame.detections for frame in report.frames]))]
+    return [(frame.index, frame.detections) for frame in report.frames]
+
+
 def _score_image(
-    evaluation: Evaluation, name: str, boxes: Detections, detections: Detections, has_detections: bool
+    evaluation: Evaluation,
+    name: str,
+    frame: int | None,
+    boxes: Detections,
+    detections: Detections,
+    has_detections: bool,
 ) -> ImageResult:
     total = found = det_count = unmatched = 0
     for label, tally in evaluation.tallies.items():
@@ -134,12 +205,7 @@ def _score_image(
         matching = tally.score_image(truth.xyxy, groups, dets.xyxy, dets.confidence)
         for (x0, y0, x1, y1), bucket, hit in zip(truth.xyxy.tolist(), buckets, matching.claimed, strict=True):
             if not hit:
-                evaluation.misses.append(Miss(name, label, (x0, y0, x1, y1), bucket or ""))
+                evaluation.misses.append(Miss(name, frame, label, (x0, y0, x1, y1), bucket or ""))
         total, found = total + len(truth), found + sum(matching.claimed)
         det_count, unmatched = det_count + len(dets), unmatched + matching.unmatched
-    return ImageResult(name, total, found, det_count, unmatched, has_detections)
-
-
-def _boxes(report: Report) -> Detections:
-    """Every box of a photo's report (one frame, or none)."""
-    return Detections.merge([frame.detections for frame in report.frames])
+    return ImageResult(name, frame, total, found, det_count, unmatched, has_detections)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -37,6 +37,7 @@ __all__ = [
     "frame_from_bgr",
     "frame_to_bgr",
     "muxer_for",
+    "upright_frames",
 ]
 
 FrameBGR = npt.NDArray[np.uint8]
@@ -371,6 +372,31 @@ def frame_from_bgr(bgr: FrameBGR, like: av.VideoFrame) -> av.VideoFrame:
     )
     out.pts, out.time_base = like.pts, like.time_base
     return out
+
+
+def upright_frames(src: Path, frames: Collection[int]) -> Iterator[tuple[int, FrameBGR]]:
+    """(index, upright (H, W, 3) uint8 BGR frame) for each of `frames` of the video, in index order, from
+    one pass that stops after the last of them; the frames between are decoded but not converted.
+
+    Raises:
+        MediaError: `src` does not exist. CorruptMediaError: it is not a readable video.
+    """
+    wanted = set(frames)
+    if not wanted:
+        return
+    last = max(wanted)
+    reader = VideoReader(src, copy_streams=False)
+    turns = reader.props.rotation // 90
+    try:
+        for item in reader.items():
+            if not isinstance(item, DecodedFrame) or item.index not in wanted:
+                continue
+            bgr = frame_to_bgr(item.frame)
+            yield item.index, np.ascontiguousarray(np.rot90(bgr, turns)) if turns else bgr
+            if item.index >= last:
+                return
+    finally:
+        reader.close()
 
 
 RegionEdit = Callable[[FrameBGR, tuple[int, int]], FrameBGR]
