@@ -403,11 +403,17 @@ def test_a_resumable_upload_goes_on_from_the_servers_offset_after_a_failed_chunk
     WHEN the second PATCH loses its connection halfway through (or the server answers it 503)
     THEN the client asks the server's offset and goes on from it, and the server holds exactly the file."""
     sent = failing_patches(monkeypatch, {2}, how)
+    shown: list[tuple[int, int]] = []
 
     with VeilClient(live_server.url, api_key) as client:
-        upload_id = client.upload_resumable(backup_file, purpose="request")
+        upload_id = client.upload_resumable(
+            backup_file, purpose="request", progress=lambda held, size: shown.append((held, size))
+        )
 
     assert sent == patch_offsets
+    size = backup_file.stat().st_size
+    assert shown == sorted(shown), "it only goes forward"
+    assert sorted(set(shown)) == [(held, size) for held in sorted({*patch_offsets[1:], size})]
     with live_server.sessions() as session:
         upload = session.get(Upload, upload_id)
     assert upload is not None

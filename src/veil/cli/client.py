@@ -12,7 +12,7 @@ import json
 import mimetypes
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO
@@ -51,6 +51,9 @@ RESUME_DELAYS_S = (1.0, 2.0, 4.0)
 """The waits before each try to go on with a resumable upload after a failed chunk; one failure more and
 the command stops."""
 _TUS = {"Tus-Resumable": "1.0.0"}
+
+UploadProgress = Callable[[int, int], None]
+"""Called as progress(bytes the server holds, file size) as a resumable upload goes on."""
 
 console = Console(stderr=True)
 task_app = typer.Typer(
@@ -174,19 +177,21 @@ class VeilClient:
         params: Mapping[str, Any],
         upload: Path | None = None,
         body: Mapping[str, Any] | None = None,
+        upload_progress: UploadProgress | None = None,
     ) -> str:
         """POSTs to a route that starts a background request, with a JSON `body` if given, and its input
-        `upload` sent before as a resumable upload (`upload=<id>`); returns the request's id."""
+        `upload` sent before as a resumable upload (`upload=<id>`, followed by `upload_progress`); returns
+        the request's id."""
         query = dict(params)
         if upload is not None:
-            query["upload"] = self.upload_resumable(upload, purpose="request")
+            query["upload"] = self.upload_resumable(upload, purpose="request", progress=upload_progress)
         return str(self._request("POST", path, params=query, json=body).json()["rq_id"])
 
-    def upload_resumable(self, path: Path, purpose: str) -> str:
+    def upload_resumable(self, path: Path, purpose: str, progress: UploadProgress | None = None) -> str:
         """Sends a file by a TUS resumable upload with the metadata `purpose` and its name, in chunks of
         RESUMABLE_CHUNK_BYTES; returns the upload's id. A backup may be several GB: after a dropped
         connection, a 5xx or a 409 (offset) answer, the server's offset (HEAD) says where to go on, a try
-        after each of RESUME_DELAYS_S.
+        after each of RESUME_DELAYS_S. `progress(bytes the server holds, size)` follows it.
 
         Raises:
             CommandError: the upload stopped (how far it got, and the last failure), or was refused.
@@ -210,6 +215,8 @@ class VeilClient:
                     else:
                         offset, failures = self._append_chunk(upload_id, stream, offset), 0
                     sent = offset
+                    if progress is not None:
+                        progress(sent, size)
                 except CommandError as exc:
                     if not _worth_resuming(exc):
                         raise

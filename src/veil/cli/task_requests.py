@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TransferSpeedColumn,
+)
 
 from veil.cli.client import (
     DEFAULT_URL,
@@ -101,8 +108,9 @@ def import_annotations(
         params = {"format": resolve_format(client, format_name, [task_id], exporting=False)}
         if render:
             params["render"] = "true"
-        rq_id = client.start_request(f"/v1/tasks/{task_id}/annotations", params, upload=file)
-        done = follow_request(client, rq_id, interval)
+        done = follow_request(
+            client, _start_with_file(client, f"/v1/tasks/{task_id}/annotations", params, file), interval
+        )
         typer.echo(str(done["result_id"]))
         if done.get("render_task_id"):
             typer.echo(str(done["render_task_id"]))
@@ -131,8 +139,22 @@ def restore(
 ) -> None:
     """Restore a backup as a new task of yours; print its id."""
     with command_client(url, api_key) as client:
-        done = follow_request(client, client.start_request("/v1/tasks/backup", {}, upload=file), interval)
+        done = follow_request(client, _start_with_file(client, "/v1/tasks/backup", {}, file), interval)
         typer.echo(str(done["result_id"]))
+
+
+def _start_with_file(client: VeilClient, path: str, params: dict[str, str], file: Path) -> str:
+    """Starts the request at `path` reading `file`, uploaded first with a bar of the bytes sent; its id."""
+    columns = (TextColumn(f"uploading {file.name}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    # Off a terminal (a script's log) the bar would only leave a blank line behind.
+    with Progress(*columns, console=console, transient=True, disable=not console.is_terminal) as progress:
+        bar = progress.add_task("upload", total=None)
+        return client.start_request(
+            path,
+            params,
+            upload=file,
+            upload_progress=lambda held, size: progress.update(bar, completed=held, total=size),
+        )
 
 
 def follow_request(client: VeilClient, request_id: str, interval: float) -> dict[str, Any]:
