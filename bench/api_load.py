@@ -35,8 +35,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api_server import VEIL, running_api, services, stop
-from veil.core.db import session_scope
-from veil.core.models import StoredFile, Task
+from veil.core.database.connection import session_scope
+from veil.core.database.models import StoredFile, Task
 
 
 def small_jpeg() -> bytes:

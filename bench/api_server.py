@@ -22,8 +22,8 @@ import psycopg
 import redis
 from sqlalchemy.orm import Session, sessionmaker
 
-from veil.core.db import create_db_engine, migrate, session_scope
-from veil.core.keys import create_api_key
+from veil.core.database.connection import create_db_engine, migrate, session_scope
+from veil.core.services.keys import create_api_key
 
 __all__ = ["VEIL", "RunningApi", "running_api", "services", "stop"]
 

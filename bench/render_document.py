@@ -1,5 +1,5 @@
 """Reading a large render document: time and peak memory of checking it whole as pydantic models, against
-`veil.core.documents.read_document` (its parsed JSON and one frame of models at a time).
+`veil.core.services.documents.read_document` (its parsed JSON and one frame of models at a time).
 
 Generates an hour of 30 fps video with `--boxes-per-frame` faces in every frame as `veil.detections/1` JSON,
 then measures each way in a process of its own (the peak, VmHWM, is reset before and read after).
@@ -19,7 +19,7 @@ from pathlib import Path
 _MEASURE = """
 import sys, time
 from pathlib import Path
-from veil.core.documents import read_document
+from veil.core.services.documents import read_document
 from veil.core.parameters import DetectionsDocument
 
 def kib(field):

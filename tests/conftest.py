@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import FACE_BOX, RecordingQueue
 from tests.s3_server import S3Server, seaweedfs
-from veil.core.db import create_db_engine, migrate
+from veil.core.database.connection import create_db_engine, migrate
 from veil.core.settings import Settings
 from veil.engine.detections import Detections
 from veil.engine.detectors import quantized

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
-from veil.core.db import create_db_engine, migrate
+from veil.core.database.connection import create_db_engine, migrate
 
 STARTUP_TIMEOUT_S = 90.0
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import RecordingQueue
 from tests.server.conftest import make_key
-from veil.core.db import create_db_engine, migrate
+from veil.core.database.connection import create_db_engine, migrate
 from veil.core.settings import Settings, get_settings
 from veil.server.main import create_app
 

@@ -11,9 +11,9 @@ from sqlalchemy.orm import sessionmaker
 from typer.testing import CliRunner
 
 from veil.cli.app import app
-from veil.core.db import create_db_engine, migrate
-from veil.core.keys import find_api_key, hash_key
-from veil.core.models import ApiKey
+from veil.core.database.connection import create_db_engine, migrate
+from veil.core.database.models import ApiKey
+from veil.core.services.keys import find_api_key, hash_key
 from veil.core.settings import Settings
 
 runner = CliRunner(env={"COLUMNS": "200"})

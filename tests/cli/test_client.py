@@ -25,8 +25,8 @@ from tests.server.conftest import make_key
 from veil.cli import client as client_module
 from veil.cli.app import app
 from veil.cli.client import VeilClient, parse_parameters
-from veil.core.db import session_scope
-from veil.core.models import StoredFile, Task, Upload, utc_now
+from veil.core.database.connection import session_scope
+from veil.core.database.models import StoredFile, Task, Upload, utc_now
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage
 

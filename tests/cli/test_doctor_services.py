@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from tests.services import private_postgres, private_redis
 from veil.cli.app import app
-from veil.core.db import migrate
+from veil.core.database.connection import migrate
 from veil.core.settings import Settings, get_settings
 
 runner = CliRunner(env={"COLUMNS": "400"})

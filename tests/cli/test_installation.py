@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from veil.cli.app import app
 from veil.cli.installation import installation_line
-from veil.core.db import migrate
+from veil.core.database.connection import migrate
 from veil.core.settings import Settings, get_settings
 
 runner = CliRunner(env={"COLUMNS": "200"})

@@ -26,9 +26,9 @@ from sqlalchemy.orm import sessionmaker
 
 from tests.helpers import noise_image
 from tests.live_server import free_port
-from veil.core.db import create_db_engine, migrate, session_scope
-from veil.core.keys import create_api_key
-from veil.core.models import FINAL_STATUSES, StoredFile, Task
+from veil.core.database.connection import create_db_engine, migrate, session_scope
+from veil.core.database.models import FINAL_STATUSES, StoredFile, Task
+from veil.core.services.keys import create_api_key
 
 START_TIMEOUT_S = 60.0
 T = TypeVar("T")

@@ -30,9 +30,9 @@ from sqlalchemy import select, text
 from tests.cluster.conftest import Cluster, Process, cluster_env, until
 from tests.s3_server import S3Server
 from tests.services import private_postgres, private_redis
-from veil.core.maintenance import run_maintenance
-from veil.core.models import Lease, StoredFile, Upload
+from veil.core.database.models import Lease, StoredFile, Upload
 from veil.core.queue import TaskQueue, create_celery
+from veil.core.services.maintenance import run_maintenance
 from veil.core.settings import Settings
 from veil.core.storage import S3Storage, open_storage
 

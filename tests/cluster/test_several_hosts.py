@@ -31,7 +31,7 @@ from tests.cluster.hosts import Network, private_network, tcp_forward
 from tests.engine.video_factory import find_square, make_video, square_box, upright_frame
 from tests.s3_server import seaweedfs
 from tests.services import private_postgres, private_redis
-from veil.core.models import VideoSegment, WorkerBeat
+from veil.core.database.models import VideoSegment, WorkerBeat
 
 HOSTS = ("worker-a", "worker-b")
 # A 2.4 s clip is cut into five segments of 12 frames (a key frame every 6); a 1.2 s one is not cut.

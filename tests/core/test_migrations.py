@@ -14,9 +14,9 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
 from tests.services import private_postgres
-from veil.core import db
-from veil.core.db import create_db_engine, migrate
-from veil.core.models import Base
+from veil.core.database import connection as db
+from veil.core.database.connection import create_db_engine, migrate
+from veil.core.database.models import Base
 
 MIGRATIONS = Path(db.__file__).with_name("migrations")
 

@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from veil.core import paths
-from veil.core.paths import MAX_DEPTH, FileRoot, OutputRefusedError, PathOutsideRootError, file_id, path_parts
+from veil.core.safety import paths
+from veil.core.safety.paths import (
+    MAX_DEPTH,
+    FileRoot,
+    OutputRefusedError,
+    PathOutsideRootError,
+    file_id,
+    path_parts,
+)
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.live_server import veil_serve
-from veil.core.db import session_scope
-from veil.core.keys import create_api_key
+from veil.core.database.connection import session_scope
+from veil.core.services.keys import create_api_key
 
 
 @dataclass

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import RecordingQueue
-from veil.core.db import session_scope
-from veil.core.keys import create_api_key
+from veil.core.database.connection import session_scope
+from veil.core.services.keys import create_api_key
 from veil.core.settings import Settings
 from veil.server.main import create_app
 

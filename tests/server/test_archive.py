@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.server.test_files import image_bytes
 from tests.server.test_tasks import problem, submit, upload_photo
-from veil.core.archives import ArchiveMember, stream_zip
-from veil.core.db import session_scope
-from veil.core.models import StoredFile, Task
+from veil.core.database.connection import session_scope
+from veil.core.database.models import StoredFile, Task
+from veil.core.services.archives import ArchiveMember, stream_zip
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage
 

@@ -14,10 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import RecordingQueue
-from veil.core.db import session_scope
-from veil.core.keys import hash_key
-from veil.core.models import ApiKey, Task
-from veil.core.paths import MAX_DEPTH
+from veil.core.database.connection import session_scope
+from veil.core.database.models import ApiKey, Task
+from veil.core.safety.paths import MAX_DEPTH
+from veil.core.services.keys import hash_key
 from veil.core.settings import Settings
 
 # The keys of the result in `GET /api/task/{task_id}` of the BlurIt on-premise documentation.

@@ -12,8 +12,8 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.server.test_tasks import detections_document, problem, submit, upload_document, upload_photo
-from veil.core.db import session_scope
-from veil.core.models import Task, utc_now
+from veil.core.database.connection import session_scope
+from veil.core.database.models import Task, utc_now
 from veil.server.api.routes import task_streams
 
 

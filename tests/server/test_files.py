@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.engine.video_factory import make_audio_only, make_video
 from tests.helpers import noise_image
 from tests.photo_factory import png_bomb
-from veil.core.db import session_scope
-from veil.core.models import StoredFile, utc_now
+from veil.core.database.connection import session_scope
+from veil.core.database.models import StoredFile, utc_now
 from veil.core.settings import Settings
 
 PROBLEM = "application/problem+json"

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import RecordingQueue
 from tests.server.conftest import make_key
-from veil.core.db import session_scope
-from veil.core.keys import hash_key, revoke_api_key
-from veil.core.models import ApiKey, Task, WorkerBeat, utc_now
+from veil.core.database.connection import session_scope
+from veil.core.database.models import ApiKey, Task, WorkerBeat, utc_now
+from veil.core.services.keys import hash_key, revoke_api_key
 from veil.core.settings import Settings
 from veil.server.main import create_app
 

@@ -12,10 +12,10 @@ from sqlalchemy import create_engine, select
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
+from veil.core.database.jsonlogic import MAX_DEPTH, filter_to_sql, rule_to_sql
+from veil.core.database.models import ApiKey, Base, Task
 from veil.core.errors import InvalidInputError
-from veil.core.jsonlogic import MAX_DEPTH, filter_to_sql, rule_to_sql
-from veil.core.models import ApiKey, Base, Task
-from veil.core.tasks import TASK_LISTING
+from veil.core.services.tasks import TASK_LISTING
 
 FIELDS = TASK_LISTING.fields
 

@@ -10,10 +10,10 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.server.test_files import problem
-from veil.core.db import session_scope
+from veil.core.database.connection import session_scope
+from veil.core.database.models import ApiKey
 from veil.core.errors import InvalidInputError
-from veil.core.keys import checked_file_root
-from veil.core.models import ApiKey
+from veil.core.services.keys import checked_file_root
 from veil.core.settings import Settings
 
 

@@ -9,10 +9,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from veil.core.db import session_scope
-from veil.core.keys import hash_key
-from veil.core.models import ApiKey
-from veil.core.usage import model_licenses
+from veil.core.database.connection import session_scope
+from veil.core.database.models import ApiKey
+from veil.core.services.keys import hash_key
+from veil.core.services.usage import model_licenses
 
 
 def count_usage(
@@ -71,7 +71,7 @@ def test_a_key_sees_its_own_usage_and_an_admin_sees_every_key(
 def test_a_third_party_detector_is_listed_from_its_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
     plugin = EntryPoint(name="cat", value="veil_cats.detector:CatDetector", group="veil.detectors")
     monkeypatch.setattr(
-        "veil.core.usage.entry_points", lambda group: [plugin] if group == "veil.detectors" else []
+        "veil.core.services.usage.entry_points", lambda group: [plugin] if group == "veil.detectors" else []
     )
 
     [listed] = model_licenses()

@@ -29,8 +29,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import RecordingQueue
 from tests.server.conftest import make_key
-from veil.core.db import create_db_engine, session_scope
-from veil.core.models import WorkerBeat, utc_now
+from veil.core.database.connection import create_db_engine, session_scope
+from veil.core.database.models import WorkerBeat, utc_now
 from veil.core.settings import Settings
 from veil.server.main import create_app
 

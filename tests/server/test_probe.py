@@ -19,7 +19,7 @@ from PIL import Image, ImageFile, WebPImagePlugin
 from tests.engine.video_factory import make_audio_only, make_video
 from tests.photo_factory import damaged_pixels_png, declaring, photo_bytes, png_bomb
 from veil.core.errors import UnprocessableMediaError, UnsupportedMediaTypeError
-from veil.core.probe import SNIFF_BYTES, inspect_upload, media_properties, sniff_media_type
+from veil.core.probing.content import SNIFF_BYTES, inspect_upload, media_properties, sniff_media_type
 
 image_bytes = photo_bytes
 PHOTO_FORMATS = [("JPEG", "image/jpeg"), ("PNG", "image/png"), ("WEBP", "image/webp"), ("BMP", "image/bmp"),
@@ -395,7 +395,7 @@ def test_a_file_with_no_video_stream_is_refused_saying_what_it_holds(
 def test_a_video_with_frames_over_the_pixel_limit_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("veil.core.probe.MAX_PIXELS", 320 * 240 - 1)
+    monkeypatch.setattr("veil.core.probing.content.MAX_PIXELS", 320 * 240 - 1)
     clip = make_video(tmp_path / "clip.mp4", frames=5, audio=None).path
 
     with pytest.raises(
@@ -409,8 +409,8 @@ _PEAK_GROWTH_MIB = """
 import sys
 from pathlib import Path
 from veil.core.errors import UnprocessableMediaError
-from veil.core.probe import inspect_upload
-from veil.core.video_container import RefusedVideoError, check_video_complete, read_video_header
+from veil.core.probing.content import inspect_upload
+from veil.core.probing.video_container import RefusedVideoError, check_video_complete, read_video_header
 def kib(field):
     line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field))
     return int(line.split()[1])

@@ -30,7 +30,7 @@ from tests.server.test_requests import (
     upload_photo,
 )
 from tests.server.test_tasks import problem
-from veil.core.models import BackgroundRequest, StoredFile, Task
+from veil.core.database.models import BackgroundRequest, StoredFile, Task
 from veil.engine.annotations import formats
 from veil.worker import requests as requests_worker
 from veil.worker.context import WorkerContext

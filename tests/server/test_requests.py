@@ -23,9 +23,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.helpers import RecordingQueue, noise_image
 from tests.server.conftest import make_key
 from tests.server.test_tasks import problem
-from veil.core.db import create_db_engine, migrate, session_scope
-from veil.core.maintenance import recover_tasks, run_maintenance
-from veil.core.models import BackgroundRequest, StoredFile, Task, utc_now
+from veil.core.database.connection import create_db_engine, migrate, session_scope
+from veil.core.database.models import BackgroundRequest, StoredFile, Task, utc_now
+from veil.core.services.maintenance import recover_tasks, run_maintenance
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage
 from veil.server.main import create_app
@@ -267,7 +267,7 @@ def test_a_request_cancelled_while_it_runs_keeps_nothing(
     THEN it stops: the request stays failed as cancelled, and no result file or bytes are left."""
     task_id = anonymized(client, context, alice)
     rq_id = started(client.post(f"/v1/tasks/{task_id}/backup/export", headers=alice))
-    from veil.core import backups
+    from veil.core.services import backups
 
     def cancel_midway(*args: Any, progress: Any, **kwargs: Any) -> None:
         client.delete(f"/v1/requests/{rq_id}", headers=alice)

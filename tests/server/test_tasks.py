@@ -20,13 +20,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.engine.video_factory import make_video
 from tests.helpers import RecordingQueue, noise_image
-from veil.core.db import session_scope
-from veil.core.models import TASK_STATUSES, ApiKey, StoredFile, Task
+from veil.core.database.connection import session_scope
+from veil.core.database.models import TASK_STATUSES, ApiKey, StoredFile, Task
 from veil.core.parameters import OPERATIONS
 from veil.core.schemas import Operation, TaskCreate, TaskStatus
+from veil.core.services.tasks import create_task
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage
-from veil.core.tasks import create_task
 
 PROBLEM = "application/problem+json"
 
@@ -655,7 +655,7 @@ def test_an_invalid_render_document_upload_is_refused_naming_the_place(
 def test_a_render_document_over_its_size_limit_is_refused_with_413(
     client: TestClient, alice: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("veil.core.probe.MAX_DOCUMENT_BYTES", 1000)
+    monkeypatch.setattr("veil.core.probing.content.MAX_DOCUMENT_BYTES", 1000)
     frames = [{"index": index, "detections": [{"box": [1, 2, 3, 4]}]} for index in range(50)]
     media = {"type": "video", "width": 32, "height": 24}
 

@@ -18,10 +18,10 @@ from tests.helpers import RecordingQueue
 from tests.photo_factory import png_bomb
 from tests.server.test_files import image_bytes, problem
 from tests.server.test_tasks import detections_document
-from veil.core.db import session_scope
-from veil.core.leases import take_lease
-from veil.core.maintenance import run_maintenance
-from veil.core.models import Lease, StoredFile, Upload, utc_now
+from veil.core.database.connection import session_scope
+from veil.core.database.leases import take_lease
+from veil.core.database.models import Lease, StoredFile, Upload, utc_now
+from veil.core.services.maintenance import run_maintenance
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from veil.core.errors import InvalidInputError
-from veil.core.urls import check_public_url
+from veil.core.safety.urls import check_public_url
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.live_server import veil_serve
-from veil.core.db import session_scope
-from veil.core.keys import create_api_key
+from veil.core.database.connection import session_scope
+from veil.core.services.keys import create_api_key
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]

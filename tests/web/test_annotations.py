@@ -17,9 +17,9 @@ from playwright.sync_api import Page, Route, expect
 
 from tests.web.conftest import TABLET, WebServer, sign_in
 from tests.web.test_editor import astronaut_jpeg, finished_task
-from veil.core.keys import find_api_key
-from veil.core.requests import request_on_task
 from veil.core.schemas import RequestOperation
+from veil.core.services.keys import find_api_key
+from veil.core.services.requests import request_on_task
 from veil.core.settings import Settings
 
 pytestmark = pytest.mark.browser

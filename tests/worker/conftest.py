@@ -14,15 +14,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import RecordingQueue
-from veil.core.blurit import DirectoryTaskCreate, FileTaskCreate, create_directory_task, create_file_task
-from veil.core.db import session_scope
-from veil.core.files import store_upload
-from veil.core.keys import create_api_key
-from veil.core.models import ApiKey, StoredFile, Task
+from veil.core.database.connection import session_scope
+from veil.core.database.models import ApiKey, StoredFile, Task
 from veil.core.schemas import TaskCreate
+from veil.core.services.blurit import (
+    DirectoryTaskCreate,
+    FileTaskCreate,
+    create_directory_task,
+    create_file_task,
+)
+from veil.core.services.files import store_upload
+from veil.core.services.keys import create_api_key
+from veil.core.services.tasks import create_task
 from veil.core.settings import Settings
 from veil.core.storage import LocalStorage
-from veil.core.tasks import create_task
 from veil.worker.context import WorkerContext
 
 

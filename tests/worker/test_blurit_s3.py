@@ -17,12 +17,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.helpers import FACE_BOX, noise_image
 from tests.s3_server import S3Server
 from tests.worker.conftest import task_row
-from veil.core.blurit import DirectoryTaskCreate, FileTaskCreate, create_directory_task, create_file_task
-from veil.core.blurit_s3 import S3Files, s3_files
-from veil.core.db import session_scope
+from veil.core.database.connection import session_scope
+from veil.core.database.models import ApiKey
 from veil.core.errors import InvalidInputError
-from veil.core.keys import create_api_key
-from veil.core.models import ApiKey
+from veil.core.services.blurit import (
+    DirectoryTaskCreate,
+    FileTaskCreate,
+    create_directory_task,
+    create_file_task,
+)
+from veil.core.services.blurit_s3 import S3Files, s3_files
+from veil.core.services.keys import create_api_key
 from veil.core.settings import Settings
 from veil.engine.detections import Detections
 from veil.worker.context import WorkerContext

@@ -16,10 +16,10 @@ from sqlalchemy import select, update
 from tests.engine.video_factory import make_video
 from tests.helpers import FACE_BOX, load_rgb, noise_image, save_image, validate_report
 from tests.worker.conftest import key_row, submit_blurit, task_row
-from veil.core.db import session_scope
-from veil.core.keys import create_api_key, revoke_api_key
-from veil.core.maintenance import run_maintenance
-from veil.core.models import ApiKey, ExpiringPath, Task, utc_now
+from veil.core.database.connection import session_scope
+from veil.core.database.models import ApiKey, ExpiringPath, Task, utc_now
+from veil.core.services.keys import create_api_key, revoke_api_key
+from veil.core.services.maintenance import run_maintenance
 from veil.engine.detections import Detections
 from veil.worker import tasks
 from veil.worker.context import WorkerContext

@@ -21,8 +21,8 @@ from sqlalchemy import update
 
 from tests.helpers import RecordingQueue, readme_signature_verifier, save_image
 from tests.worker.conftest import key_row, submit, task_row, upload
-from veil.core.db import session_scope
-from veil.core.models import ApiKey, Task
+from veil.core.database.connection import session_scope
+from veil.core.database.models import ApiKey, Task
 from veil.core.settings import Settings
 from veil.engine.detections import Detections
 from veil.worker.callbacks import SIGNATURE_HEADER, deliver_callback, retry_delay_s, sign

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from tests.helpers import save_image
 from tests.worker.conftest import submit, task_row, upload
-from veil.core.models import ApiKey, WorkerBeat
+from veil.core.database.models import ApiKey, WorkerBeat
 from veil.core.queue import DELIVER_CALLBACK, RUN_SEGMENT, RUN_TASK
 from veil.core.settings import Settings
 from veil.engine.detections import Detections

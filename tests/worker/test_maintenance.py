@@ -13,9 +13,9 @@ from sqlalchemy import select, update
 
 from tests.helpers import RecordingQueue, save_image
 from tests.worker.conftest import generated, submit, task_row, upload
-from veil.core.db import session_scope
-from veil.core.maintenance import MAX_ATTEMPTS, recover_tasks, run_maintenance
-from veil.core.models import ApiKey, ExpiringPath, StoredFile, Task, utc_now
+from veil.core.database.connection import session_scope
+from veil.core.database.models import ApiKey, ExpiringPath, StoredFile, Task, utc_now
+from veil.core.services.maintenance import MAX_ATTEMPTS, recover_tasks, run_maintenance
 from veil.engine.detections import Detections
 from veil.worker.context import WorkerContext
 from veil.worker.lifecycle import claim_task

@@ -14,8 +14,8 @@ from sqlalchemy import update
 from tests.engine.video_factory import make_video, square_box
 from tests.helpers import FACE_BOX, load_rgb, save_image, validate_report
 from tests.worker.conftest import generated, key_row, submit, task_row, upload
-from veil.core.db import session_scope
-from veil.core.models import ApiKey, Task
+from veil.core.database.connection import session_scope
+from veil.core.database.models import ApiKey, Task
 from veil.engine.anonymizer import AnonymizeOptions
 from veil.engine.detectors.base import DetectorConfig
 from veil.engine.errors import ModelError

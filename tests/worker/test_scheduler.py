@@ -19,13 +19,13 @@ from tests.helpers import save_image
 from tests.services import private_postgres
 from tests.worker.conftest import submit, upload
 from veil.core.broker import embedded_broker_url
-from veil.core.db import create_db_engine, migrate, session_scope
-from veil.core.leases import release_lease, take_lease
-from veil.core.maintenance import resend_lost_messages
-from veil.core.models import ApiKey, BackgroundRequest, Task, utc_now
+from veil.core.database.connection import create_db_engine, migrate, session_scope
+from veil.core.database.leases import release_lease, take_lease
+from veil.core.database.models import ApiKey, BackgroundRequest, Task, utc_now
 from veil.core.queue import CALLBACK_QUEUE, PHOTO_QUEUE, VIDEO_QUEUE, TaskQueue, create_celery
-from veil.core.requests import create_request
 from veil.core.scheduler import PeriodicJob, Scheduler
+from veil.core.services.maintenance import resend_lost_messages
+from veil.core.services.requests import create_request
 from veil.core.settings import Settings
 from veil.worker.context import WorkerContext
 

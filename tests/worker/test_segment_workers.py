@@ -21,12 +21,12 @@ from sqlalchemy import func, select
 
 from tests.engine.video_factory import find_square, make_video, square_box
 from tests.worker.conftest import submit, upload
-from veil.core.db import migrate, session_scope
-from veil.core.keys import create_api_key
-from veil.core.models import ApiKey, StoredFile, Task, VideoSegment, WorkerBeat
+from veil.core.database.connection import migrate, session_scope
+from veil.core.database.models import ApiKey, StoredFile, Task, VideoSegment, WorkerBeat
 from veil.core.queue import TaskQueue, create_celery
+from veil.core.services.keys import create_api_key
+from veil.core.services.tasks import cancel_task
 from veil.core.settings import Settings
-from veil.core.tasks import cancel_task
 from veil.engine.detectors.fake import FakeDetector
 from veil.engine.redactors.style import DEFAULT_STYLES
 from veil.engine.video import VideoOptions, anonymize_video

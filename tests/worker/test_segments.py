@@ -18,9 +18,9 @@ from sqlalchemy import select
 from tests.engine.video_factory import find_square, make_video
 from tests.helpers import RecordingQueue
 from tests.worker.conftest import generated, submit, task_row, upload
-from veil.core.models import ApiKey, StoredFile, VideoSegment
+from veil.core.database.models import ApiKey, StoredFile, VideoSegment
+from veil.core.services.tasks import cancel_task
 from veil.core.settings import Settings
-from veil.core.tasks import cancel_task
 from veil.engine.detections import Detections
 from veil.engine.detectors.base import DetectorConfig
 from veil.engine.detectors.fake import FakeDetector

@@ -26,9 +26,9 @@ from tests.helpers import (
 )
 from tests.photo_factory import damaged_pixels_png
 from tests.worker.conftest import generated, key_row, submit, task_row, upload
-from veil.core.db import session_scope
-from veil.core.models import ApiKey, Task, utc_now
-from veil.core.tasks import cancel_task
+from veil.core.database.connection import session_scope
+from veil.core.database.models import ApiKey, Task, utc_now
+from veil.core.services.tasks import cancel_task
 from veil.engine.detections import Detections
 from veil.engine.detectors.base import DetectorConfig
 from veil.engine.detectors.fake import FakeDetector

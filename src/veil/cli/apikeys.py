@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from veil.cli.installation import announce_installation, require_database
 from veil.cli.progress import human_bytes
-from veil.core.db import create_db_engine, migrate, session_scope
+from veil.core.database.connection import create_db_engine, migrate, session_scope
+from veil.core.database.models import ApiKey
 from veil.core.errors import InvalidInputError
-from veil.core.keys import checked_file_root, create_api_key, key_file_root, revoke_api_key
-from veil.core.models import ApiKey
+from veil.core.services.keys import checked_file_root, create_api_key, key_file_root, revoke_api_key
 from veil.core.settings import get_settings
 
 __all__ = ["apikey_app"]

@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Table
 
-from veil.core.models import FINAL_STATUSES
+from veil.core.database.models import FINAL_STATUSES
 from veil.engine.media.kinds import media_kind
 
 __all__ = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
-from veil.core.db import has_veil_tables, printable_url
+from veil.core.database.connection import has_veil_tables, printable_url
 from veil.core.settings import Settings
 
 __all__ = ["announce_installation", "installation_line", "require_database"]

@@ -31,12 +31,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from veil.cli.installation import announce_installation, require_database
 from veil.cli.logs import configure_logging
 from veil.core.broker import embedded_broker_url
-from veil.core.db import create_db_engine, migrate, session_scope
-from veil.core.keys import create_api_key
-from veil.core.maintenance import recover_tasks
-from veil.core.models import ApiKey
+from veil.core.database.connection import create_db_engine, migrate, session_scope
+from veil.core.database.models import ApiKey
 from veil.core.queue import CALLBACK_QUEUE, TASK_QUEUES, TaskQueue, create_celery
 from veil.core.scheduler import Scheduler, periodic_jobs
+from veil.core.services.keys import create_api_key
+from veil.core.services.maintenance import recover_tasks
 from veil.core.settings import get_settings
 from veil.core.storage import open_storage
 from veil.worker.celery_app import create_worker_app

@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from veil.core.db import has_veil_tables, printable_url
-from veil.core.health import broker_problem
+from veil.core.database.connection import has_veil_tables, printable_url
+from veil.core.services.health import broker_problem
 from veil.core.settings import Settings
 from veil.core.storage import StorageUnavailableError, open_storage
 

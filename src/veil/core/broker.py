@@ -21,7 +21,7 @@ from kombu.transport import sqlalchemy as kombu_sqlalchemy
 from sqlalchemy import insert
 from sqlalchemy.exc import OperationalError
 
-from veil.core.db import create_db_engine
+from veil.core.database.connection import create_db_engine
 
 __all__ = ["EMBEDDED_SCHEMES", "Transport", "embedded_broker_url"]
 

@@ -47,7 +47,7 @@ Preset = Literal[
 MAX_RENDER_BOXES = 250_000
 """The most boxes one `render` document may list, all frames together: about 30 MB of JSON. An hour of 30 fps
 video with two faces in every frame fits. Such a document is uploaded as a file and read a frame at a time
-(`veil.core.documents`); tasks carry only its file id and a summary."""
+(`veil.core.services.documents`); tasks carry only its file id and a summary."""
 _MAX_BOXES_PER_FRAME = 10_000
 
 

@@ -106,7 +106,7 @@ class TaskQueue:
         group(signatures).apply_async()
 
     def enqueue_request(self, request_id: str, queue: str) -> None:
-        """Sends a background request (`veil.core.requests`) to `queue`, the one in its row."""
+        """Sends a background request (`veil.core.services.requests`) to `queue`, the one in its row."""
         self.celery.send_task(RUN_REQUEST, args=[request_id], queue=queue)
 
     def enqueue_callback(self, task_id: str, *, attempt: int = 0) -> None:

@@ -17,9 +17,9 @@ from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from veil.core.leases import take_lease
-from veil.core.maintenance import resend_lost_messages, run_maintenance
+from veil.core.database.leases import take_lease
 from veil.core.queue import TaskQueue
+from veil.core.services.maintenance import resend_lost_messages, run_maintenance
 from veil.core.settings import Settings
 from veil.core.storage import Storage
 

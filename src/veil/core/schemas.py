@@ -43,7 +43,7 @@ Operation = Literal["anonymize", "detect", "render"]
 """The keys of `veil.core.parameters.OPERATIONS` (a test keeps them equal)."""
 
 TaskStatus = Literal["queued", "started", "completed", "failed", "cancelled"]
-"""`veil.core.models.TASK_STATUSES` (a test keeps them equal)."""
+"""`veil.core.database.models.TASK_STATUSES` (a test keeps them equal)."""
 
 
 def _known(description: str) -> Any:
@@ -282,7 +282,7 @@ RequestOperation = Literal[
     "export:dataset", "export:annotations", "import:annotations", "export:backup", "import:backup"
 ]
 RequestStatus = Literal["queued", "started", "finished", "failed"]
-"""`veil.core.models.REQUEST_STATUSES`."""
+"""`veil.core.database.models.REQUEST_STATUSES`."""
 
 
 class RequestCreated(BaseModel):

@@ -1,7 +1,7 @@
 """One request at a time appends to an upload, whichever API process (on whichever host) it reaches.
 
-The lock is a lease in the database (`veil.core.leases`) named after the upload, renewed while the bytes
-arrive and given up when the request ends. An API process killed mid-request leaves it to expire within
+The lock is a lease in the database (`veil.core.database.leases`) named after the upload, renewed while the
+bytes arrive and given up when the request ends. An API process killed mid-request leaves it to expire within
 its time to live (`Settings.upload_lock_s`); until then the client's next PATCH answers 409, which TUS
 clients try again.
 """
@@ -17,8 +17,8 @@ from contextlib import asynccontextmanager
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from veil.core.database.leases import release_lease, take_lease
 from veil.core.errors import ConflictError
-from veil.core.leases import release_lease, take_lease
 
 __all__ = ["upload_lock"]
 

@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import sessionmaker
 
-from veil.core.db import create_db_engine, migrate
+from veil.core.database.connection import create_db_engine, migrate
 from veil.core.queue import TaskQueue, create_celery
 from veil.core.scheduler import Scheduler, periodic_jobs
 from veil.core.settings import Settings, get_settings

@@ -13,7 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session
 
-from veil.core.stats import processed_totals, task_counts, task_durations, workers_alive
+from veil.core.services.stats import processed_totals, task_counts, task_durations, workers_alive
 
 __all__ = ["TaskStatsCollector", "render_metrics"]
 

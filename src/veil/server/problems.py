@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
 
 from veil.core.errors import InvalidInputError, NotFoundError, ServiceError, UnsupportedMediaTypeError
-from veil.core.paths import PathOutsideRootError
+from veil.core.safety.paths import PathOutsideRootError
 from veil.core.storage import StorageFullError, StorageUnavailableError, UploadTooLargeError
 
 __all__ = [

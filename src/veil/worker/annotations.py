@@ -1,6 +1,6 @@
-"""The annotation requests a worker runs (`veil.core.task_annotations` checked them when asked): a task's
-detections exported in a format, with or without its images, and annotations imported back as a corrected
-document stored with the task, optionally rendered by a new render task on the original media."""
+"""The annotation requests a worker runs (`veil.core.services.task_annotations` checked them when asked):
+a task's detections exported in a format, with or without its images, and annotations imported back as a
+corrected document stored with the task, optionally rendered by a new render task on the original media."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Literal
 
-from veil.core.documents import DOCUMENT_TYPE
+from veil.core.database.ids import new_id
+from veil.core.database.models import StoredFile, Task
 from veil.core.errors import MediaRefusedError, ServiceError, UnreadableInputError
-from veil.core.ids import new_id
-from veil.core.models import StoredFile, Task
 from veil.core.parameters import OutputParameters
-from veil.core.probe import inspect_upload
+from veil.core.probing.content import inspect_upload
 from veil.core.schemas import TaskCreate
+from veil.core.services.documents import DOCUMENT_TYPE
+from veil.core.services.task_annotations import dataset_media, original_file, task_report
+from veil.core.services.tasks import add_task
 from veil.core.storage import Storage
-from veil.core.task_annotations import dataset_media, original_file, task_report
-from veil.core.tasks import add_task
 from veil.engine.annotations import MediaFiles, export_annotations, import_annotations
 from veil.engine.report import Report
 

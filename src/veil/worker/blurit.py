@@ -1,12 +1,12 @@
 """BlurIt-style tasks: a photo, a video or a whole directory below the key's file root, outputs there too
 (with protocol "s3", objects in a bucket instead: `veil.worker.blurit_s3`).
 
-`Task.input` is the request as the server accepted it (`veil.core.blurit`): input_image or input_video
-with output_image/output_video and output_json, or input_directory with output_directory; each spec is
-{protocol: "file", path, ...} with `path` relative to the owner key's file root (`key_file_root`). Paths are
-reached again here, the way `veil.core.paths` does it, because the tree may have changed since: no link
-below the root is followed, for reading, writing or deleting. Outputs are made in a private staging
-directory and moved into place when complete; they never replace an input of the task, and replace an
+`Task.input` is the request as the server accepted it (`veil.core.services.blurit`): input_image or
+input_video with output_image/output_video and output_json, or input_directory with output_directory; each
+spec is {protocol: "file", path, ...} with `path` relative to the owner key's file root (`key_file_root`).
+Paths are reached again here, the way `veil.core.safety.paths` does it, because the tree may have changed
+since: no link below the root is followed, for reading, writing or deleting. Outputs are made in a private
+staging directory and moved into place when complete; they never replace an input of the task, and replace an
 existing file only when the request set `overwrite`, or on a retry, which may find its own earlier outputs.
 
 The result echoes the specs and adds `size` and `nb_files` per IMAGE and VIDEO; a directory task also lists
@@ -23,9 +23,8 @@ from datetime import timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from veil.core.keys import key_file_root
-from veil.core.models import ApiKey, ExpiringPath, Task, utc_now
-from veil.core.paths import (
+from veil.core.database.models import ApiKey, ExpiringPath, Task, utc_now
+from veil.core.safety.paths import (
     Entry,
     FileRoot,
     OutputRefusedError,
@@ -33,6 +32,7 @@ from veil.core.paths import (
     file_id,
     path_parts,
 )
+from veil.core.services.keys import key_file_root
 from veil.engine.anonymizer import Anonymizer
 from veil.engine.batch import FileJob, FileOutcome, run_jobs
 from veil.engine.errors import MediaError

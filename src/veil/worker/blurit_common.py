@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from veil.core.models import utc_now
+from veil.core.database.models import utc_now
 from veil.engine.anonymizer import Anonymizer
 from veil.engine.report import Report
 from veil.worker.context import WorkerContext

@@ -1,4 +1,4 @@
-"""BlurIt-style tasks with `protocol: "s3"` (`veil.core.blurit_s3`): objects in, objects out.
+"""BlurIt-style tasks with `protocol: "s3"` (`veil.core.services.blurit_s3`): objects in, objects out.
 
 The object keys are checked again against the key's prefix, as the settings may have changed since the
 task was accepted. Each input is downloaded to the attempt's scratch folder, the engine runs on local
@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from veil.core.blurit_s3 import S3Files, S3PathRefusedError, media_below, object_key, s3_files
-from veil.core.models import ApiKey, Task
+from veil.core.database.models import ApiKey, Task
+from veil.core.services.blurit_s3 import S3Files, S3PathRefusedError, media_below, object_key, s3_files
 from veil.engine.anonymizer import Anonymizer, Progress
 from veil.engine.errors import VeilError
 from veil.engine.report import Report

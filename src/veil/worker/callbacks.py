@@ -22,12 +22,12 @@ from typing import Literal
 import httpx
 from sqlalchemy import update
 
-from veil.core.db import session_scope
+from veil.core.database.connection import session_scope
+from veil.core.database.models import ApiKey, Task, utc_now
 from veil.core.errors import InvalidInputError
-from veil.core.models import ApiKey, Task, utc_now
 from veil.core.queue import MAX_RETRY_DELAY_S
-from veil.core.tasks import describe_task
-from veil.core.urls import check_public_url
+from veil.core.safety.urls import check_public_url
+from veil.core.services.tasks import describe_task
 from veil.worker.context import WorkerContext
 
 __all__ = ["SIGNATURE_HEADER", "deliver_callback", "retry_delay_s", "sign"]

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from veil.core.db import create_db_engine
+from veil.core.database.connection import create_db_engine
 from veil.core.queue import TaskQueue
 from veil.core.settings import Settings
 from veil.core.storage import Storage, open_storage

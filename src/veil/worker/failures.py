@@ -8,7 +8,7 @@ import logging
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from veil.core.paths import PathOutsideRootError
+from veil.core.safety.paths import PathOutsideRootError
 from veil.core.settings import Settings
 from veil.engine.errors import (
     CorruptMediaError,

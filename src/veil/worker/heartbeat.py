@@ -1,7 +1,7 @@
 """A worker's sign of life: a `WorkerBeat` row refreshed every few seconds, deleted when it stops cleanly.
 
-Readiness counts workers seen recently (`veil.core.stats.WORKER_ALIVE_S`); a worker killed outright leaves
-a row that simply stops being recent.
+Readiness counts workers seen recently (`veil.core.services.stats.WORKER_ALIVE_S`); a worker killed outright
+leaves a row that simply stops being recent.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from sqlalchemy import Engine, delete
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from veil.core.db import create_db_engine, session_scope
-from veil.core.models import WorkerBeat, utc_now
+from veil.core.database.connection import create_db_engine, session_scope
+from veil.core.database.models import WorkerBeat, utc_now
 
 __all__ = ["BEAT_INTERVAL_S", "WorkerHeartbeat"]
 

@@ -20,9 +20,9 @@ from sqlalchemy import CursorResult, and_, or_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from veil.core.db import session_scope
-from veil.core.maintenance import MAX_ATTEMPTS
-from veil.core.models import ApiKey, ExpiringPath, StoredFile, Task, utc_now
+from veil.core.database.connection import session_scope
+from veil.core.database.models import ApiKey, ExpiringPath, StoredFile, Task, utc_now
+from veil.core.services.maintenance import MAX_ATTEMPTS
 from veil.worker.context import WorkerContext
 
 __all__ = [

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from veil.core.documents import DocumentError, read_document
 from veil.core.parameters import (
     OPERATIONS,
     AnonymizeParameters,
@@ -22,6 +21,7 @@ from veil.core.parameters import (
     RenderParameters,
     StyleParameters,
 )
+from veil.core.services.documents import DocumentError, read_document
 from veil.engine.anonymizer import AnonymizeOptions
 from veil.engine.detections import Detections
 from veil.engine.media.kinds import MediaKind

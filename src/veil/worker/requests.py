@@ -1,4 +1,4 @@
-"""`run_request`: claim a background request (`veil.core.requests`), run it, and record how it ended.
+"""`run_request`: claim a background request (`veil.core.services.requests`), run it, and record how it ended.
 
 A run writes its result files to storage and adds their rows (and, restoring a backup, the new task's) to
 one session, which is committed with the request marked finished, only if the request is still `started`:
@@ -22,10 +22,10 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from veil.core.backups import restore_backup, write_backup
+from veil.core.database.ids import new_id
+from veil.core.database.models import ApiKey, BackgroundRequest, StoredFile, Task, utc_now
 from veil.core.errors import ServiceError
-from veil.core.ids import new_id
-from veil.core.models import ApiKey, BackgroundRequest, StoredFile, Task, utc_now
+from veil.core.services.backups import restore_backup, write_backup
 from veil.engine.errors import AnnotationError
 from veil.worker.annotations import export_task_annotations, import_task_annotations
 from veil.worker.context import WorkerContext

@@ -24,9 +24,9 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, and_, exists, or_, update
 from sqlalchemy.orm import Session
 
-from veil.core.db import session_scope
-from veil.core.maintenance import MAX_ATTEMPTS
-from veil.core.models import Task, VideoSegment, utc_now
+from veil.core.database.connection import session_scope
+from veil.core.database.models import Task, VideoSegment, utc_now
+from veil.core.services.maintenance import MAX_ATTEMPTS
 from veil.core.storage import Storage
 from veil.engine.report import Report
 from veil.engine.video import FrameRange

@@ -33,9 +33,9 @@ from pathlib import Path
 
 from sqlalchemy import exists, not_, select, update
 
-from veil.core.db import session_scope
-from veil.core.models import FINAL_STATUSES, StoredFile, Task, VideoSegment, utc_now
-from veil.core.tasks import find_output_media
+from veil.core.database.connection import session_scope
+from veil.core.database.models import FINAL_STATUSES, StoredFile, Task, VideoSegment, utc_now
+from veil.core.services.tasks import find_output_media
 from veil.engine.anonymizer import Anonymizer, Progress
 from veil.engine.media.kinds import media_kind
 from veil.engine.report import Report

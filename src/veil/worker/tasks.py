@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 from sqlalchemy import select
 
-from veil.core.db import session_scope
-from veil.core.models import FINAL_STATUSES, ApiKey, Task
-from veil.core.tasks import tasks_waiting_on
+from veil.core.database.connection import session_scope
+from veil.core.database.models import FINAL_STATUSES, ApiKey, Task
+from veil.core.services.tasks import tasks_waiting_on
 from veil.worker.blurit import run_blurit_task
 from veil.worker.context import WorkerContext
 from veil.worker.failures import describe_failure

@@ -19,12 +19,12 @@ from pathlib import Path, PurePosixPath
 
 from sqlalchemy.orm import Session
 
+from veil.core.database.models import StoredFile, Task, utc_now
 from veil.core.errors import UnsupportedMediaTypeError
-from veil.core.files import safe_filename
-from veil.core.models import StoredFile, Task, utc_now
-from veil.core.probe import SNIFF_BYTES, media_properties, sniff_media_type
+from veil.core.probing.content import SNIFF_BYTES, media_properties, sniff_media_type
+from veil.core.services.files import safe_filename
+from veil.core.services.tasks import find_output_media
 from veil.core.storage import Storage
-from veil.core.tasks import find_output_media
 from veil.engine.anonymizer import Progress
 from veil.engine.media.kinds import media_kind
 from veil.engine.render import render_file

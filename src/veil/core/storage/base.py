@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from veil.core.owner_only import make_dirs, open_new
+from veil.core.safety.permissions import make_dirs, open_new
 
 __all__ = [
     "Storage",

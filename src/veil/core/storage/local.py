@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from veil.core.owner_only import create_file, make_dirs, restrict
+from veil.core.safety.permissions import create_file, make_dirs, restrict
 from veil.core.storage.base import (
     StorageFullError,
     StorageUnavailableError,

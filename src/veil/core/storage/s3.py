@@ -26,7 +26,7 @@ import obstore
 from obstore.exceptions import BaseError, NotFoundError
 from obstore.store import S3Store
 
-from veil.core.owner_only import make_dirs, open_new, restrict
+from veil.core.safety.permissions import make_dirs, open_new, restrict
 from veil.core.storage.base import StorageUnavailableError, UploadTooLargeError, disk_full_as_error
 
 if TYPE_CHECKING:

@@ -16,9 +16,9 @@ from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from veil.core.keys import find_api_key
-from veil.core.models import ApiKey
+from veil.core.database.models import ApiKey
 from veil.core.queue import TaskQueue
+from veil.core.services.keys import find_api_key
 from veil.core.settings import Settings
 from veil.core.storage import Storage
 from veil.server.problems import Problem

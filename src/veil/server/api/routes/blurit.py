@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from veil.core.blurit import (
+from veil.core.services.blurit import (
     BlurItTask,
     DirectoryTaskCreate,
     FileTaskCreate,
@@ -13,7 +13,7 @@ from veil.core.blurit import (
     create_file_task,
     get_blurit_task,
 )
-from veil.core.blurit_s3 import s3_files
+from veil.core.services.blurit_s3 import s3_files
 from veil.server.api.deps import CurrentKey, QueueDep, SessionDep, SettingsDep
 from veil.server.problems import problem_responses
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 from starlette.responses import Response
 
-from veil.core.files import delete_file, file_public, get_file, list_files, store_upload
 from veil.core.schemas import FileListQuery, FilePublic, FilesPublic
+from veil.core.services.files import delete_file, file_public, get_file, list_files, store_upload
 from veil.server.api.deps import CurrentKey, SessionDep, SettingsDep, StorageDep
 from veil.server.content import stored_file_response
 from veil.server.problems import problem_responses

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
-from veil.core.health import check_readiness
+from veil.core.services.health import check_readiness
 from veil.server.api.deps import MetricsReader, SessionDep, SettingsDep, StorageDep
 from veil.server.metrics import render_metrics
 from veil.server.problems import Problem, problem_responses

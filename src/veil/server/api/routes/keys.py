@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from veil.core.keys import get_key, issue_key, list_keys, revoke_key
 from veil.core.schemas import KeyCreate, KeyCreated, KeyPublic, KeysPublic
+from veil.core.services.keys import get_key, issue_key, list_keys, revoke_key
 from veil.server.api.deps import AdminKey, CurrentKey, SessionDep, SettingsDep
 from veil.server.problems import problem_responses
 

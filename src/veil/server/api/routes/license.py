@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from veil.core.usage import LicenseReport, license_report
+from veil.core.services.usage import LicenseReport, license_report
 from veil.server.api.deps import CurrentKey, SessionDep
 from veil.server.problems import problem_responses
 

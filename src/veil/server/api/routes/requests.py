@@ -11,15 +11,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from veil.core.requests import (
-    RequestInput,
-    cancel_request,
-    describe_request,
-    get_request,
-    list_requests,
-    request_on_task,
-    request_with_input,
-)
 from veil.core.schemas import (
     DatasetExport,
     FormatPublic,
@@ -29,13 +20,22 @@ from veil.core.schemas import (
     RequestPublic,
     RequestsPublic,
 )
-from veil.core.task_annotations import (
+from veil.core.services.requests import (
+    RequestInput,
+    cancel_request,
+    describe_request,
+    get_request,
+    list_requests,
+    request_on_task,
+    request_with_input,
+)
+from veil.core.services.task_annotations import (
     MediaChoice,
     request_annotations_import,
     request_dataset_export,
     request_export,
 )
-from veil.core.uploads import upload_length_limit
+from veil.core.services.uploads import upload_length_limit
 from veil.engine.annotations import formats
 from veil.server.api.deps import CurrentKey, QueueDep, SessionDep, SettingsDep, StorageDep
 from veil.server.problems import problem_responses

@@ -13,9 +13,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 
-from veil.core.archives import archive_members, stream_zip
 from veil.core.errors import InvalidInputError
-from veil.core.task_events import TaskWatcher
+from veil.core.services.archives import archive_members, stream_zip
+from veil.core.services.task_events import TaskWatcher
 from veil.server.api.deps import CurrentKey, SessionDep, StorageDep
 from veil.server.problems import problem_responses
 

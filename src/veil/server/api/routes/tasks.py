@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 from starlette.responses import Response
 
 from veil.core.schemas import TaskCreate, TaskListQuery, TaskPublic, TasksPublic
-from veil.core.tasks import (
+from veil.core.services.tasks import (
     cancel_task,
     create_task,
     describe_task,

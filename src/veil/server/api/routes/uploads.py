@@ -10,8 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request, Response
 from starlette.requests import ClientDisconnect
 
-from veil.core.storage import UploadTooLargeError
-from veil.core.uploads import (
+from veil.core.services.uploads import (
     UploadPublic,
     append_to_upload,
     create_upload,
@@ -20,6 +19,7 @@ from veil.core.uploads import (
     parse_upload_metadata,
     upload_length_limit,
 )
+from veil.core.storage import UploadTooLargeError
 from veil.server.api.deps import CurrentKey, SessionDep, SettingsDep, StorageDep
 from veil.server.problems import Problem, problem_responses
 
