@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.engine.video_factory import make_video, square_box
+from tests.engine.video_factory import find_square, make_video, square_box
 from tests.helpers import load_rgb, noise_image, save_image
-from veil.engine.anonymizer import AnonymizeOptions
+from veil.engine.anonymizer import AnonymizeOptions, Anonymizer
 from veil.engine.detections import Detections
+from veil.engine.detectors.fake import FakeDetector
 from veil.engine.errors import SizeMismatchError, UnsupportedMediaError
 from veil.engine.render import render_file
+from veil.engine.report import Report
 from veil.engine.video import VideoOptions
 
 BOX = (40.0, 30.0, 100.0, 90.0)
@@ -195,3 +198,47 @@ def test_a_video_of_another_size_is_refused_and_nothing_written(tmp_path: Path) 
     with pytest.raises(SizeMismatchError, match="320x240"):
         render_file(clip.path, tmp_path / "out.mp4", {0: boxes(BOX)}, size_wh=(240, 320))
     assert not (tmp_path / "out.mp4").exists()
+
+
+# --- a report rendered again ----------------------------------------------------------------------------
+
+
+def _off_the_grid(call: int, frame: np.ndarray) -> Detections:
+    """The square's box with its corners between the tenths of a pixel a report holds, by a fraction that
+    changes with each call."""
+    found = find_square(frame)
+    shift = np.float32(0.0137 * (call % 7 + 1))
+    return Detections(found.xyxy + shift, found.confidence, found.label, found.track_id, found.source)
+
+
+def _written_and_read(report: Report) -> dict[int, Detections]:
+    document = Report.from_dict(json.loads(report.to_json()))
+    return {frame.index: frame.detections for frame in document.frames}
+
+
+def test_rendering_a_videos_report_gives_back_its_anonymized_video(tmp_path: Path) -> None:
+    """GIVEN a video anonymized with boxes whose corners fall between the tenths of a pixel its report holds
+    WHEN the report, as written to JSON, is rendered on the same video
+    THEN the output is the anonymized video, frame for frame (the pipeline obscured what it reported)."""
+    clip = make_video(tmp_path / "in.mp4", frames=20, audio=None)
+    anonymizer = Anonymizer([FakeDetector(script=_off_the_grid)])
+    report = anonymizer.process_file(clip.path, tmp_path / "anonymized.mp4")
+
+    render_file(clip.path, tmp_path / "rendered.mp4", _written_and_read(report))
+
+    pairs = list(
+        zip(frames_bgr(tmp_path / "rendered.mp4"), frames_bgr(tmp_path / "anonymized.mp4"), strict=True)
+    )
+    assert len(pairs) == 20 and len(report.frames) == 20
+    assert all(np.array_equal(rendered, anonymized) for rendered, anonymized in pairs)
+
+
+def test_rendering_a_photos_report_gives_back_its_anonymized_photo(tmp_path: Path) -> None:
+    photo = save_image(tmp_path / "in.png", noise_image())
+    box = Detections.from_boxes([(40.0137, 30.0461, 100.0372, 90.0549)], [0.91234], "face")
+    report = Anonymizer([FakeDetector(box)]).process_file(photo, tmp_path / "anonymized.png")
+
+    render_file(photo, tmp_path / "rendered.png", _written_and_read(report))
+
+    assert np.array_equal(load_rgb(tmp_path / "rendered.png"), load_rgb(tmp_path / "anonymized.png"))
+    assert not np.array_equal(load_rgb(tmp_path / "anonymized.png"), load_rgb(photo))

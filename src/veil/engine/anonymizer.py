@@ -17,7 +17,7 @@ from veil.engine.media.image import DEFAULT_MAX_PIXELS, read_image, write_image
 from veil.engine.media.kinds import media_kind
 from veil.engine.redactors import draw_boxes, obscure
 from veil.engine.redactors.style import DEFAULT_STYLES, StylesByLabel
-from veil.engine.report import MediaInfo, Report
+from veil.engine.report import MediaInfo, Report, as_reported
 from veil.engine.video import FrameRange, VideoOptions, anonymize_video
 
 __all__ = ["DEFAULT_DETECTORS", "AnonymizeOptions", "Anonymizer", "Progress"]
@@ -98,14 +98,14 @@ class Anonymizer:
         return cls(build("photo"), options, build("video"))
 
     def detect(self, frame_bgr: Frame) -> Detections:
-        """Every detector's boxes on one BGR frame, clipped to it."""
+        """Every detector's boxes on one BGR frame, clipped to it, with corners as reports hold them."""
         height, width = frame_bgr.shape[:2]
         # ONNX Runtime releases the GIL: the detectors run side by side (bench/photo_speed.py: +10%).
         with ThreadPoolExecutor(max(1, len(self.detectors)), thread_name_prefix="veil-detect") as pool:
             found = Detections.merge(
                 list(pool.map(lambda detector: detector.detect(frame_bgr), self.detectors))
             )
-        return found.clipped(width, height)
+        return as_reported(found).clipped(width, height)
 
     def render(self, frame_bgr: Frame, detections: Detections) -> Frame:
         """A new frame with the regions obscured, or outlined when drawing."""

@@ -14,7 +14,7 @@ from veil.engine.errors import SizeMismatchError, UnsupportedMediaError
 from veil.engine.media.image import read_image, write_image
 from veil.engine.media.kinds import media_kind
 from veil.engine.redactors import draw_boxes, obscure
-from veil.engine.report import MediaInfo, Report
+from veil.engine.report import MediaInfo, Report, as_reported
 from veil.engine.video import render_video
 
 __all__ = ["render_file"]
@@ -73,7 +73,7 @@ def _render_image(
             f"{source.name}: the boxes were made for {size_wh[0]}x{size_wh[1]} pixels, the photo shows "
             f"{width}x{height}"
         )
-    shown = boxes.clipped(width, height)
+    shown = as_reported(boxes).clipped(width, height)
     if options.draw:
         frame = draw_boxes(loaded.frame_bgr, shown)
     else:

@@ -10,9 +10,12 @@ import numpy as np
 
 from veil.engine.detections import Detections
 
-__all__ = ["SCHEMA", "FrameDetections", "MediaInfo", "Report"]
+__all__ = ["BOX_DECIMALS", "SCHEMA", "FrameDetections", "MediaInfo", "Report", "as_reported"]
 
 SCHEMA = "veil.detections/1"
+BOX_DECIMALS = 1
+"""Box corners are written to a tenth of a pixel."""
+_SCORE_DECIMALS = 4
 
 
 @dataclass(frozen=True)
@@ -82,13 +85,27 @@ class Report:
         return report
 
 
+def as_reported(detections: Detections) -> Detections:
+    """The boxes as a document holds them (corners to BOX_DECIMALS, scores to 4 decimals). The pipelines
+    obscure these, not the detectors' finer corners, so that rendering a report again gives the pixels the
+    first run gave: a mask a hundredth of a pixel wider changes a frame, and the encoder carries the change
+    on through the frames that follow."""
+    return Detections(
+        np.round(detections.xyxy.astype(np.float64), BOX_DECIMALS).astype(np.float32),
+        np.round(detections.confidence.astype(np.float64), _SCORE_DECIMALS).astype(np.float32),
+        detections.label,
+        detections.track_id,
+        detections.source,
+    )
+
+
 def _frame_json(frame: FrameDetections) -> dict[str, Any]:
     d = frame.detections
     boxes = [
         {
             "label": str(d.label[i]),
-            "score": round(float(d.confidence[i]), 4),
-            "box": [round(float(v), 1) for v in d.xyxy[i]],
+            "score": round(float(d.confidence[i]), _SCORE_DECIMALS),
+            "box": [round(float(v), BOX_DECIMALS) for v in d.xyxy[i]],
             "track_id": int(d.track_id[i]) if d.track_id[i] >= 0 else None,
             "source": str(d.source[i]),
         }

@@ -47,7 +47,7 @@ from veil.engine.media.video import (
 from veil.engine.redactors import draw_boxes, obscure
 from veil.engine.redactors.mask import FrameBGR
 from veil.engine.redactors.style import StylesByLabel
-from veil.engine.report import MediaInfo, Report
+from veil.engine.report import MediaInfo, Report, as_reported
 from veil.engine.tracking import KeyframeTracker, TrackerConfig, fill_between
 
 __all__ = [
@@ -399,7 +399,7 @@ class _Run:
         pts = frame.pts or 0  # the reader gives every frame a pts
         if self.first_pts is None:
             self.first_pts = pts
-        boxes = boxes.clipped(*self.display_wh)
+        boxes = as_reported(boxes).clipped(*self.display_wh)
         time_s = float((pts - self.first_pts) * self.props.time_base)
         self.report.add(item.index, time_s, boxes)
         self.frames_seen += 1
