@@ -106,6 +106,35 @@ def test_a_long_video_runs_in_segments_and_matches_a_single_run(
     assert not list(context.settings.storage_dir.glob(f"{owner.id}/{split_id}.segments/*"))
 
 
+def decoded(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+
+
+def test_a_render_of_a_long_videos_report_runs_in_the_same_segments_and_gives_back_its_video(
+    context: WorkerContext, owner: ApiKey, clip: StoredFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """GIVEN a long video's anonymize task, run in five segments
+    WHEN a render task obscures the boxes of its report on the same video
+    THEN the render runs in the same five segments, and its video is the anonymized one, frame for frame
+    (run whole, the encoder's choices at the cuts would differ)."""
+    detect_with(monkeypatch, find_squares)
+    anonymize_id = submit(context, owner, clip.id, parameters={"detectors": ["face"]})
+    run_task(context, anonymize_id)
+    anonymized, report = generated(context, anonymize_id)
+    document = json.loads(content(context, report).read_text())
+
+    render_id = submit(context, owner, clip.id, operation="render", parameters={"detections": document})
+    run_task(context, render_id)
+
+    assert task_row(context, render_id).status == "completed", task_row(context, render_id).error
+    assert segments(context, render_id) == [(index, "completed", 1) for index in range(5)]
+    rendered = generated(context, render_id)[0]
+    pairs = list(zip(decoded(content(context, rendered)), decoded(content(context, anonymized)), strict=True))
+    assert len(pairs) == FRAMES
+    assert all(np.array_equal(mine, theirs) for mine, theirs in pairs)
+
+
 def test_a_detect_task_joins_the_reports_only(
     context: WorkerContext, owner: ApiKey, clip: StoredFile, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -62,7 +62,7 @@ class OutputError(VeilError):
 
 
 class SizeMismatchError(VeilError):
-    """Boxes to render were made for media of another size than the file given."""
+    """Boxes to render were made for media of another size, or another kind, than the file given."""
 
 
 class ModelError(VeilError):

@@ -5,19 +5,19 @@ quality under the same metadata rules, videos with the same encoder, frame timin
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from veil.engine.anonymizer import AnonymizeOptions, Progress
 from veil.engine.detections import Detections
 from veil.engine.errors import SizeMismatchError, UnsupportedMediaError
 from veil.engine.media.image import read_image, write_image
-from veil.engine.media.kinds import media_kind
+from veil.engine.media.kinds import MediaKind, media_kind
 from veil.engine.redactors import draw_boxes, obscure
 from veil.engine.report import MediaInfo, Report, as_reported
-from veil.engine.video import render_video
+from veil.engine.video import FrameRange, VideoOptions, render_video
 
-__all__ = ["render_file"]
+__all__ = ["Renderer", "render_file"]
 
 
 def render_file(
@@ -27,6 +27,7 @@ def render_file(
     options: AnonymizeOptions | None = None,
     progress: Progress | None = None,
     size_wh: tuple[int, int] | None = None,
+    frames: FrameRange | None = None,
 ) -> Report:
     """Obscures (or with `options.draw` outlines) the given boxes of each frame and writes `output`.
 
@@ -39,6 +40,7 @@ def render_file(
             not used.
         progress: called with (frames done, frames in total or None) on videos.
         size_wh: the displayed width and height the boxes were made for; None skips the check.
+        frames: videos: only this part (see `render_video`).
 
     Returns:
         The report of what was obscured: the given boxes clipped to the frame.
@@ -55,8 +57,56 @@ def render_file(
         return _render_image(source, output, boxes_by_frame.get(0, Detections.empty()), options, size_wh)
     if kind == "video":
         video = replace(options.video, draw=options.draw)  # as Anonymizer does: one draw setting
-        return render_video(source, output, boxes_by_frame, options.styles, video, progress, size_wh)
+        return render_video(source, output, boxes_by_frame, options.styles, video, progress, size_wh, frames)
     raise UnsupportedMediaError(f"{source.suffix or 'no extension'}: not a photo or video type Veil handles")
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """The boxes of one render document, with `Anonymizer.process_file`'s shape: whatever runs an
+    anonymizer over a file, or over one segment of a long video, runs a render the same way.
+
+    Attributes:
+        boxes_by_frame: frame index -> the boxes to obscure in it, displayed orientation.
+        media_type: what the boxes were drawn on, "image" or "video".
+        size_wh: the displayed width and height they were drawn on.
+        options: how regions are obscured and media written.
+    """
+
+    boxes_by_frame: Mapping[int, Detections]
+    media_type: MediaKind
+    size_wh: tuple[int, int]
+    options: AnonymizeOptions
+
+    def process_file(
+        self,
+        source: Path,
+        output: Path | None,
+        progress: Progress | None = None,
+        frames: FrameRange | None = None,
+    ) -> Report:
+        """`render_file` of the boxes on `source` into `output` (which a render always writes).
+
+        Raises:
+            SizeMismatchError: the boxes were drawn on the other kind of media, or another size.
+            And what `render_file` raises.
+        """
+        if output is None:
+            raise ValueError("a render writes media: give an output path")
+        kind = media_kind(source)
+        if kind is not None and kind != self.media_type:
+            raise SizeMismatchError(
+                f"{source.name}: the detections are for {_a(self.media_type)}, the input is {_a(kind)}"
+            )
+        return render_file(source, output, self.boxes_by_frame, self.options, progress, self.size_wh, frames)
+
+    def video_options(self) -> VideoOptions:
+        """The options videos render with (`draw` applies to them too)."""
+        return replace(self.options.video, draw=self.options.draw)
+
+
+def _a(kind: MediaKind) -> str:
+    return "a photo" if kind == "image" else "a video"
 
 
 def _render_image(

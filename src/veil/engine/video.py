@@ -173,6 +173,7 @@ def render_video(
     options: VideoOptions | None = None,
     progress: Progress | None = None,
     size_wh: tuple[int, int] | None = None,
+    frames: FrameRange | None = None,
 ) -> Report:
     """Obscures exactly the given boxes in a video, with no detection; encoding as `anonymize_video`.
 
@@ -186,6 +187,8 @@ def render_video(
         options: encoder settings and `draw`; `detect_every` and `key_frames_by_label` are not used.
         progress: see `Progress`.
         size_wh: the displayed width and height the boxes were made for; None skips the check.
+        frames: only this part of the video, as `anonymize_video` takes it (a segment's written frames
+            are cut where an anonymize task's are, so a long video renders to the same parts).
 
     Returns:
         The report of what was obscured: the given boxes clipped to the frame (boxes left with no area
@@ -202,7 +205,10 @@ def render_video(
         src,
         dst,
         chosen,
-        lambda reader, writer: _GivenRun(reader, writer, boxes_by_frame, styles, chosen, progress, size_wh),
+        lambda reader, writer: _GivenRun(
+            reader, writer, boxes_by_frame, styles, chosen, progress, size_wh, frames
+        ),
+        frames,
     )
 
 
@@ -511,8 +517,9 @@ class _GivenRun(_Run):
         options: VideoOptions,
         progress: Progress | None,
         size_wh: tuple[int, int] | None,
+        frames: FrameRange | None,
     ) -> None:
-        super().__init__(reader, writer, styles, options, progress, look_ahead=1)
+        super().__init__(reader, writer, styles, options, progress, look_ahead=1, frames=frames)
         if size_wh is not None and tuple(size_wh) != self.display_wh:
             raise SizeMismatchError(
                 f"{reader.src.name}: the boxes were made for {size_wh[0]}x{size_wh[1]} pixels, the video "

@@ -1,5 +1,5 @@
 """Turns a task's validated parameters (`veil.core.parameters`) into what the engine is built from:
-an `EngineRequest` for the operations that detect, a `RenderRequest` for `render`."""
+an `EngineRequest` for the operations that detect, a `Renderer` for `render`."""
 
 from __future__ import annotations
 
@@ -24,11 +24,11 @@ from veil.core.parameters import (
 from veil.core.services.documents import DocumentError, read_document
 from veil.engine.anonymizer import AnonymizeOptions
 from veil.engine.detections import Detections
-from veil.engine.media.kinds import MediaKind
 from veil.engine.redactors.style import DEFAULT_STYLES, ObscureStyle, StylesByLabel
+from veil.engine.render import Renderer
 from veil.engine.video import VideoOptions
 
-__all__ = ["EngineRequest", "InvalidParametersError", "RenderRequest", "engine_request", "render_request"]
+__all__ = ["EngineRequest", "InvalidParametersError", "engine_request", "render_request"]
 
 
 class InvalidParametersError(ValueError):
@@ -50,23 +50,6 @@ class EngineRequest:
     threshold: float | None
     options: AnonymizeOptions
     write_media: bool
-
-
-@dataclass(frozen=True)
-class RenderRequest:
-    """What one `render` task asks of the engine.
-
-    Attributes:
-        boxes_by_frame: frame index -> the boxes to obscure in it, displayed orientation.
-        media_type: "image" or "video", what the boxes were drawn on.
-        size_wh: displayed width and height the boxes were drawn on.
-        options: how regions are obscured and media written.
-    """
-
-    boxes_by_frame: Mapping[int, Detections]
-    media_type: MediaKind
-    size_wh: tuple[int, int]
-    options: AnonymizeOptions
 
 
 def engine_request(operation: str, parameters: Mapping[str, Any]) -> EngineRequest:
@@ -92,8 +75,8 @@ def engine_request(operation: str, parameters: Mapping[str, Any]) -> EngineReque
     )
 
 
-def render_request(parameters: Mapping[str, Any], document: bytes | None) -> RenderRequest:
-    """The render request for a `render` task's `parameters` as stored and its document file's bytes (read
+def render_request(parameters: Mapping[str, Any], document: bytes | None) -> Renderer:
+    """The renderer for a `render` task's `parameters` as stored and its document file's bytes (read
     a frame at a time). A task stored before documents were files carries its document inline, and no
     file (`document` None).
 
@@ -118,7 +101,7 @@ def render_request(parameters: Mapping[str, Any], document: bytes | None) -> Ren
             summary = read_document(document, keep)
         except DocumentError as exc:
             raise InvalidParametersError(f"the render document does not validate: {exc}") from exc
-    return RenderRequest(
+    return Renderer(
         boxes_by_frame=boxes_by_frame,
         media_type=summary["media"],
         size_wh=(summary["width"], summary["height"]),

@@ -33,7 +33,7 @@ from veil.engine.video import FrameRange
 from veil.worker.context import WorkerContext
 from veil.worker.failures import describe_failure
 from veil.worker.lifecycle import Heartbeat, TaskStopped
-from veil.worker.options import engine_request
+from veil.worker.processors import file_processor
 
 __all__ = [
     "SegmentClaim",
@@ -175,10 +175,9 @@ def _process(
 ) -> tuple[str | None, str]:
     """Runs the pipeline on the segment; returns the keys of its stored video (None when only detecting)
     and report."""
-    request = engine_request(claim.operation, claim.parameters)
-    anonymizer = context.models.anonymizer(request)
+    write_media, processor = file_processor(context, claim.operation, claim.parameters, claim.owner_id)
     storage = context.storage
-    media_key = f"{claim.name}{claim.input_suffix}" if request.write_media else None
+    media_key = f"{claim.name}{claim.input_suffix}" if write_media else None
 
     def advance(done: int, total: int | None) -> None:
         fraction = done / total if total else 0.0
@@ -188,7 +187,7 @@ def _process(
 
     with _engine_input(context, claim) as source:
         staged = None if media_key is None else storage.staging_path(media_key)
-        report = anonymizer.process_file(source, staged, advance, claim.frames)
+        report = processor.process_file(source, staged, advance, claim.frames)
     heartbeat.check()
     report_key = f"{claim.name}.json"
     staged_report = storage.staging_path(report_key)

@@ -1,12 +1,12 @@
 """One long video over several workers: the task's own attempt cuts it into segments, every worker helps.
 
-A `/v1` anonymize or detect task on a video of at least `split_min_s` seconds is cut at key frames into
-segments of at least `segment_min_s` (`veil.engine.segments`). The attempt that claimed the task records
-one `VideoSegment` row per segment and sends a Celery group of `RUN_SEGMENT` messages to the task's queue,
-one per segment, for any worker to take (`veil.worker.segment_runs`). It works on segments itself too,
-taking the next unclaimed one from the database, so one worker process alone still gets through a video;
-once none is left to take it waits for the others, then joins their outputs into the task's own, which the
-task then stores as it would a single run's.
+A `/v1` anonymize, detect or render task on a video of at least `split_min_s` seconds is cut at key frames
+into segments of at least `segment_min_s` (`veil.engine.segments`). The attempt that claimed the task
+records one `VideoSegment` row per segment and sends a Celery group of `RUN_SEGMENT` messages to the task's
+queue, one per segment, for any worker to take (`veil.worker.segment_runs`). It works on segments itself
+too, taking the next unclaimed one from the database, so one worker process alone still gets through a
+video; once none is left to take it waits for the others, then joins their outputs into the task's own,
+which the task then stores as it would a single run's.
 
 The join is triggered through the database, not by a chord: a chord's callback needs a result backend,
 which the embedded broker lacks, and the join must run in the attempt that holds the task anyway. The
@@ -28,7 +28,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import replace
 from pathlib import Path
 
 from sqlalchemy import exists, not_, select, update
@@ -36,14 +35,14 @@ from sqlalchemy import exists, not_, select, update
 from veil.core.database.connection import session_scope
 from veil.core.database.models import FINAL_STATUSES, StoredFile, Task, VideoSegment, utc_now
 from veil.core.services.tasks import find_output_media
-from veil.engine.anonymizer import Anonymizer, Progress
+from veil.engine.anonymizer import Progress
 from veil.engine.media.kinds import media_kind
 from veil.engine.report import Report
 from veil.engine.segments import join_segments, plan_segments
-from veil.engine.video import FrameRange
-from veil.worker.context import ModelCache, WorkerContext
+from veil.engine.video import FrameRange, VideoOptions
+from veil.worker.context import WorkerContext
 from veil.worker.lifecycle import Claim, TaskFailure
-from veil.worker.options import EngineRequest
+from veil.worker.processors import FileProcessor
 from veil.worker.segment_runs import (
     claim_segment,
     fail_lost_segments,
@@ -53,37 +52,28 @@ from veil.worker.segment_runs import (
     segments_prefix,
 )
 
-__all__ = ["with_segments"]
+__all__ = ["split_long_videos"]
 
 log = logging.getLogger(__name__)
 
-_SPLIT_OPERATIONS = frozenset({"anonymize", "detect"})
+_SPLIT_OPERATIONS = frozenset({"anonymize", "detect", "render"})
 _WAIT_S = 0.5  # how often a task waiting for other workers' segments looks at them again
 
 
-def with_segments(context: WorkerContext, claim: Claim) -> WorkerContext:
-    """The context `claim` runs with: for a `/v1` anonymize or detect task, one whose anonymizers cut a
-    long enough video into segments for every worker (see the module docstring); else `context`."""
+def split_long_videos(context: WorkerContext, claim: Claim, processor: FileProcessor) -> FileProcessor:
+    """What runs `claim`'s operation: for a `/v1` anonymize, detect or render task, `processor` cutting a
+    long enough video into segments for every worker (see the module docstring); else `processor`.
+
+    A render is cut where an anonymize task on the same video is, so its parts are encoded alike and the
+    render of an anonymize task's own detections gives back its video."""
     if claim.api != "v1" or claim.operation not in _SPLIT_OPERATIONS or not context.settings.split_min_s:
-        return context
-    return replace(context, models=_SplittingModels(context, claim))
+        return processor
+    return _Splitting(processor, context, claim)
 
 
-class _SplittingModels(ModelCache):
-    """The worker's models, as anonymizers that split long videos of one task."""
-
-    def __init__(self, context: WorkerContext, claim: Claim) -> None:
-        super().__init__()
-        self._context, self._claim = context, claim
-
-    def anonymizer(self, request: EngineRequest) -> Anonymizer:
-        return _SplittingAnonymizer(self._context.models.anonymizer(request), self._context, self._claim)
-
-
-class _SplittingAnonymizer(Anonymizer):
-    def __init__(self, base: Anonymizer, context: WorkerContext, claim: Claim) -> None:
-        super().__init__(base.detectors, base.options, base.video_detectors)
-        self._context, self._claim = context, claim
+class _Splitting:
+    def __init__(self, base: FileProcessor, context: WorkerContext, claim: Claim) -> None:
+        self._base, self._context, self._claim = base, context, claim
 
     def process_file(
         self,
@@ -101,7 +91,10 @@ class _SplittingAnonymizer(Anonymizer):
                     self._context, self._claim, segments, progress or (lambda _done, _total: None)
                 )
                 return run.execute(source, output, options.keep_audio)
-        return super().process_file(source, output, progress, frames)
+        return self._base.process_file(source, output, progress, frames)
+
+    def video_options(self) -> VideoOptions:
+        return self._base.video_options()
 
 
 class _SplitRun:

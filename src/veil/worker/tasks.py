@@ -31,7 +31,6 @@ from veil.worker.lifecycle import (
     fail_task,
     release_task,
 )
-from veil.worker.segments import with_segments
 from veil.worker.v1 import run_v1_task
 
 __all__ = ["run_task"]
@@ -57,7 +56,7 @@ def run_task(context: WorkerContext, task_id: str) -> None:
     try:
         with ticker.running():
             _require_live_key(context, claim)
-            finished = _runner(claim)(with_segments(context, claim), claim, ticker)
+            finished = _runner(claim)(context, claim, ticker)
     except InputNotReadyError as waiting:
         release_task(context, claim)
         _enqueue_if_input_ended(context, claim, waiting.input_task_id)

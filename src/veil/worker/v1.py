@@ -27,12 +27,12 @@ from veil.core.services.tasks import find_output_media
 from veil.core.storage import Storage
 from veil.engine.anonymizer import Progress
 from veil.engine.media.kinds import media_kind
-from veil.engine.render import render_file
 from veil.engine.report import Report
 from veil.worker.context import WorkerContext
 from veil.worker.lifecycle import Claim, Finished, InputNotReadyError, TaskFailure, Ticker, Usage
-from veil.worker.options import engine_request, render_request
+from veil.worker.processors import file_processor
 from veil.worker.scratch import attempt_folder
+from veil.worker.segments import split_long_videos
 
 __all__ = ["JSON_TYPE", "run_v1_task"]
 
@@ -104,49 +104,10 @@ def run_v1_task(context: WorkerContext, claim: Claim, ticker: Ticker) -> Finishe
 
 
 def _operation(context: WorkerContext, claim: Claim) -> tuple[bool, Process]:
-    """Whether the operation writes media, and how it runs: with the cached detectors, or for `render`
-    with the given boxes and no detectors at all."""
-    if claim.operation != "render":
-        request = engine_request(claim.operation, claim.parameters)
-        return request.write_media, context.models.anonymizer(request).process_file
-    render = render_request(claim.parameters, _render_document(context, claim))
-
-    def process(input_path: Path, output: Path | None, progress: Progress) -> Report:
-        assert output is not None  # render always writes media
-        kind = media_kind(input_path)
-        if kind is not None and kind != render.media_type:
-            raise TaskFailure(
-                "Detections do not match the input",
-                f"the detections are for {_a(render.media_type)}, the input is {_a(kind)}",
-            )
-        return render_file(
-            input_path, output, render.boxes_by_frame, render.options, progress, render.size_wh
-        )
-
-    return True, process
-
-
-def _render_document(context: WorkerContext, claim: Claim) -> bytes | None:
-    """The bytes of the render document file the task names; None for a task stored before documents were
-    files, which carries its document inline."""
-    file_id = claim.parameters.get("detections_file")
-    if file_id is None:
-        return None
-    with context.sessions() as session:
-        found = session.get(StoredFile, file_id)
-    try:
-        if found is None or found.owner_id != claim.owner_id:
-            raise FileNotFoundError(file_id)
-        with context.storage.open(found.storage_key) as document:
-            return document.read()
-    except FileNotFoundError:
-        raise TaskFailure(
-            "Input not found", f"the render document, file {file_id}, no longer exists"
-        ) from None
-
-
-def _a(kind: str) -> str:
-    return "a photo" if kind == "image" else "a video"
+    """Whether the operation writes media, and how it runs: the cached detectors, or for `render` the
+    given boxes and no detectors at all; a long video in segments over every worker."""
+    write_media, processor = file_processor(context, claim.operation, claim.parameters, claim.owner_id)
+    return write_media, split_long_videos(context, claim, processor).process_file
 
 
 def _input_file(context: WorkerContext, claim: Claim) -> StoredFile:
