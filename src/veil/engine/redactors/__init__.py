@@ -55,7 +55,8 @@ def obscure(frame_bgr: FrameBGR, detections: Detections, styles: StylesByLabel =
         styles: method, shape, mask scale and soft edge per label.
 
     Returns:
-        A new (H, W, 3) uint8 frame. Pixels outside every scaled mask are byte-identical to the input.
+        A new (H, W, 3) uint8 frame. Pixels outside every scaled mask are byte-identical to the input, and
+        the same boxes in any order give the same frame.
 
     Raises:
         ValueError: the frame is not (H, W, 3) uint8.
@@ -63,7 +64,11 @@ def obscure(frame_bgr: FrameBGR, detections: Detections, styles: StylesByLabel =
     _check_frame(frame_bgr)
     out = frame_bgr.copy()
     height, width = out.shape[:2]
-    for box_xyxy, label in zip(detections.xyxy, detections.label, strict=True):
+    # Each effect reads the pixels the boxes before it obscured, so the order is fixed here (by label,
+    # then corners), not left to whoever listed the boxes: a document read back from an annotation
+    # format lists a frame's boxes in another order and must render to the same frame.
+    order = np.lexsort((*detections.xyxy.T[::-1], detections.label))
+    for box_xyxy, label in zip(detections.xyxy[order], detections.label[order], strict=True):
         style = styles.for_label(str(label))
         region = mask_region(box_xyxy, style, (width, height))
         if region is None:
