@@ -4,11 +4,13 @@ a worker thread running what the API queued (the scripted face detector)."""
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +20,10 @@ from tests.cli.conftest import LiveServer
 from tests.engine.video_factory import make_video
 from tests.helpers import save_image
 from veil.cli.app import app
+from veil.cli.client import CommandError
+from veil.cli.task_requests import resolve_format
 from veil.core.storage import LocalStorage
+from veil.engine.annotations import formats
 from veil.worker.context import WorkerContext
 from veil.worker.requests import run_request
 from veil.worker.tasks import run_task
@@ -209,3 +214,34 @@ def test_an_ambiguous_format_name_is_read_by_the_tasks_media_kinds(
         requests = client.get("/v1/requests").json()["results"]
     asked = {tuple(r["operation"]["task_ids"]): r["operation"]["format"] for r in requests}
     assert asked == cases
+
+
+class _Formats:
+    """The one call `resolve_format` makes when a name picks a single format: the server's format list."""
+
+    def formats(self) -> list[dict[str, Any]]:
+        return [
+            {"name": f.name, "can_export": f.can_export, "can_import": f.can_import, "media": list(f.media)}
+            for f in formats()
+        ]
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ("coco", "COCO 1.0"),
+        ("yolo", "Ultralytics YOLO Detection 1.0"),
+        ("YOLO", "Ultralytics YOLO Detection 1.0"),
+        ("voc", "PASCAL VOC 1.1"),
+        ("mot", "MOT 1.1"),
+        ("datumaro", "Datumaro 1.0"),
+        ("cvat for video", "CVAT for video 1.1"),
+    ],
+)
+def test_a_short_format_name_starts_a_word_of_the_servers_name(given: str, named: str) -> None:
+    assert resolve_format(_Formats(), given, ["task_x"], exporting=True) == named  # type: ignore[arg-type]
+
+
+def test_a_name_inside_a_word_names_no_format() -> None:
+    with pytest.raises(CommandError, match=re.escape("format 'olo' names 0 formats; give one of: COCO 1.0")):
+        resolve_format(_Formats(), "olo", ["task_x"], exporting=True)  # type: ignore[arg-type]

@@ -1,9 +1,9 @@
 """`veil task export|import-annotations|backup|restore`: the server's background requests, each followed
 with a progress bar until it finished (exit status 0) or failed (its message, exit status 1).
 
-A format is named as `GET /v1/formats` names it ("COCO 1.0") or by the start of that name, any case
-("coco", "yolo"); when several formats start so ("cvat"), the one made for the tasks' media kinds is taken
-(CVAT for video for a video, CVAT for images for a photo, or for photos and videos together).
+A format is named as `GET /v1/formats` names it ("COCO 1.0") or by the start of a word of that name, any
+case ("coco", "yolo", "voc"); when several formats fit ("cvat"), the one made for the tasks' media kinds is
+taken (CVAT for video for a video, CVAT for images for a photo, or for photos and videos together).
 
 A backup or annotations file is sent by a resumable upload (`VeilClient.upload_resumable`), in chunks that
 go on from the server's offset after a dropped connection: a backup may be several GB.
@@ -188,7 +188,7 @@ def resolve_format(client: VeilClient, given: str, task_ids: Sequence[str], *, e
     exact = [f["name"] for f in usable if f["name"].casefold() == given.casefold()]
     if exact:
         return str(exact[0])
-    candidates = [f for f in usable if f["name"].casefold().startswith(given.casefold())]
+    candidates = [f for f in usable if _names(given, f["name"])]
     if len(candidates) > 1:
         kinds = {_media_kind(client, task_id) for task_id in task_ids}
         fitting = [f for f in candidates if kinds <= set(f["media"])]
@@ -198,6 +198,13 @@ def resolve_format(client: VeilClient, given: str, task_ids: Sequence[str], *, e
         names = ", ".join(f["name"] for f in (candidates or usable))
         raise CommandError(f"format {given!r} names {len(candidates)} formats; give one of: {names}")
     return str(candidates[0]["name"])
+
+
+def _names(given: str, name: str) -> bool:
+    """Whether `given` starts one of the words of the format name `name`, any case: "yolo" names
+    "Ultralytics YOLO Detection 1.0", "voc" names "PASCAL VOC 1.1"."""
+    words = name.casefold()
+    return f" {words}".find(f" {given.strip().casefold()}") >= 0
 
 
 def _media_kind(client: VeilClient, task_id: str) -> str:
