@@ -303,3 +303,27 @@ def test_a_frame_with_no_label_is_not_scored() -> None:
         ("clip.mp4 frame 4", 1, 0, 0)
     ]
     assert evaluation.tallies["face"].detections == 0
+
+
+def test_the_unmatched_table_lists_the_worst_images_and_results_json_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long video has a row per frame; the page keeps the ones with the most unmatched detections."""
+    monkeypatch.setattr(html_report, "MAX_TABLE_ROWS", 2)
+    truth, found = {}, {}
+    for number, strays in enumerate([1, 3, 2]):
+        name = f"p{number}.jpg"
+        truth[name] = Report(MediaInfo("image", 200, 200))
+        truth[name].add(0, 0.0, Detections.from_boxes([(10, 10, 40, 40)], [1.0], "face"))
+        found[name] = Report(MediaInfo("image", 200, 200))
+        boxes = [(10, 10, 40, 40)] + [(100 + 20 * i, 100, 115 + 20 * i, 115) for i in range(strays)]
+        found[name].add(0, 0.0, Detections.from_boxes(boxes, [0.9] * len(boxes), "face"))
+
+    page = write_report(score_reports(truth, found), tmp_path / "r", {})
+
+    text = page.read_text()
+    assert re.findall(r"<tr><td>(p\d\.jpg)</td><td>(\d)</td>", text) == [("p1.jpg", "3"), ("p2.jpg", "2")]
+    assert "3 photos or video frames have detections" in text
+    assert "The 2 with the most are listed; results.json has them all." in text
+    results = json.loads((page.parent / "results.json").read_text())
+    assert sorted(image["unmatched"] for image in results["images"]) == [1, 2, 3]

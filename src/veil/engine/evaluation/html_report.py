@@ -23,9 +23,12 @@ from veil.engine.media.kinds import media_kind
 from veil.engine.media.video import upright_frames
 from veil.engine.report import Report
 
-__all__ = ["MAX_CROPS", "write_report"]
+__all__ = ["MAX_CROPS", "MAX_TABLE_ROWS", "write_report"]
 
 MAX_CROPS = 500
+MAX_TABLE_ROWS = 500
+"""Images listed with their unmatched detections, most first; a long video has a row per frame, and every
+one is in results.json."""
 CROP_SIDE_PX = 160
 _COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759")
 _MISS_BGR = (0, 0, 255)
@@ -243,11 +246,16 @@ def _unmatched_table(evaluation: Evaluation) -> str:
     )
     rows = "".join(
         f"<tr><td>{_e(i.where)}</td><td>{i.unmatched}</td><td>{i.detections}</td><td>{i.found}/{i.boxes}</td></tr>"
-        for i in images
+        for i in images[:MAX_TABLE_ROWS]
+    )
+    listed = (
+        f" The {MAX_TABLE_ROWS} with the most are listed; results.json has them all."
+        if len(images) > MAX_TABLE_ROWS
+        else ""
     )
     return (
         f"<h2>Unmatched detections per image</h2><p>{len(images)} photos or video frames have detections "
-        "that overlap no labelled box (a face or plate nobody labelled, or a false alarm).</p>"
+        f"that overlap no labelled box (a face or plate nobody labelled, or a false alarm).{listed}</p>"
         + (
             f"<table><tr><th>image</th><th>unmatched</th><th>detections</th><th>found</th></tr>{rows}</table>"
             if rows
