@@ -291,3 +291,38 @@ def test_a_queued_request_is_cancelled_from_its_button(
     with web_server.api(key) as client:
         record = client.get(f"/v1/requests/{rq_id}").json()
     assert (record["status"], record["message"]) == ("failed", "Cancelled at the client's request.")
+
+
+def test_selected_tasks_export_as_one_dataset(
+    new_page: Callable[..., Page], web_server: WebServer, screenshot: Shoot
+) -> None:
+    """GIVEN two completed tasks on photos of the same name
+    WHEN both are selected in the task list and exported as one COCO dataset with their images
+    THEN the request is followed to a download button, which has the focus, and the zip holds each task's
+    anonymized photo under a folder named by its id."""
+    key = web_server.new_key("datasets")
+    tasks = [
+        finished_task(web_server, key, "astronaut.jpg", astronaut_jpeg(), detectors=["face"]) for _ in "ab"
+    ]
+    page = new_page()
+    sign_in(page, key)
+    for task in tasks:
+        page.locator(f'tr[data-task-id="{task["id"]}"]').get_by_role("checkbox").check()
+    page.locator("#dataset-menu summary").click()
+    form = page.locator("#dataset-form")
+    expect(form.get_by_label("Format")).to_contain_text("CVAT for video 1.1")
+    form.get_by_label("Format").select_option(COCO)
+    form.get_by_label("Include the anonymized images").check()
+    form.get_by_role("button", name="Export").click()
+    button = page.locator("#dataset-state").get_by_test_id("request-download")
+    expect(button).to_be_focused(timeout=30_000)
+    screenshot(page, "dataset-exported")
+
+    with page.expect_download() as info:
+        button.click()
+    with zipfile.ZipFile(io.BytesIO(Path(info.value.path()).read_bytes())) as archive:
+        names = archive.namelist()
+    with web_server.api(key) as client:
+        (record,) = client.get("/v1/requests").json()["results"]
+    assert sorted(record["operation"]["task_ids"]) == sorted(task["id"] for task in tasks)
+    assert all(any(name.endswith(f"{task['id']}/astronaut.jpg") for name in names) for task in tasks), names

@@ -222,6 +222,41 @@ function importMenu(api, task, { formats, kind, original, isGone }) {
 }
 
 /**
+ * "Export selected as dataset": the completed tasks `selected()` names, in one dataset of a format (POST
+ * /v1/datasets/export), each task's items under a folder named by its id; followed as a task's export is.
+ * The formats are loaded when the menu first opens.
+ */
+export function datasetMenu(api, { selected, isGone }) {
+  const format = el("select", { id: "dataset-format", name: "format", required: true });
+  const images = el("input", { type: "checkbox", id: "dataset-images", name: "save_images" });
+  const state = el("div", { class: "request-state", role: "status", "aria-live": "polite", id: "dataset-state" });
+  const form = el("form", { class: "annotation-form", id: "dataset-form" },
+    el("label", { for: "dataset-format" }, "Format"), format,
+    el("label", { class: "check" }, images, "Include the anonymized images (video frames as JPEG)"),
+    el("div", { class: "toolbar" },
+      el("button", { type: "submit", class: "primary", id: "dataset-submit" }, "Export"), state));
+  const menu = el("details", { class: "menu", id: "dataset-menu" },
+    el("summary", {}, "Export selected as dataset"), form);
+  menu.addEventListener("toggle", async () => {
+    if (!menu.open || format.options.length) return;
+    try {
+      const { results } = await api.json("GET", "/v1/formats");
+      format.replaceChildren(...results.filter((item) => item.can_export)
+        .map((item) => el("option", { value: item.name }, item.name)));
+    } catch (error) {
+      state.replaceChildren(failure(`The formats could not be loaded: ${describeError(error)}`));
+    }
+  });
+  runner(api, {
+    kind: "export", form, state, isGone,
+    start: () => api.json("POST", "/v1/datasets/export",
+      { json: { task_ids: selected(), format: format.value, save_images: images.checked } }),
+    finished: async (record) => [await resultButton(api, record, "Download")],
+  });
+  return menu;
+}
+
+/**
  * The annotations panel of completed task `task`: Export and Import annotations, each following its
  * background request while `isGone()` is false (the page still shows the task).
  */

@@ -1,6 +1,7 @@
 // The task list: filter by status, sort, search; live progress from GET /v1/tasks/events; cancel; select
-// completed tasks and download them as one zip.
+// completed tasks and download them as one zip, or export their detections as one dataset.
 
+import { datasetMenu } from "./annotations.js";
 import { describeError } from "./api.js";
 import { el, formatDate, plural } from "./dom.js";
 
@@ -45,6 +46,7 @@ export function showTasks(root, api) {
       el("label", { for: "task-status" }, "Status"), status,
       el("label", { for: "task-sort" }, "Sort"), sort,
       el("button", { type: "submit" }, "Apply"), zip),
+    datasetMenu(api, { selected: () => [...state.selected], isGone: () => controller.signal.aborted }),
     message, live,
     el("div", { class: "table-wrap" }, el("table", { class: "tasks", id: "task-table" },
       el("caption", { class: "visually-hidden" }, "Your tasks"),
