@@ -306,7 +306,7 @@ class _Run:
         self.styles, self.options, self.progress = styles, options, progress
         self.frames = frames
         self.props = reader.props
-        self.display_wh = _display_size(self.props)
+        self.display_wh = self.props.display_wh
         self.report = Report(MediaInfo("video", *self.display_wh))
         self.cancel = threading.Event()
         self.errors: list[BaseException] = []
@@ -551,12 +551,6 @@ def _fps(frame_rate: Fraction | None) -> float:
 def _tracker_config(frame_rate: Fraction | None, stride: int) -> TrackerConfig:
     """Keeps a missed track covered for about half a second, and at least two key frames."""
     return TrackerConfig(max_misses=max(2, round(0.5 * _fps(frame_rate) / stride)))
-
-
-def _display_size(props: VideoProps) -> tuple[int, int]:
-    if props.rotation in (90, 270):
-        return props.height, props.width
-    return props.width, props.height
 
 
 def _to_coded(boxes: Detections, props: VideoProps) -> Detections:

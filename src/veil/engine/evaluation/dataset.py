@@ -86,9 +86,7 @@ def _video_info(path: Path) -> MediaInfo:
     reader = VideoReader(path, copy_streams=False)  # decodes the first frame only, for its rotation
     props = reader.props
     reader.close()
-    width, height = (
-        (props.height, props.width) if props.rotation in (90, 270) else (props.width, props.height)
-    )
+    width, height = props.display_wh
     fps = float(props.frame_rate) if props.frame_rate else None
     count = props.frame_count
     return MediaInfo("video", width, height, fps, count, count / fps if count and fps else None)

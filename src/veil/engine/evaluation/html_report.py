@@ -85,11 +85,12 @@ def _write_crops(
         by_frame.setdefault(miss.image, {}).setdefault(miss.frame, []).append(index)
     for image, indices in by_frame.items():
         report = (found or {}).get(image)
+        detected = {f.index: f.detections for f in report.frames} if report else {}
         for frame, frame_bgr in _frames(media[image], indices):
-            shown = [f.detections for f in (report.frames if report else []) if f.index == (frame or 0)]
+            shown = detected.get(frame or 0)
             for index in indices[frame]:
                 miss = misses[index]
-                near = [d[d.label == miss.label].xyxy for d in shown]
+                near = [] if shown is None else [shown[shown.label == miss.label].xyxy]
                 name = f"misses/{index + 1:05d}.jpg"
                 (out_dir / name).write_bytes(_crop(frame_bgr, miss.xyxy, near))
                 crops[index] = name

@@ -93,9 +93,14 @@ class Evaluation:
         return list(dict.fromkeys(image.image for image in self.images if not image.has_detections))
 
     @property
+    def video_frames(self) -> int:
+        """How many of the images are video frames; the others are photos."""
+        return sum(image.frame is not None for image in self.images)
+
+    @property
     def counted(self) -> str:
         """What was scored, photos and video frames apart: "12 photos and 1,800 video frames"."""
-        frames = sum(image.frame is not None for image in self.images)
+        frames = self.video_frames
         parts = [(len(self.images) - frames, "photo"), (frames, "video frame")]
         said = [f"{n:,} {word}{'' if n == 1 else 's'}" for n, word in parts if n]
         return " and ".join(said) or "0 photos"
@@ -103,11 +108,10 @@ class Evaluation:
     def to_dict(self) -> dict[str, Any]:
         """The scores as JSON types: per label (recall by group, boxes, unmatched per image), per image,
         every miss, and the ignored detections."""
-        frames = sum(image.frame is not None for image in self.images)
         return {
             "iou_match": IOU_MATCH,
-            "photos": len(self.images) - frames,
-            "video_frames": frames,
+            "photos": len(self.images) - self.video_frames,
+            "video_frames": self.video_frames,
             "buckets": [{"name": n, "min_px": lo, "max_px": None if hi == float("inf") else hi}
                         for n, lo, hi in self.buckets],
             "labels": {label: _label_dict(tally, self.groups) for label, tally in self.tallies.items()},

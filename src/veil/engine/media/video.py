@@ -88,6 +88,11 @@ class VideoProps:
     muxer: str
     sample_aspect_ratio: Fraction | None
 
+    @property
+    def display_wh(self) -> tuple[int, int]:
+        """Width and height as a player shows the frames, after `rotation`."""
+        return (self.height, self.width) if self.rotation in (90, 270) else (self.width, self.height)
+
 
 @dataclass(frozen=True)
 class DecodedFrame:
